@@ -1,0 +1,130 @@
+"""The one place that encodes and decodes events with fastavro.
+
+Every record is an ``Envelope`` whose payload is the Avro binary of the event's
+own schema at ``schema_version``. Schemas are read from ``schemas/`` at start-up.
+Decoding resolves the writer's version to the newest one with Avro's rules; a
+change Avro cannot resolve is bridged by a named function in ``UPCASTERS``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import fastavro
+
+from chat.errors import SchemaError
+from chat.events import EVENT_TYPES, Event
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+# (type, from_version) -> function turning a record of that version into one of from_version + 1.
+# Example shape: ("MessageAccepted", 1): upcast_message_accepted_v1_v2
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: int
+    key: str
+    event: Event
+
+
+class Codec:
+    def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self._types: dict[str, Any] = {}
+        for path in sorted((schema_dir / "types").glob("*.avsc")):
+            fastavro.parse_schema(json.loads(path.read_text()), named_schemas=self._types)
+        self.envelope = fastavro.parse_schema(json.loads((schema_dir / "envelope.avsc").read_text()))
+        self.schemas: dict[tuple[str, int], Any] = {}
+        for path in sorted(schema_dir.glob("*.v*.avsc")):
+            name, _, version = path.name.removesuffix(".avsc").rpartition(".v")
+            named = dict(self._types)  # each version parses in its own namespace
+            self.schemas[(name, int(version))] = fastavro.parse_schema(
+                json.loads(path.read_text()), named_schemas=named
+            )
+        for event_type in EVENT_TYPES.values():
+            if (event_type.TYPE, event_type.VERSION) not in self.schemas:
+                raise SchemaError(f"no schema file for {event_type.TYPE} v{event_type.VERSION}")
+
+    def latest(self, type_name: str) -> tuple[int, Any]:
+        return self.schemas[(type_name, EVENT_TYPES[type_name].VERSION)], EVENT_TYPES[type_name].VERSION
+
+    def encode(self, event: Event, *, key: str = "", event_id: str | None = None,
+               occurred_at: int | None = None) -> bytes:
+        schema = self.schemas[(event.TYPE, event.VERSION)]
+        payload = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(payload, schema, event.to_record())
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SchemaError(f"{event.TYPE} does not match its schema: {exc}") from exc
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, self.envelope, {
+            "event_id": event_id or uuid.uuid4().hex,
+            "type": event.TYPE,
+            "schema_version": event.VERSION,
+            "occurred_at": occurred_at if occurred_at is not None else int(time.time() * 1000),
+            "key": key,
+            "payload": payload.getvalue(),
+        })
+        return out.getvalue()
+
+    def decode(self, data: bytes) -> Decoded:
+        try:
+            env = fastavro.schemaless_reader(io.BytesIO(data), self.envelope)
+        except Exception as exc:  # fastavro raises assorted errors on garbage
+            raise SchemaError(f"not an envelope: {exc}") from exc
+        type_name, version = env["type"], env["schema_version"]
+        if type_name not in EVENT_TYPES or (type_name, version) not in self.schemas:
+            raise SchemaError(f"unknown event {type_name} v{version}")
+        record = self._read_payload(type_name, version, env["payload"])
+        occurred = env["occurred_at"]
+        return Decoded(
+            event_id=env["event_id"],
+            type=type_name,
+            schema_version=version,
+            occurred_at=int(occurred.timestamp() * 1000) if hasattr(occurred, "timestamp") else occurred,
+            key=env["key"],
+            event=EVENT_TYPES[type_name].from_record(record),
+        )
+
+    def _read_payload(self, type_name: str, version: int, payload: bytes) -> dict[str, Any]:
+        latest = EVENT_TYPES[type_name].VERSION
+        # Walk the upcaster chain where one exists; Avro resolution covers the rest.
+        while (type_name, version) in UPCASTERS and version < latest:
+            record = fastavro.schemaless_reader(io.BytesIO(payload), self.schemas[(type_name, version)], None)
+            record = UPCASTERS[(type_name, version)](record)
+            version += 1
+            if version == latest:
+                return record
+            payload = self._write(type_name, version, record)
+        writer = self.schemas[(type_name, version)]
+        reader = self.schemas[(type_name, latest)]
+        try:
+            return fastavro.schemaless_reader(io.BytesIO(payload), writer, reader if version != latest else None)
+        except Exception as exc:
+            raise SchemaError(f"cannot read {type_name} v{version}: {exc}") from exc
+
+    def _write(self, type_name: str, version: int, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, self.schemas[(type_name, version)], record)
+        return buf.getvalue()
+
+
+_default: Codec | None = None
+
+
+def default_codec() -> Codec:
+    """The process-wide codec, schemas read once."""
+    global _default
+    if _default is None:
+        _default = Codec()
+    return _default

@@ -1,0 +1,196 @@
+"""Python types for the events and commands defined in ``schemas/``.
+
+The ``.avsc`` files are the definition; these dataclasses mirror them and a
+round-trip test checks every one against its schema. ``TYPE`` is the Avro
+record name, ``VERSION`` the newest schema version this code reads and writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, ClassVar, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    gateway_id: str
+    device_id: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    media_id: str
+    url: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: str
+    role: str  # "admin" | "member"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    user_id: str
+    device_id: str | None = None
+
+
+class Event:
+    """Base of every record type carried in an Envelope."""
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+    def to_record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Event":
+        return _build(cls, record)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSendRequested(Event):
+    TYPE: ClassVar[str] = "MessageSendRequested"
+    conversation_id: str
+    sender_id: str
+    client_msg_id: str
+    body: str
+    origin: Origin
+    media_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationCreateRequested(Event):
+    TYPE: ClassVar[str] = "ConversationCreateRequested"
+    conversation_id: str
+    kind: str  # "direct" | "group"
+    creator_id: str
+    member_ids: list[str]
+    origin: Origin
+    name: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationCreated(Event):
+    TYPE: ClassVar[str] = "ConversationCreated"
+    conversation_id: str
+    kind: str
+    name: str
+    description: str
+    members: list[Member]
+    created_by: str
+    created_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAccepted(Event):
+    TYPE: ClassVar[str] = "MessageAccepted"
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    client_msg_id: str
+    body: str
+    sent_at: int
+    origin: Origin
+    media: Media | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeduplicated(Event):
+    TYPE: ClassVar[str] = "MessageDeduplicated"
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    client_msg_id: str
+    sent_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected(Event):
+    TYPE: ClassVar[str] = "CommandRejected"
+    conversation_id: str
+    command: str
+    user_id: str
+    code: str
+    message: str
+    origin: Origin
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFenced(Event):
+    TYPE: ClassVar[str] = "PartitionFenced"
+    partition: int
+    worker_id: str
+    nonce: str
+    fenced_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Event):
+    TYPE: ClassVar[str] = "Delivery"
+    targets: list[Target]
+    frame: bytes
+    request_id: str | None = None
+    status: int = 200
+
+
+Command = Union[MessageSendRequested, ConversationCreateRequested]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls
+    for cls in (
+        MessageSendRequested,
+        ConversationCreateRequested,
+        ConversationCreated,
+        MessageAccepted,
+        MessageDeduplicated,
+        CommandRejected,
+        PartitionFenced,
+        Delivery,
+    )
+}
+
+_NESTED = (Origin, Media, Member, Target)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v) for v in value]
+    # Optional[X] is a union with None: try each member.
+    candidates = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    for candidate in candidates:
+        if candidate in _NESTED:
+            return _build(candidate, value)
+    return value
+
+
+def _build(cls: type, record: dict[str, Any]) -> Any:
+    hints = _hints(cls)
+    kwargs = {
+        f.name: _convert(hints[f.name], record[f.name])
+        for f in dataclasses.fields(cls)
+        if f.name in record
+    }
+    return cls(**kwargs)

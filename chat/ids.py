@@ -1,0 +1,36 @@
+"""Identifiers: direct-conversation ids derived from the member pair, fresh ids for the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+DIRECT_PREFIX = "dm_"
+GROUP_PREFIX = "g_"
+
+
+def direct_conversation_id(user_a: str, user_b: str) -> str:
+    """The one id of the direct conversation between two users, whoever asks first.
+
+    Hashing the sorted pair keeps ids short and free of the users' own characters;
+    a NUL separator keeps ("ab", "c") and ("a", "bc") apart.
+    """
+    low, high = sorted((user_a, user_b))
+    digest = hashlib.sha256(f"{low}\x00{high}".encode()).hexdigest()
+    return f"{DIRECT_PREFIX}{digest[:32]}"
+
+
+def is_direct_id(conversation_id: str) -> bool:
+    return conversation_id.startswith(DIRECT_PREFIX)
+
+
+def new_group_id() -> str:
+    return f"{GROUP_PREFIX}{uuid.uuid4().hex}"
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

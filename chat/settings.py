@@ -1,0 +1,114 @@
+"""One frozen ``Settings``, read from ``CHAT_*`` environment variables once at start-up.
+
+This is the only module that reads the environment. Defaults run on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+DAY_MS = 86_400_000
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # HTTP / WebSocket
+    host: str = "127.0.0.1"
+    port: int = 8080
+    gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-8080")
+    public_url: str = ""
+    # Kafka protocol broker
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = "chat."
+    partitions: int = 4
+    replication_factor: int = 1
+    kafka_session_timeout_s: float = 6.0
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Timeline store: "sqlite" (embedded, one machine) or "cassandra"
+    timeline_backend: str = "sqlite"
+    data_dir: str = ".data"
+    sqlite_path: str = ""
+    cassandra_hosts: str = ""
+    cassandra_keyspace: str = "chat"
+    retention_days: float = 90.0
+    sweep_interval_s: float = 300.0
+    # Auth
+    jwt_secret: str = "dev-secret-change-me"
+    jwt_algorithm: str = "HS256"
+    dev_auth: bool = True
+    token_ttl_s: int = 86_400
+    # Limits
+    max_body_bytes: int = 65_536
+    max_frame_bytes: int = 1_048_576
+    max_members_per_request: int = 1_000
+    max_page: int = 200
+    default_page: int = 50
+    dedup_window_s: float = 86_400.0
+    # Connections and liveness
+    connection_ttl_s: float = 60.0
+    heartbeat_interval_s: float = 15.0
+    request_timeout_s: float = 15.0
+    # Worker
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    app_id: str = "chat"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
+        """Settings from ``CHAT_<FIELD>`` variables (upper case), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"CHAT_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind == "bool":
+                values[f.name] = _bool(raw)
+            elif kind == "int":
+                values[f.name] = int(raw)
+            elif kind == "float":
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        if "CHAT_GATEWAY_ID" not in env and "gateway_id" not in overrides:
+            port = values.get("port", overrides.get("port", cls.port))
+            values["gateway_id"] = f"{socket.gethostname()}-{port}"
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    # Derived values
+    @property
+    def commands_topic(self) -> str:
+        return f"{self.topic_prefix}commands"
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.topic_prefix}events"
+
+    def delivery_topic(self, gateway_id: str) -> str:
+        return f"{self.topic_prefix}delivery.{gateway_id}"
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * DAY_MS)
+
+    @property
+    def resolved_sqlite_path(self) -> Path:
+        return Path(self.sqlite_path) if self.sqlite_path else Path(self.data_dir) / "timelines.sqlite3"
+
+    @property
+    def cassandra_host_list(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]

