@@ -74,7 +74,9 @@ class Service:
         self.env = dict(os.environ if env is None else env)
         self.log_path = Path(log_path)
         self.cwd = cwd
+        self.port: int | None = None  # the TCP port it listens on, when it has one
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0  # where this run's output starts in the (appended) log file
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} pid={self.pid}>"
@@ -94,10 +96,14 @@ class Service:
     def start(self) -> "Service":
         if self.running:
             raise ServiceError(f"{self.name} is already running (pid {self.pid})")
+        if self.port is not None and port_open(self.port):
+            # Without this check the readiness probe would happily talk to the other process.
+            raise ServiceError(f"{self.name}: port {self.port} is already in use (another instance running?)")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
             log.flush()
+            self._log_offset = log.tell()
             self.proc = subprocess.Popen(
                 self.argv,
                 env=self.env,
@@ -142,9 +148,11 @@ class Service:
         return self.proc.returncode
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last lines this run wrote to the log."""
         try:
-            with open(self.log_path, "r", errors="replace") as f:
-                tail = deque(f, maxlen=lines)
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_offset)
+                tail = deque(f.read().decode(errors="replace").splitlines(keepends=True), maxlen=lines)
         except OSError:
             return f"(no log at {self.log_path})"
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "".join(tail)

@@ -73,7 +73,11 @@ def _partition_counts(admin: AdminClient, timeout: float, wait_for: list[str] = 
 
 def main() -> int:
     settings = Settings.from_env()
-    counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor)
+    try:
+        counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor)
+    except ChatError as exc:
+        print(f"infra.topics: {exc}", file=sys.stderr)
+        return 1
     for name, n in counts.items():
         print(f"topic {name}: {n} partitions")
     return 0

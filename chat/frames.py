@@ -1,0 +1,59 @@
+"""Server-to-client JSON frames of PROTOCOL.md, encoded once with orjson.
+
+The worker builds delivery frames here and the gateway writes the bytes to its
+sockets unchanged, so a frame fanned out to a thousand devices is encoded once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    return orjson.dumps(frame)
+
+
+def decode(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def message_object(m: MessageAccepted) -> dict[str, Any]:
+    media = None
+    if m.media is not None:
+        media = {"media_id": m.media.media_id, "url": m.media.url,
+                 "content_type": m.media.content_type, "size": m.media.size}
+    return {"conversation_id": m.conversation_id, "seq": m.seq, "message_id": m.message_id,
+            "sender_id": m.sender_id, "client_msg_id": m.client_msg_id, "body": m.body,
+            "media": media, "sent_at": m.sent_at}
+
+
+def conversation_object(c: ConversationCreated) -> dict[str, Any]:
+    return {"conversation_id": c.conversation_id, "type": c.kind, "name": c.name,
+            "description": c.description,
+            "members": [{"user_id": m.user_id, "role": m.role} for m in c.members],
+            "created_at": c.created_at}
+
+
+def message_frame(m: MessageAccepted) -> bytes:
+    return encode({"type": "message", "message": message_object(m)})
+
+
+def ack_frame(m: MessageAccepted | MessageDeduplicated) -> bytes:
+    return encode({"type": "ack", "client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id,
+                   "seq": m.seq, "message_id": m.message_id, "sent_at": m.sent_at})
+
+
+def conversation_frame(conversation: dict[str, Any]) -> bytes:
+    return encode({"type": "conversation", "conversation": conversation})
+
+
+def error_frame(code: str, message: str, ref: str | None = None, **extra: Any) -> bytes:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    frame.update(extra)
+    return encode(frame)

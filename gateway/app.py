@@ -1,0 +1,108 @@
+"""The aiohttp gateway: ``create_app(settings)``. Resources are opened and closed in
+``cleanup_ctx``; errors become protocol values only here, at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Awaitable, Callable
+
+import orjson
+import redis.asyncio as redis
+from aiohttp import web
+
+from chat.errors import ChatError, RateLimited
+from chat.events import Delivery
+from chat.settings import Settings
+from gateway import http, ws
+from gateway.context import GATEWAY, SETTINGS, Gateway
+from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
+from gateway.metrics import Metrics
+from gateway.registry import Registry
+from projections.connections import ConnectionRegistry
+from projections.conversations import ConversationProjection
+from projections.timelines import make_timeline_store
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+              405: "bad_request", 409: "conflict", 413: "too_large", 429: "rate_limited"}
+ACK_PREFIX = b'{"type":"ack"'
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps({"error": {"code": code, "message": message}}), status=status,
+                        content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RateLimited as exc:
+        return error_response(exc.status, exc.code, exc.message,
+                              {"Retry-After": str(max(1, -(-exc.retry_after_ms // 1000)))})
+    except ChatError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, "too_large", exc.text or "request too large")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, HTTP_CODES.get(exc.status, "bad_request"), exc.reason)
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    client = redis.Redis.from_url(settings.redis_url)
+    await client.ping()
+    timelines = make_timeline_store(settings)
+    await timelines.open()
+    await asyncio.to_thread(ensure_delivery_topic, settings)
+    registry = Registry(settings.gateway_id, ConnectionRegistry(client, settings.connection_ttl_s))
+    metrics = Metrics()
+
+    def dispatch(deliveries: list[Delivery]) -> None:
+        metrics.delivered(deliveries)
+        for delivery in deliveries:
+            if delivery.frame.startswith(ACK_PREFIX):
+                ack = orjson.loads(delivery.frame)
+                for target in delivery.targets:
+                    metrics.acked(target.user_id, ack["client_msg_id"])
+        registry.dispatch(deliveries)
+
+    consumer = DeliveryConsumer(settings, dispatch, loop)
+    await asyncio.to_thread(consumer.start)
+    gw = Gateway(settings=settings, redis=client, timelines=timelines,
+                 conversations=ConversationProjection(client), registry=registry,
+                 producer=CommandProducer(settings), consumer=consumer, metrics=metrics)
+    app[GATEWAY] = gw
+    heartbeat = asyncio.create_task(_heartbeat(gw))
+    log.info("gateway %s ready", settings.gateway_id)
+    yield
+    heartbeat.cancel()
+    await registry.close_all()
+    consumer.close()
+    await asyncio.to_thread(gw.producer.close)
+    await timelines.close()
+    await client.aclose()
+
+
+async def _heartbeat(gw: Gateway) -> None:
+    while True:
+        await asyncio.sleep(gw.settings.heartbeat_interval_s)
+        try:
+            await gw.registry.refresh()
+        except Exception:  # Redis down: keep serving, retry on the next beat
+            log.exception("connection heartbeat failed")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(resources)
+    app.add_routes(http.routes)
+    app.router.add_get("/v1/ws", ws.websocket)
+    return app

@@ -1,0 +1,95 @@
+"""What the gateway's handlers share: typed app keys and the command path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as redis
+from aiohttp import web
+
+from chat import frames
+from chat.errors import BadRequest, NotFound, TooLarge, error_for_code
+from chat.events import MessageSendRequested, Origin
+from chat.ids import new_request_id
+from chat.settings import Settings
+from gateway.kafka import CommandProducer, DeliveryConsumer
+from gateway.metrics import Metrics
+from gateway.registry import Registry
+from projections.conversations import ConversationProjection
+from projections.timelines import TimelineStore
+
+MAX_ID_CHARS = 128
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    redis: redis.Redis
+    timelines: TimelineStore
+    conversations: ConversationProjection
+    registry: Registry
+    producer: CommandProducer
+    consumer: DeliveryConsumer
+    metrics: Metrics
+
+    def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
+        return Origin(self.settings.gateway_id, device_id, request_id)
+
+    async def require_member(self, conversation_id: str, user_id: str) -> str:
+        """The user's role; unknown conversations and non-members read the same (nothing leaks)."""
+        role = await self.conversations.role(conversation_id, user_id)
+        if role is None:
+            raise NotFound("no such conversation")
+        return role
+
+    def send_command(self, user_id: str, data: dict[str, Any], device_id: str | None,
+                     request_id: str | None = None) -> MessageSendRequested:
+        """Validate a send (WebSocket frame or HTTP body) and produce its command."""
+        conversation_id = id_field(data, "conversation_id")
+        client_msg_id = id_field(data, "client_msg_id")
+        body = data.get("body", "")
+        media_id = data.get("media_id")
+        if not isinstance(body, str):
+            raise BadRequest("body must be a string", ref=client_msg_id)
+        if media_id is not None and not isinstance(media_id, str):
+            raise BadRequest("media_id must be a string", ref=client_msg_id)
+        if len(body.encode()) > self.settings.max_body_bytes:
+            raise TooLarge(f"body is over {self.settings.max_body_bytes} bytes", ref=client_msg_id)
+        command = MessageSendRequested(conversation_id=conversation_id, sender_id=user_id,
+                                       client_msg_id=client_msg_id, body=body,
+                                       origin=self.origin(device_id, request_id), media_id=media_id)
+        self.metrics.sent(user_id, client_msg_id)
+        return command
+
+    async def request(self, command: Any, key: str, request_id: str) -> tuple[int, Any]:
+        """Produce a command and wait for the workers' answer: (HTTP status, frame)."""
+        waiter = self.registry.expect(request_id)
+        await self.producer.send(command, key)
+        status, frame = await self.registry.wait(request_id, waiter, self.settings.request_timeout_s)
+        decoded = frames.decode(frame)
+        if decoded.get("type") == "error":
+            raise error_for_code(decoded["code"], decoded["message"])
+        return status, decoded
+
+
+def id_field(data: dict[str, Any], name: str, ref: str | None = None) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise BadRequest(f"{name} is required and must be a non-empty string", ref=ref)
+    if len(value) > MAX_ID_CHARS:
+        raise BadRequest(f"{name} is longer than {MAX_ID_CHARS} characters", ref=ref)
+    return value
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_request() -> str:
+    return new_request_id()
+
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)

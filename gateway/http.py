@@ -1,0 +1,176 @@
+"""HTTP API handlers of PROTOCOL.md. Each validates, checks membership, and either reads a
+projection or produces a command and waits for the stream workers' answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from chat.errors import BadRequest, NotFound
+from chat.events import ConversationCreateRequested
+from chat.ids import direct_conversation_id, new_group_id
+from gateway.auth import MAX_USER_ID, issue_token, request_user
+from gateway.context import GATEWAY, Gateway, id_field, new_request
+
+routes = web.RouteTableDef()
+
+
+def json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def body_of(request: web.Request) -> dict[str, Any]:
+    try:
+        data = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def ctx(request: web.Request) -> tuple[Gateway, str]:
+    gw = request.app[GATEWAY]
+    return gw, request_user(gw.settings, request)
+
+
+def int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be an integer") from exc
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative")
+    return value
+
+
+@routes.post("/v1/dev/token")
+async def dev_token(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    if not gw.settings.dev_auth:
+        raise NotFound("development sign-in is off")
+    user_id = (await body_of(request)).get("user_id")
+    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID:
+        raise BadRequest(f"user_id must be a non-empty string of at most {MAX_USER_ID} characters")
+    return json({"token": issue_token(gw.settings, user_id)})
+
+
+@routes.post("/v1/conversations")
+async def create_conversation(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    data = await body_of(request)
+    kind = data.get("type")
+    request_id = new_request()
+    if kind == "direct":
+        peer = id_field(data, "peer")
+        if peer == user_id:
+            raise BadRequest("a direct conversation needs a peer other than yourself")
+        conversation_id = direct_conversation_id(user_id, peer)
+        existing = await gw.conversations.get(conversation_id)
+        if existing is not None:
+            return json(existing, 200)
+        members, name, description = [peer], "", ""
+    elif kind == "group":
+        members = data.get("members", [])
+        name, description = data.get("name", ""), data.get("description", "")
+        if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+            raise BadRequest("members must be a list of user ids")
+        if len(members) > gw.settings.max_members_per_request:
+            raise BadRequest(f"at most {gw.settings.max_members_per_request} members per request")
+        if not isinstance(name, str) or not isinstance(description, str):
+            raise BadRequest("name and description must be strings")
+        conversation_id = new_group_id()
+    else:
+        raise BadRequest('type must be "direct" or "group"')
+    command = ConversationCreateRequested(
+        conversation_id=conversation_id, kind=kind, creator_id=user_id, member_ids=members,
+        origin=gw.origin(request_id=request_id), name=name, description=description)
+    status, frame = await gw.request(command, conversation_id, request_id)
+    return json(frame["conversation"], status)
+
+
+@routes.get("/v1/conversations")
+async def list_conversations(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    items = []
+    for conversation_id in await gw.conversations.conversation_ids(user_id):
+        conversation, (last_seq, last) = await asyncio.gather(
+            gw.conversations.get(conversation_id), gw.conversations.last(conversation_id))
+        if conversation is None:
+            continue
+        conversation.update(last_seq=last_seq, last_message=last, unread=last_seq)
+        items.append(conversation)
+    items.sort(key=lambda c: (c["last_message"] or {}).get("sent_at", c["created_at"]), reverse=True)
+    return json({"conversations": items})
+
+
+@routes.get("/v1/conversations/{conversation_id}")
+async def get_conversation(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    await gw.require_member(conversation_id, user_id)
+    conversation = await gw.conversations.get(conversation_id)
+    if conversation is None:
+        raise NotFound("no such conversation")
+    return json(conversation)
+
+
+@routes.get("/v1/conversations/{conversation_id}/messages")
+async def history(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    await gw.require_member(conversation_id, user_id)
+    limit = int_param(request, "limit")
+    limit = gw.settings.default_page if limit is None else limit
+    if not 1 <= limit <= gw.settings.max_page:
+        raise BadRequest(f"limit must be between 1 and {gw.settings.max_page}")
+    page = await gw.timelines.page(conversation_id, before_seq=int_param(request, "before_seq"),
+                                   after_seq=int_param(request, "after_seq"), limit=limit)
+    return json({"messages": [m.to_dict() for m in page.messages], "has_more": page.has_more})
+
+
+@routes.post("/v1/conversations/{conversation_id}/messages")
+async def post_message(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    data = await body_of(request)
+    data["conversation_id"] = request.match_info["conversation_id"]
+    request_id = new_request()
+    command = gw.send_command(user_id, data, None, request_id)
+    await gw.require_member(command.conversation_id, user_id)
+    status, frame = await gw.request(command, command.conversation_id, request_id)
+    gw.metrics.acked(user_id, command.client_msg_id)
+    return json(frame, status)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    checks = {"broker": False, "redis": False, "store": False, "consumer": gw.consumer.assigned.is_set()}
+    checks["broker"] = await asyncio.to_thread(gw.producer.broker_reachable, 2.0)
+    try:
+        checks["redis"] = bool(await asyncio.wait_for(gw.redis.ping(), 2.0))
+    except Exception:  # any failure means "not reachable"; details are in the logs
+        checks["redis"] = False
+    try:
+        await asyncio.wait_for(gw.timelines.ping(), 2.0)
+        checks["store"] = True
+    except Exception:
+        checks["store"] = False
+    ok = all(checks.values())
+    return json({"status": "ok" if ok else "unavailable", "checks": checks,
+                 "gateway_id": gw.settings.gateway_id}, 200 if ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    gw = request.app[GATEWAY]
+    gw.metrics.connections.set(len(gw.registry))
+    return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})

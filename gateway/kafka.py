@@ -1,0 +1,112 @@
+"""The gateway's Kafka side, on confluent-kafka: a producer of commands and a consumer of
+this gateway's own delivery topic. librdkafka's calls block, so each runs its polling in a
+thread and hands results to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from chat.codec import default_codec
+from chat.errors import SchemaError
+from chat.kafka import AsyncProducer
+from chat.events import Delivery, Event
+from chat.settings import Settings
+from infra.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class CommandProducer:
+    """Commands to the conversation-partitioned commands topic, keyed by conversation id."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.commands_topic
+        self._producer = AsyncProducer(settings.kafka_bootstrap)
+        self._codec = default_codec()
+
+    def send(self, event: Event, key: str) -> asyncio.Future[int]:
+        """The future resolves when the broker has the command (acks=all)."""
+        return self._producer.send(self.topic, self._codec.encode(event, key=key), key=key.encode())
+
+    def broker_reachable(self, timeout: float = 2.0) -> bool:
+        return self._producer.reachable(self.topic, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._producer.close(timeout)
+
+
+def ensure_delivery_topic(settings: Settings) -> None:
+    """This gateway's delivery topic: one partition, so its frames keep their order."""
+    ensure_topics(settings.kafka_bootstrap, {settings.delivery_topic(settings.gateway_id): 1},
+                  settings.replication_factor)
+
+
+class DeliveryConsumer:
+    """Reads this gateway's delivery topic from its current end, hands batches to ``dispatch``."""
+
+    def __init__(self, settings: Settings, dispatch: Callable[[list[Delivery]], None],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.topic = settings.delivery_topic(settings.gateway_id)
+        self._consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"gateway-{settings.gateway_id}",  # required; offsets are never committed
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 5,
+            "fetch.min.bytes": 1,
+        })
+        self._dispatch = dispatch
+        self._loop = loop
+        self._codec = default_codec()
+        self._stop = threading.Event()
+        self.assigned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="delivery-consumer", daemon=True)
+
+    def start(self) -> None:
+        # Start where the topic ends now: this gateway has no sockets yet, and clients that
+        # were connected before a restart catch up with `sync`. (On Tansu the end offset is
+        # early, so a few old frames may come again: clients drop duplicates by seq.)
+        # A fresh topic may not report offsets yet: then start at its beginning, never at a
+        # lazily resolved "latest", which could skip the first answers.
+        try:
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10)
+        except KafkaException as exc:
+            log.warning("no end offset for %s yet (%s): reading from the beginning", self.topic, exc)
+            high = -1
+        start = high if high is not None and high >= 0 else OFFSET_BEGINNING
+        self._consumer.assign([TopicPartition(self.topic, 0, start)])
+        log.info("consuming %s from offset %s", self.topic, start)
+        self.assigned.set()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = self._consumer.consume(num_messages=1_000, timeout=0.1)
+            except KafkaException as exc:
+                log.warning("delivery consume failed: %s", exc)
+                continue
+            batch = []
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("delivery read error: %s", msg.error())
+                    continue
+                try:
+                    batch.append(self._codec.decode(msg.value()).event)
+                except SchemaError as exc:
+                    log.error("undecodable delivery at offset %d: %s", msg.offset(), exc)
+            if batch:
+                self._loop.call_soon_threadsafe(self._dispatch, batch)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self._consumer.close()

@@ -1,0 +1,39 @@
+"""Prometheus metrics of one gateway process."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from chat.events import Delivery
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.connections = Gauge("chat_connections_open", "Open WebSocket connections", registry=self.registry)
+        self.frames_in = Counter("chat_frames_in_total", "Frames received from clients", ["type"],
+                                 registry=self.registry)
+        self.deliveries = Counter("chat_deliveries_total", "Delivery records consumed", registry=self.registry)
+        self.frames_out = Counter("chat_frames_out_total", "Frames queued to sockets", registry=self.registry)
+        self.errors = Counter("chat_errors_total", "Errors answered to clients", ["code"], registry=self.registry)
+        self.send_to_ack = Histogram(
+            "chat_send_to_ack_seconds", "From a send reaching this gateway to its ack leaving it",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=self.registry)
+        self._sent: dict[tuple[str, str], float] = {}
+
+    def sent(self, user_id: str, client_msg_id: str) -> None:
+        if len(self._sent) < 100_000:
+            self._sent[(user_id, client_msg_id)] = time.perf_counter()
+
+    def acked(self, user_id: str, client_msg_id: str) -> None:
+        started = self._sent.pop((user_id, client_msg_id), None)
+        if started is not None:
+            self.send_to_ack.observe(time.perf_counter() - started)
+
+    def delivered(self, deliveries: list[Delivery]) -> None:
+        self.deliveries.inc(len(deliveries))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,128 @@
+"""This gateway's sockets, and the requests waiting for an answer from the stream workers.
+
+Each connection has an outbound queue drained by its own writer task, so frames reach a
+device in the order the delivery topic holds them and a slow socket delays nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from chat import frames
+from chat.errors import Unavailable
+from chat.events import Delivery
+from projections.connections import ConnectionRegistry
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_FRAMES = 10_000
+
+
+class Connection:
+    __slots__ = ("ws", "user_id", "device_id", "queue", "writer")
+
+    def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
+        self.ws = ws
+        self.user_id = user_id
+        self.device_id = device_id
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED_FRAMES)
+        self.writer = asyncio.create_task(self._write())
+
+    def push(self, frame: bytes) -> None:
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            # A device this far behind reconnects and syncs instead.
+            log.warning("dropping slow device %s/%s", self.user_id, self.device_id)
+            asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if self.ws.closed:
+                return
+            try:
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
+            except (ConnectionError, RuntimeError):
+                return
+
+    def send_now(self, frame: dict[str, Any]) -> None:
+        self.push(frames.encode(frame))
+
+
+class Registry:
+    def __init__(self, gateway_id: str, directory: ConnectionRegistry) -> None:
+        self.gateway_id = gateway_id
+        self.directory = directory
+        self.by_user: dict[str, dict[str, set[Connection]]] = defaultdict(lambda: defaultdict(set))
+        self.pending: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(c) for devices in self.by_user.values() for c in devices.values())
+
+    async def add(self, conn: Connection) -> None:
+        self.by_user[conn.user_id][conn.device_id].add(conn)
+        await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+
+    async def remove(self, conn: Connection) -> None:
+        conn.writer.cancel()
+        devices = self.by_user.get(conn.user_id)
+        if devices is None:
+            return
+        conns = devices.get(conn.device_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del devices[conn.device_id]
+                await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+        if not devices:
+            del self.by_user[conn.user_id]
+
+    async def refresh(self) -> None:
+        """Heartbeat: keep this gateway's entries alive in the shared directory."""
+        await self.directory.register(
+            [(u, d) for u, devices in self.by_user.items() for d in devices], self.gateway_id)
+
+    def dispatch(self, deliveries: list[Delivery]) -> None:
+        """Write each delivery's frame to its targets' sockets here; answer waiting requests."""
+        for delivery in deliveries:
+            if delivery.request_id is not None:
+                waiter = self.pending.pop(delivery.request_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result((delivery.status, delivery.frame))
+            for target in delivery.targets:
+                devices = self.by_user.get(target.user_id)
+                if not devices:
+                    continue
+                if target.device_id is None:
+                    for conns in devices.values():
+                        for conn in conns:
+                            conn.push(delivery.frame)
+                else:
+                    for conn in devices.get(target.device_id, ()):
+                        conn.push(delivery.frame)
+
+    def expect(self, request_id: str) -> asyncio.Future[tuple[int, bytes]]:
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        return future
+
+    async def wait(self, request_id: str, future: asyncio.Future[tuple[int, bytes]],
+                   timeout: float) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError as exc:
+            raise Unavailable("the stream workers did not answer in time") from exc
+        finally:
+            self.pending.pop(request_id, None)
+
+    async def close_all(self) -> None:
+        for devices in list(self.by_user.values()):
+            for conns in list(devices.values()):
+                for conn in list(conns):
+                    await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

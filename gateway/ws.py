@@ -1,0 +1,119 @@
+"""The WebSocket endpoint: authenticate before the upgrade, register the device, then
+answer frames. Every bad frame gets an ``error`` frame and the socket stays open.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from chat.errors import BadRequest, ChatError
+from gateway.auth import request_user
+from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway
+from gateway.registry import Connection
+
+log = logging.getLogger(__name__)
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    gw = request.app[GATEWAY]
+    user_id = request_user(gw.settings, request, allow_query=True)  # 401 before the upgrade
+    device_id = request.query.get("device_id", "")
+    if not device_id or len(device_id) > MAX_ID_CHARS:
+        raise BadRequest(f"device_id is required (at most {MAX_ID_CHARS} characters)")
+    ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
+    await ws.prepare(request)
+    conn = Connection(ws, user_id, device_id)
+    await gw.registry.add(conn)
+    gw.metrics.connections.inc()
+    conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
+                   "server_id": gw.settings.gateway_id})
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await on_text(gw, conn, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                error(gw, conn, BadRequest("frames are JSON text"))
+    finally:
+        gw.metrics.connections.dec()
+        await gw.registry.remove(conn)
+    return ws
+
+
+def error(gw: Gateway, conn: Connection, exc: ChatError) -> None:
+    gw.metrics.errors.labels(exc.code).inc()
+    frame: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
+    if exc.ref is not None:
+        frame["ref"] = exc.ref
+    retry_after_ms = getattr(exc, "retry_after_ms", None)
+    if retry_after_ms is not None:
+        frame["retry_after_ms"] = retry_after_ms
+    conn.send_now(frame)
+
+
+async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
+    ref = None
+    try:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"frame is not JSON: {exc}") from exc
+        if not isinstance(frame, dict):
+            raise BadRequest("frame must be a JSON object")
+        ref = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
+        kind = frame.get("type")
+        gw.metrics.frames_in.labels(kind if kind in HANDLERS else "unknown").inc()
+        handler = HANDLERS.get(kind)  # type: ignore[arg-type]
+        if handler is None:
+            raise BadRequest(f"unknown frame type {kind!r}; expected one of {sorted(HANDLERS)}")
+        await handler(gw, conn, frame)
+    except ChatError as exc:
+        if exc.ref is None:
+            exc.ref = ref
+        error(gw, conn, exc)
+
+
+async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    command = gw.send_command(conn.user_id, frame, conn.device_id)
+    await gw.require_member(command.conversation_id, conn.user_id)
+    future = gw.producer.send(command, command.conversation_id)
+
+    def failed(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            exc = fut.exception()
+            exc.ref = command.client_msg_id
+            error(gw, conn, exc)
+
+    future.add_done_callback(failed)
+
+
+async def on_ping(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    pong: dict[str, Any] = {"type": "pong"}
+    if "id" in frame:
+        pong["id"] = frame["id"]
+    conn.send_now(pong)
+
+
+async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    """Replay every message after the device's cursor, per conversation, then ``synced``."""
+    cursors = frame.get("cursors", {})
+    if not isinstance(cursors, dict) or not all(isinstance(v, int) and v >= 0 for v in cursors.values()):
+        raise BadRequest("cursors must map conversation ids to non-negative integers")
+    result: dict[str, int] = {}
+    for conversation_id in await gw.conversations.conversation_ids(conn.user_id):
+        cursor = cursors.get(conversation_id, 0)
+        while True:
+            page = await gw.timelines.page(conversation_id, after_seq=cursor, limit=gw.settings.max_page)
+            for message in page.messages:
+                conn.push(orjson.dumps({"type": "message", "message": message.to_dict()}))
+                cursor = message.seq
+            if not page.has_more:
+                break
+        result[conversation_id] = cursor
+    conn.send_now({"type": "synced", "cursors": result})
+
+
+HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Idempotent installer for `make run` and `make test`: redis-server, Node/npm and s3rver,
+# the Python venv. Each step prints one line; a step with nothing to do says so and is skipped.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+INFRA="$REPO/infra"
+VENV="$REPO/.venv"
+PYTHON="${PYTHON:-python3}"
+
+step() { printf '[install] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# 1. Redis (Debian's redis-server; no service manager is needed, infra/ starts it itself).
+if command -v redis-server >/dev/null 2>&1; then
+  step "redis-server: $(redis-server --version | sed -E 's/.* v=([^ ]+).*/\1/') already installed"
+else
+  step "redis-server: installing (apt-get)"
+  apt_install redis-server
+fi
+
+# 2. Node.js and npm, for s3rver.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  step "node: $(node --version) and npm $(npm --version 2>/dev/null) already installed"
+else
+  step "node/npm: installing nodejs npm (apt-get)"
+  apt_install nodejs npm
+fi
+
+# 3. s3rver (filesystem-backed S3 for Tansu's durable storage), pinned by infra/package-lock.json.
+if [ -x "$INFRA/node_modules/.bin/s3rver" ]; then
+  step "s3rver: already in infra/node_modules"
+else
+  step "s3rver: npm ci in infra/"
+  (cd "$INFRA" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error;
+                  else npm install --no-audit --no-fund --loglevel=error; fi) >/dev/null
+fi
+
+# 4. The Python venv with the project and its test extras; redone when pyproject.toml changes.
+if [ ! -x "$VENV/bin/python" ]; then
+  step "venv: creating .venv"
+  if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt_install python3 python3-venv  # Debian splits venv/ensurepip out of python3
+  fi
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$VENV/.installed" ] || [ "$REPO/pyproject.toml" -nt "$VENV/.installed" ]; then
+  step "venv: pip install -e '.[test]'"
+  (cd "$REPO" && "$VENV/bin/python" -m pip install -q -e '.[test]')
+  touch "$VENV/.installed"
+else
+  step "venv: up to date"
+fi

@@ -1,0 +1,64 @@
+"""Connection registry in Redis: which gateway holds each device of a user.
+
+``conn:{user}`` is a hash device id -> ``"<gateway_id>|<expires_at_ms>"``. A gateway
+refreshes its entries on a heartbeat; entries of a gateway that died without a goodbye
+are skipped once expired and removed when next seen, and the key itself expires.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import redis.asyncio as redis
+
+
+def _key(user_id: str) -> str:
+    return f"conn:{user_id}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ConnectionRegistry:
+    def __init__(self, client: redis.Redis, ttl_s: float) -> None:
+        self.redis = client
+        self.ttl_ms = int(ttl_s * 1000)
+
+    async def register(self, entries: Iterable[tuple[str, str]], gateway_id: str) -> None:
+        """Add or refresh ``(user_id, device_id)`` entries held by this gateway."""
+        expires = _now_ms() + self.ttl_ms
+        pipe = self.redis.pipeline(transaction=False)
+        count = 0
+        for user_id, device_id in entries:
+            pipe.hset(_key(user_id), device_id, f"{gateway_id}|{expires}")
+            pipe.pexpire(_key(user_id), self.ttl_ms)
+            count += 1
+        if count:
+            await pipe.execute()
+
+    async def unregister(self, user_id: str, device_id: str, gateway_id: str) -> None:
+        """Remove a device's entry if this gateway still holds it (it may have moved)."""
+        current = await self.redis.hget(_key(user_id), device_id)
+        if current is not None and current.decode().split("|", 1)[0] == gateway_id:
+            await self.redis.hdel(_key(user_id), device_id)
+
+    async def gateways(self, user_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """user id -> {device id: gateway id}, live entries only, in one round trip."""
+        users = list(user_ids)
+        if not users:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hgetall(_key(u))
+        now = _now_ms()
+        result: dict[str, dict[str, str]] = {}
+        for user_id, raw in zip(users, await pipe.execute()):
+            live = {}
+            for device, value in raw.items():
+                gateway, _, expires = value.decode().rpartition("|")
+                if int(expires) > now:
+                    live[device.decode()] = gateway
+            result[user_id] = live
+        return result

@@ -1,0 +1,103 @@
+"""Delivery projection: who gets each event, on which gateway, as which frame.
+
+Recipients are computed here, before the gateway (Zulip's ``{event, users}``): each
+gateway receives one ``Delivery`` per frame on its own topic, naming the users whose
+devices it holds, and only writes the bytes to those sockets. ``plan`` is pure;
+``DeliveryRouter`` adds the Redis lookups, one pipeline per batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Sequence
+
+from chat import frames
+from chat.errors import ERRORS_BY_CODE
+from chat.events import (
+    CommandRejected, ConversationCreated, Delivery, Event, MessageAccepted, MessageDeduplicated,
+    Origin, Target,
+)
+from chat.ids import is_direct_id
+from projections.connections import ConnectionRegistry
+from projections.conversations import ConversationProjection
+
+Routed = tuple[str, Delivery]  # (gateway id, delivery)
+
+
+def _reply(origin: Origin, user_id: str, frame: bytes, status: int) -> list[Routed]:
+    """The answer to the device or HTTP request a command came from."""
+    if origin.device_id is None and origin.request_id is None:
+        return []
+    targets = [Target(user_id, origin.device_id)] if origin.device_id is not None else []
+    return [(origin.gateway_id, Delivery(targets, frame, origin.request_id, status))]
+
+
+def _fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[str, str]]) -> list[Routed]:
+    by_gateway: dict[str, list[Target]] = defaultdict(list)
+    for user_id in user_ids:
+        for gateway in sorted(set(connections.get(user_id, {}).values())):
+            by_gateway[gateway].append(Target(user_id))
+    return [(gateway, Delivery(targets, frame)) for gateway, targets in sorted(by_gateway.items())]
+
+
+def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, str]],
+         existing: dict[str, Any] | None = None) -> list[Routed]:
+    """The deliveries for one event.
+
+    ``members``: the conversation's members after the event; ``connections``: user ->
+    {device: gateway}; ``existing``: the conversation a refused create collided with.
+    """
+    if isinstance(event, MessageAccepted):
+        return (_reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
+                + _fan_out(frames.message_frame(event), members, connections))
+    if isinstance(event, MessageDeduplicated):
+        return _reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
+    if isinstance(event, ConversationCreated):
+        frame = frames.conversation_frame(frames.conversation_object(event))
+        return _reply(event.origin, event.created_by, frame, 201) + _fan_out(frame, members, connections)
+    if isinstance(event, CommandRejected):
+        if event.code == "conflict" and existing is not None and is_direct_id(event.conversation_id):
+            # Creating a direct conversation twice answers with the one that exists.
+            return _reply(event.origin, event.user_id, frames.conversation_frame(existing), 200)
+        status = ERRORS_BY_CODE[event.code].status if event.code in ERRORS_BY_CODE else 503
+        return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref), status)
+    return []
+
+
+class DeliveryRouter:
+    def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry) -> None:
+        self.conversations = conversations
+        self.connections = connections
+        # Members per conversation. Only the owner of a conversation's partition writes its
+        # membership events, and it updates this cache in log order, so it stays coherent.
+        self._members: dict[str, list[str]] = {}
+
+    def forget(self) -> None:
+        self._members.clear()
+
+    async def _members_of(self, conversation_id: str) -> list[str]:
+        members = self._members.get(conversation_id)
+        if members is None:
+            members = sorted(await self.conversations.members(conversation_id))
+            self._members[conversation_id] = members
+        return members
+
+    async def route(self, events: Sequence[Event]) -> list[Routed]:
+        per_event: list[tuple[Event, list[str], dict[str, Any] | None]] = []
+        users: set[str] = set()
+        for event in events:
+            if isinstance(event, ConversationCreated):
+                self._members[event.conversation_id] = sorted(m.user_id for m in event.members)
+            existing = None
+            if isinstance(event, CommandRejected) and event.code == "conflict":
+                existing = await self.conversations.get(event.conversation_id)
+            members: list[str] = []
+            if isinstance(event, (MessageAccepted, ConversationCreated)):
+                members = await self._members_of(event.conversation_id)
+                users.update(members)
+            per_event.append((event, members, existing))
+        connections = await self.connections.gateways(users)
+        routed: list[Routed] = []
+        for event, members, existing in per_event:
+            routed.extend(plan(event, members, connections, existing))
+        return routed

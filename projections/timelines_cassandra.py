@@ -1,0 +1,296 @@
+"""The Cassandra timeline backend: one partition per conversation, clustered by seq.
+
+The schema is ``infra/cassandra/schema.cql``; ``open()`` runs it with the configured
+keyspace. Every query is a prepared statement run with ``execute_async``, whose
+``ResponseFuture`` callbacks (called on the driver's I/O threads) are handed to
+the event loop with ``call_soon_threadsafe``.
+
+Rows expire by TTL (what is left of the retention when written); reads also
+filter on ``sent_at``, so a row past retention is never returned even before its
+TTL has run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+from cassandra import ConsistencyLevel, DriverException, RequestValidationException
+from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra.connection import ConnectionException
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import PreparedStatement, Statement
+
+from chat.errors import OperationalError, PersistenceError
+from projections.timelines import Page, TimelineMessage, current_ms, page_query
+
+T = TypeVar("T")
+
+# Requests in flight per store. Without a cap, a batch of thousands could use up a
+# connection's stream ids, and the driver would then block the event loop's thread.
+MAX_IN_FLIGHT = 128
+MAX_TTL_S = 630_720_000  # Cassandra's upper limit for a TTL (20 years)
+REQUEST_TIMEOUT_S = 10.0
+SCHEMA_TIMEOUT_S = 60.0  # DDL waits for schema agreement across the cluster
+_KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+_DRIVER_ERRORS = (DriverException, NoHostAvailable, ConnectionException)
+
+_COLUMNS = "conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at"
+
+
+def statements_cql(keyspace: str) -> dict[str, str]:
+    """The CQL of every prepared statement, by name, for ``keyspace``."""
+    table = f"{_checked(keyspace)}.messages"
+    # The page queries filter on sent_at, a regular column: ALLOW FILTERING is
+    # cheap here because the partition and a seq slice are fixed; it only skips
+    # rows past retention that their TTL has not removed yet, and LIMIT applies
+    # after the filter, so pages and has_more never count expired rows.
+    page = (
+        f"SELECT {_COLUMNS} FROM {table}"
+        " WHERE conversation_id = ? AND seq > ? AND seq < ? AND sent_at > ?"
+        " ORDER BY seq {order} LIMIT ? ALLOW FILTERING"
+    )
+    return {
+        "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+        "stored_seqs": f"SELECT seq FROM {table} WHERE conversation_id = ? AND seq >= ? AND seq <= ?",
+        "page_oldest_first": page.format(order="ASC"),
+        "page_newest_first": page.format(order="DESC"),
+        "last_seq": f"SELECT seq FROM {table} WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
+        "ping": "SELECT release_version FROM system.local",
+    }
+
+
+def schema_statements(keyspace: str, replication_factor: int = 1, cql: str | None = None) -> list[str]:
+    """The statements of ``schema.cql``, with its keyspace ``chat`` renamed and its RF set."""
+    if cql is None:
+        cql = (resources.files("infra") / "cassandra" / "schema.cql").read_text(encoding="utf-8")
+    keyspace = _checked(keyspace)
+    without_comments = re.sub(r"--[^\n]*", "", cql)
+    statements = []
+    for statement in without_comments.split(";"):
+        statement = " ".join(statement.split())
+        if not statement:
+            continue
+        statement = re.sub(r"(KEYSPACE IF NOT EXISTS )chat\b", rf"\g<1>{keyspace}", statement, flags=re.IGNORECASE)
+        statement = re.sub(r"\bchat\.", f"{keyspace}.", statement)
+        statement = re.sub(r"('replication_factor'\s*:\s*)\d+", rf"\g<1>{int(replication_factor)}", statement)
+        statements.append(statement)
+    return statements
+
+
+class CassandraTimelineStore:
+    """``TimelineStore`` on Cassandra (see ``projections.timelines``).
+
+    Appends are first-write-wins without lightweight transactions: they read
+    which seqs of the batch are stored already and insert only the others. That
+    holds because one writer at a time owns a conversation (the worker for its
+    partition); a plain insert of the same message again would be harmless too.
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[str],
+        keyspace: str,
+        retention_ms: int,
+        replication_factor: int = 1,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.hosts = list(hosts) or ["127.0.0.1"]
+        self.keyspace = _checked(keyspace)
+        self.retention_ms = retention_ms
+        self.replication_factor = replication_factor
+        self.request_timeout_s = request_timeout_s
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._prepared: dict[str, PreparedStatement] = {}
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        if self._session is not None:
+            return
+        cluster = Cluster(
+            contact_points=[contact_point(h) for h in self.hosts],
+            # Send each statement to a replica of its conversation, in the local data centre
+            # (the one of the contact points, as they are all expected to be local).
+            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        )
+        try:
+            session: Session = await _blocking(cluster.connect)
+            self._cluster, self._session = cluster, session
+            for statement in schema_statements(self.keyspace, self.replication_factor):
+                await self._execute(statement, timeout=SCHEMA_TIMEOUT_S)
+            for name, cql in statements_cql(self.keyspace).items():
+                prepared = await _blocking(session.prepare, cql)
+                prepared.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+                self._prepared[name] = prepared
+            self._prepared["ping"].consistency_level = ConsistencyLevel.LOCAL_ONE
+        except BaseException:
+            self._session, self._cluster, self._prepared = None, None, {}
+            await asyncio.get_running_loop().run_in_executor(None, cluster.shutdown)
+            raise
+
+    async def close(self) -> None:
+        cluster, self._cluster, self._session, self._prepared = self._cluster, None, None, {}
+        if cluster is not None:
+            await asyncio.get_running_loop().run_in_executor(None, cluster.shutdown)
+
+    async def ping(self) -> None:
+        await self._run("ping")
+
+    # Reads and writes
+
+    async def append(self, messages: Sequence[TimelineMessage]) -> None:
+        now = current_ms()
+        fresh: dict[tuple[str, int], TimelineMessage] = {}
+        for m in messages:  # the first of a batch wins too; expired ones are never stored
+            if m.sent_at + self.retention_ms > now:
+                fresh.setdefault((m.conversation_id, m.seq), m)
+        if not fresh:
+            return
+        stored = await self._stored_keys(list(fresh.values()))
+        await asyncio.gather(
+            *(self._run("insert", *self._insert_values(m, now)) for key, m in fresh.items() if key not in stored)
+        )
+
+    async def page(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+        now_ms: int | None = None,
+    ) -> Page:
+        q = page_query(
+            before_seq=before_seq, after_seq=after_seq, limit=limit, now_ms=now_ms, retention_ms=self.retention_ms
+        )
+        name = "page_newest_first" if q.newest_first else "page_oldest_first"
+        rows = await self._run(name, conversation_id, q.lower, q.upper, q.sent_after, q.fetch)
+        return q.finish([_message(row) for row in rows])
+
+    async def last_seq(self, conversation_id: str) -> int:
+        rows = await self._run("last_seq", conversation_id)
+        return int(rows[0][0]) if rows else 0
+
+    async def sweep(self, now_ms: int | None = None) -> int:
+        return 0  # rows expire by TTL
+
+    # Helpers
+
+    def _insert_values(self, m: TimelineMessage, now: int) -> tuple[Any, ...]:
+        remaining_ms = m.sent_at + self.retention_ms - now
+        ttl_s = min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))  # rounded up, at least 1
+        media = None if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
+        return (m.conversation_id, m.seq, m.message_id, m.sender_id, m.client_msg_id, m.body, media, m.sent_at, ttl_s)
+
+    async def _stored_keys(self, messages: list[TimelineMessage]) -> set[tuple[str, int]]:
+        """Which ``(conversation_id, seq)`` of ``messages`` are stored: one slice read per conversation."""
+        spans: dict[str, tuple[int, int]] = {}
+        for m in messages:
+            low, high = spans.get(m.conversation_id, (m.seq, m.seq))
+            spans[m.conversation_id] = (min(low, m.seq), max(high, m.seq))
+        conversations = list(spans)
+        results = await asyncio.gather(*(self._run("stored_seqs", c, *spans[c]) for c in conversations))
+        return {(c, row[0]) for c, rows in zip(conversations, results) for row in rows}
+
+    async def _run(self, name: str, *values: Any) -> list[Any]:
+        if self._session is None:
+            raise OperationalError("Cassandra timeline store is not open")
+        bound = self._prepared[name].bind(values)
+        # Each query has a LIMIT or reads one bounded slice: take it in one response.
+        bound.fetch_size = None
+        return await self._execute(bound)
+
+    async def _execute(self, statement: Statement | str, *, timeout: float | None = None) -> list[Any]:
+        """Run one statement with ``execute_async``; its rows once the driver answers."""
+        session = self._session
+        if session is None:
+            raise OperationalError("Cassandra timeline store is not open")
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Any]] = loop.create_future()
+
+        def settle(rows: Any = None, error: BaseException | None = None) -> None:
+            if done.cancelled():
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(list(rows) if rows is not None else [])
+
+        def on_rows(rows: Any) -> None:  # on a driver thread
+            _call_soon(loop, settle, rows)
+
+        def on_error(error: BaseException) -> None:  # on a driver thread
+            _call_soon(loop, settle, None, error)
+
+        async with self._in_flight:
+            try:
+                future: ResponseFuture = session.execute_async(statement, timeout=timeout or self.request_timeout_s)
+            except _DRIVER_ERRORS as exc:
+                raise _translate(exc) from exc
+            # Runs on_rows/on_error at once, here, if the request is already done.
+            future.add_callbacks(on_rows, on_error)
+            try:
+                return await done
+            except Exception as exc:  # what the driver reported for this request (its protocol
+                raise _translate(exc) from exc  # errors are not all DriverExceptions)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:  # the loop has closed; nobody is waiting any more
+        pass
+
+
+async def _blocking(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking driver call (connect, prepare) on a thread, errors translated."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    except _DRIVER_ERRORS as exc:
+        raise _translate(exc) from exc
+
+
+def _translate(exc: BaseException) -> PersistenceError:
+    """Driver errors as the project's: a rejected statement is a bug, the rest are outages."""
+    if isinstance(exc, PersistenceError):
+        return exc
+    if isinstance(exc, RequestValidationException):  # syntax, invalid request, unauthorized, schema
+        return PersistenceError(f"Cassandra rejected a statement: {exc}")
+    return OperationalError(f"Cassandra unavailable: {exc}")
+
+
+def _checked(keyspace: str) -> str:
+    """A keyspace name safe to put into CQL unquoted."""
+    if not _KEYSPACE_NAME.fullmatch(keyspace):
+        raise ValueError(f"keyspace must match {_KEYSPACE_NAME.pattern}, not {keyspace!r}")
+    return keyspace
+
+
+def contact_point(host: str) -> str | tuple[str, int]:
+    """``"host"`` or ``"host:port"`` (IPv6 addresses without a port are left alone)."""
+    name, sep, port = host.rpartition(":")
+    if sep and port.isdigit() and ":" not in name:
+        return name, int(port)
+    return host
+
+
+def _message(row: Sequence[Any]) -> TimelineMessage:
+    conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at = row
+    return TimelineMessage(
+        conversation_id=conversation_id,
+        seq=seq,
+        message_id=message_id,
+        sender_id=sender_id,
+        client_msg_id=client_msg_id,
+        body=body,
+        media=None if media is None else json.loads(media),
+        sent_at=sent_at,
+    )

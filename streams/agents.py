@@ -1,0 +1,89 @@
+"""The Faust agents: the sequencer (commands -> events) and the projector (events ->
+timeline, conversation projection, per-gateway delivery). Bodies stay short: decode,
+call the pure model or a projection, publish, and wait until what was published is
+durable before the batch's offsets can be committed.
+
+Faust consumes (groups, assignment, commits); records are produced with confluent-kafka
+(``chat.kafka``): on Tansu, aiokafka's producer can lose a just-created topic from its
+metadata and hold a batch for minutes, and its idempotent mode fails there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Sequence
+
+from chat.events import Delivery, MessageAccepted
+from chat.frames import message_object
+from chat.ids import new_message_id
+from projections.timelines import TimelineMessage
+from streams.app import app, settings
+from streams.model import Sequencer
+from streams.recovery import new_fence, recover
+from streams.resources import Resources
+from streams.topics import commands_topic, events_topic
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+WITHIN_S = 0.005
+
+sequencers: dict[int, Sequencer] = {}
+resources = Resources(settings)
+
+
+async def sequencer_for(partition: int) -> Sequencer:
+    """This worker's sequencer for a partition, rebuilt from the log when first needed."""
+    sequencer = sequencers.get(partition)
+    if sequencer is None:
+        res = await resources.ready()
+        offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
+        sequencer = sequencers[partition] = await recover(settings, partition, offset)
+    return sequencer
+
+
+@app.agent(commands_topic)
+async def sequence(stream: Any) -> None:
+    res = await resources.ready()
+    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+        pending: list[asyncio.Future[int]] = []
+        for event in batch:
+            partition = event.message.partition
+            sequencer = await sequencer_for(partition)
+            now_ms = int(time.time() * 1000)
+            for out in sequencer.handle(event.value.event, now_ms=now_ms, new_id=new_message_id):
+                pending.append(res.publish(settings.events_topic, out, partition))
+        await asyncio.gather(*pending)
+
+
+@app.agent(events_topic)
+async def project(stream: Any) -> None:
+    res = await resources.ready()
+    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+        events = [e.value.event for e in batch]
+        # Timeline first: an ack reaches the client only after history returns the message.
+        await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
+                                    if isinstance(e, MessageAccepted)])
+        await res.conversations.apply(events)
+        await deliver(res, await res.router.route(events))
+
+
+async def deliver(res: Resources, routed: Sequence[tuple[str, Delivery]]) -> None:
+    await asyncio.gather(*(res.publish(settings.delivery_topic(gateway_id), delivery, 0)
+                           for gateway_id, delivery in routed))
+
+
+@app.on_partitions_revoked.connect
+async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    for tp in revoked:
+        if tp.topic == settings.commands_topic:
+            sequencers.pop(tp.partition, None)
+    resources.router.forget()
+    log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+
+
+@app.on_partitions_assigned.connect
+async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+    log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))

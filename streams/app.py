@@ -1,0 +1,44 @@
+"""The one Faust App of the stream workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from chat.settings import Settings
+
+settings = Settings.from_env()
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
+def _datadir(data_dir: str) -> Path:
+    # No Faust tables are used (see streams/recovery.py), so workers can share it.
+    path = Path(data_dir) / "faust"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+app = faust.App(
+    settings.app_id,
+    broker=_broker_url(settings.kafka_bootstrap),
+    # Tansu answers JoinGroup after about half the session timeout (LOCAL-STACK.md, defect 3).
+    broker_session_timeout=settings.kafka_session_timeout_s,
+    broker_heartbeat_interval=min(1.0, settings.kafka_session_timeout_s / 3),
+    broker_commit_interval=1.0,
+    consumer_auto_offset_reset="earliest",
+    # At-least-once: aiokafka's idempotent/transactional producer fails on Tansu (defect 2);
+    # every projection is idempotent instead.
+    processing_guarantee="at_least_once",
+    producer_acks=-1,
+    producer_linger=0.002,
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    topic_allow_declare=False,
+    web_enabled=False,
+    datadir=_datadir(settings.data_dir),
+    stream_wait_empty=False,
+)

@@ -1,0 +1,70 @@
+"""What the worker's agents write to: Redis, the timeline store, the projections.
+
+Opened once, on first use, and closed when the worker stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as redis
+
+from chat.codec import default_codec
+from chat.events import Event
+from chat.kafka import AsyncProducer
+from chat.settings import Settings
+from projections.connections import ConnectionRegistry
+from projections.conversations import ConversationProjection
+from projections.delivery import DeliveryRouter
+from projections.timelines import TimelineStore, make_timeline_store
+
+
+class Resources:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.timelines: TimelineStore = make_timeline_store(settings)
+        self.conversations = ConversationProjection(self.redis)
+        self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
+        self.router = DeliveryRouter(self.conversations, self.connections)
+        self.producer: AsyncProducer | None = None
+        self.codec = default_codec()
+        self._opened = False
+        self._lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def ready(self) -> "Resources":
+        if not self._opened:
+            async with self._lock:
+                if not self._opened:
+                    self.producer = AsyncProducer(self.settings.kafka_bootstrap)
+                    await self.timelines.open()
+                    await self.redis.ping()
+                    self._sweeper = asyncio.create_task(self._sweep_forever())
+                    self._opened = True
+        return self
+
+    def publish(self, topic: str, event: Event, partition: int) -> asyncio.Future[int]:
+        """Produce an event to a given partition; resolves to its offset once durable.
+
+        Records sent one after another to a partition keep that order (idempotent producer).
+        """
+        assert self.producer is not None, "publish() before ready()"
+        key = getattr(event, "conversation_id", "")
+        return self.producer.send(topic, self.codec.encode(event, key=key), key=key.encode() or None,
+                                  partition=partition)
+
+    async def _sweep_forever(self) -> None:
+        """Expire old messages in stores without TTL (the embedded one)."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            await self.timelines.sweep()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.producer is not None:
+            await asyncio.to_thread(self.producer.close)
+        if self._opened:
+            await self.timelines.close()
+        await self.redis.aclose()

@@ -1,0 +1,17 @@
+"""``python -m streams.worker``: run one Faust stream worker with the settings from env."""
+
+from __future__ import annotations
+
+import sys
+
+from streams import agents  # noqa: F401  (registers the agents with the app)
+from streams.app import app, settings
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    app.main()
+
+
+if __name__ == "__main__":
+    main()
