@@ -27,7 +27,7 @@ from chat.errors import ChatError
 from chat.settings import Settings
 from infra.services import Service, ServiceError
 from infra.stack import LocalStack
-from infra.topics import core_topics
+from infra.topics import core_topics, warm_partitions
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_RESTARTS = 3
@@ -166,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"starting {owned} (data: {data_dir})")
         stack.start()
         log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}")
+        if stack.tansu is not None and stack.durable:
+            # Tansu's s3 engine must read each partition after a restart before anything
+            # produces, or new records overwrite stored ones (infra.topics.warm_partitions).
+            warmed = warm_partitions(stack.bootstrap)
+            log(f"warmed the log: {sum(warmed.values())} stored records in {len(warmed)} topics")
         for app in apps:
             app.start()
         if wait_healthy(apps, args.health_timeout, stopping):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chat.errors import ChatError, Unavailable
@@ -85,3 +85,40 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def warm_partitions(bootstrap: str, topics: list[str] | None = None, idle_s: float = 1.0,
+                    timeout: float = 300.0) -> dict[str, int]:
+    """Read every partition of ``topics`` (default: all but internal ones) to its end.
+
+    Design-around for Tansu's s3 engine: after a restart it loads a partition's next offset
+    only when the partition is read; a record produced first is given an offset that is
+    already taken and overwrites stored records. ``infra.run`` calls this after starting a
+    durable broker and before starting anything that produces. Returns records read per topic.
+    Never needed on Apache Kafka.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    metadata = admin.list_topics(timeout=timeout)
+    names = topics if topics is not None else [t for t in metadata.topics if not t.startswith("__")]
+    assignments = [TopicPartition(name, p, OFFSET_BEGINNING)
+                   for name in names if name in metadata.topics
+                   for p in metadata.topics[name].partitions]
+    counts = {name: 0 for name in names}
+    if not assignments:
+        return counts
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chat-infra-warmup",
+                         "enable.auto.commit": False, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign(assignments)
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < idle_s and time.monotonic() < deadline:
+            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            for msg in batch:
+                if not msg.error():
+                    counts[msg.topic()] += 1
+            if batch:
+                idle_since = time.monotonic()
+    finally:
+        consumer.close()
+    return counts

@@ -9,7 +9,9 @@ from streams.app import app, settings
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    # The worker command's --with-web default overrides the app's web_enabled=False, and a
+    # second worker on the machine would then crash on port 6066: say it on the command line.
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
     app.main()
 
 
