@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 DAY_MS = 86_400_000
+# Only for development sign-in; the gateway refuses it when CHAT_DEV_AUTH is off.
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
 
 def _bool(value: str) -> bool:
@@ -24,13 +26,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-8080")
-    public_url: str = ""
     # Kafka protocol broker
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "chat."
     partitions: int = 4
     replication_factor: int = 1
     kafka_session_timeout_s: float = 6.0
+    # Longest a stream worker's fetch waits for records. Tansu answers only when it ends (no
+    # long poll), so it bounds each hop's latency there; on Kafka 100-500 is fine.
+    fetch_max_wait_ms: int = 5
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Timeline store: "sqlite" (embedded, one machine) or "cassandra"
@@ -42,7 +46,7 @@ class Settings:
     retention_days: float = 90.0
     sweep_interval_s: float = 300.0
     # Auth
-    jwt_secret: str = "dev-secret-change-me"
+    jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: str = "HS256"
     dev_auth: bool = True
     token_ttl_s: int = 86_400

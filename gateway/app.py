@@ -14,7 +14,7 @@ from aiohttp import web
 
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
-from chat.settings import Settings
+from chat.settings import DEV_JWT_SECRET, Settings
 from gateway import http, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
@@ -100,6 +100,8 @@ async def _heartbeat(gw: Gateway) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    if not settings.dev_auth and settings.jwt_secret == DEV_JWT_SECRET:
+        raise ValueError("CHAT_JWT_SECRET must be set when development sign-in is off")
     app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(resources)

@@ -51,6 +51,15 @@ def int_param(request: web.Request, name: str) -> int | None:
     return value
 
 
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """What this server is and where its API lives (the web client will be served here)."""
+    gw = request.app[GATEWAY]
+    return json({"service": "chat", "protocol": "v1", "gateway_id": gw.settings.gateway_id,
+                 "websocket": "/v1/ws?device_id=<id>", "health": "/healthz", "metrics": "/metrics",
+                 "dev_sign_in": "/v1/dev/token" if gw.settings.dev_auth else None})
+
+
 @routes.post("/v1/dev/token")
 async def dev_token(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]

@@ -70,18 +70,22 @@ class Registry:
         await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
 
     async def remove(self, conn: Connection) -> None:
+        # Local bookkeeping first and without awaiting: another device of the same user
+        # may be closing at the same moment.
         conn.writer.cancel()
         devices = self.by_user.get(conn.user_id)
         if devices is None:
             return
         conns = devices.get(conn.device_id)
+        device_gone = conns is not None and conn in conns and len(conns) == 1
         if conns is not None:
             conns.discard(conn)
             if not conns:
                 del devices[conn.device_id]
-                await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
         if not devices:
             del self.by_user[conn.user_id]
+        if device_gone:
+            await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
 
     async def refresh(self) -> None:
         """Heartbeat: keep this gateway's entries alive in the shared directory."""

@@ -27,7 +27,7 @@ from chat.errors import ChatError
 from chat.settings import Settings
 from infra.services import Service, ServiceError
 from infra.stack import LocalStack
-from infra.topics import core_topics, warm_partitions
+from infra.topics import core_topic_configs, core_topics, warm_partitions
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_RESTARTS = 3
@@ -68,6 +68,7 @@ def build_stack(settings: Settings, environ: Mapping[str, str], data_dir: Path, 
         data_dir,
         durable=not args.memory,
         topics=core_topics(settings),
+        topic_configs=core_topic_configs(settings),
         replication_factor=settings.replication_factor,
         kafka_port=args.broker_port,
         s3_port=args.s3_port,

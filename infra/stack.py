@@ -16,7 +16,7 @@ from pathlib import Path
 
 from chat.settings import Settings
 from infra.services import Redis, S3rver, Service, Tansu, free_port
-from infra.topics import core_topics, ensure_topics
+from infra.topics import core_topic_configs, core_topics, ensure_topics
 
 
 class LocalStack:
@@ -28,6 +28,7 @@ class LocalStack:
         partitions: int = 4,
         replication_factor: int = 1,
         topics: dict[str, int] | None = None,
+        topic_configs: dict[str, dict[str, str]] | None = None,
         kafka_port: int | None = None,
         s3_port: int | None = None,
         redis_port: int | None = None,
@@ -37,7 +38,9 @@ class LocalStack:
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.durable = durable
-        self.topics = topics if topics is not None else core_topics(Settings(partitions=partitions))
+        core = Settings(partitions=partitions)
+        self.topics = topics if topics is not None else core_topics(core)
+        self.topic_configs = topic_configs if topic_configs is not None else core_topic_configs(core)
         self.replication_factor = replication_factor
         self.ready_timeout = ready_timeout
         logs = self.base_dir / "logs"
@@ -77,7 +80,8 @@ class LocalStack:
                 self._started.append(self.tansu.start())
             for service in self._started:
                 service.wait_ready(self.ready_timeout)
-            ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout)
+            ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout,
+                          configs=self.topic_configs)
         except BaseException:
             self.stop()
             raise

@@ -26,8 +26,14 @@ def core_topics(settings: Settings) -> dict[str, int]:
     return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions}
 
 
+def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic configs at creation: the events topic is the system of record, kept forever."""
+    return {settings.events_topic: {"retention.ms": "-1", "cleanup.policy": "delete"}}
+
+
 def ensure_topics(
-    bootstrap: str, specs: dict[str, int], replication_factor: int = 1, timeout: float = 30
+    bootstrap: str, specs: dict[str, int], replication_factor: int = 1, timeout: float = 30,
+    configs: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics of ``specs`` (name -> partitions); check the existing ones.
 
@@ -37,7 +43,9 @@ def ensure_topics(
     """
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     existing = _partition_counts(admin, timeout)
-    missing = [NewTopic(name, n, replication_factor) for name, n in specs.items() if name not in existing]
+    configs = configs or {}
+    missing = [NewTopic(name, n, replication_factor, config=configs.get(name, {}))
+               for name, n in specs.items() if name not in existing]
     if missing:
         futures = admin.create_topics(missing, operation_timeout=timeout, request_timeout=timeout)
         for name, future in futures.items():
@@ -74,7 +82,8 @@ def _partition_counts(admin: AdminClient, timeout: float, wait_for: list[str] = 
 def main() -> int:
     settings = Settings.from_env()
     try:
-        counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor)
+        counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor,
+                               configs=core_topic_configs(settings))
     except ChatError as exc:
         print(f"infra.topics: {exc}", file=sys.stderr)
         return 1

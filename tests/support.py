@@ -16,7 +16,7 @@ from typing import Any
 
 from chat.settings import Settings
 from infra.services import Service, free_port
-from infra.topics import core_topics, ensure_topics
+from infra.topics import core_topic_configs, core_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 _numbers = itertools.count(1)
@@ -39,7 +39,7 @@ class System:
             **env,
         }
         self.settings = Settings.from_env(self.env)
-        ensure_topics(stack.bootstrap, core_topics(self.settings))
+        ensure_topics(stack.bootstrap, core_topics(self.settings), configs=core_topic_configs(self.settings))
         self.workers: list[Service] = []
         self.gateways: list[Service] = []
         self._procs = itertools.count(1)
@@ -88,3 +88,93 @@ def wait_healthy(base_url: str, service: Service, timeout: float = 60.0) -> None
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{service.name} not healthy after {timeout}s:\n{service.log_tail(40)}")
+
+
+# Kafka helpers for the integration tier: produce commands as the gateway does, and read a
+# topic partition from its first record. Neither trusts end offsets (wrong on Tansu): a reader
+# reads until the caller has seen what it expects, or a timeout.
+
+import uuid  # noqa: E402  (imports of this appended block, kept with it)
+from typing import Callable  # noqa: E402
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
+
+from chat.codec import Decoded, default_codec  # noqa: E402
+
+QUIET_KAFKA = {"log_level": 0}
+
+
+class CommandProducer:
+    """Commands keyed by conversation id, partitioned as the gateway does (murmur2)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.codec = default_codec()
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "partitioner": "murmur2_random",
+                                  "acks": "all", "enable.idempotence": True, "linger.ms": 1, **QUIET_KAFKA})
+        self.partitions: dict[str, set[int]] = {}  # conversation id -> partitions its commands went to
+        self.delivered = 0
+        self.errors: list[str] = []
+
+    def _done(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(err.str())
+            return
+        self.delivered += 1
+        self.partitions.setdefault(msg.key().decode(), set()).add(msg.partition())
+
+    def send(self, command: Any) -> None:
+        cid = command.conversation_id
+        self.producer.produce(self.settings.commands_topic, self.codec.encode(command, key=cid),
+                              key=cid.encode(), on_delivery=self._done)
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 15.0) -> None:
+        left = self.producer.flush(timeout)
+        if left or self.errors:
+            raise AssertionError(f"{left} commands not delivered; errors: {self.errors[:5]}")
+
+    def partition_of(self, conversation_id: str) -> int:
+        self.flush()
+        (partition,) = self.partitions[conversation_id]  # one key, one partition
+        return partition
+
+
+class PartitionReader:
+    """The decoded records (``chat.codec.Decoded``) of one topic partition, from offset 0."""
+
+    def __init__(self, bootstrap: str, topic: str, partition: int) -> None:
+        self.codec = default_codec()
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                                  "enable.auto.commit": False, **QUIET_KAFKA})
+        self.consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
+        self.where = f"{topic}[{partition}]"
+        self.records: list[Decoded] = []
+
+    def poll(self, timeout: float = 0.2) -> list[Decoded]:
+        """Read what has arrived; returns every record read so far, in log order."""
+        for msg in self.consumer.consume(num_messages=2_000, timeout=timeout):
+            if msg.error() is None:
+                self.records.append(self.codec.decode(msg.value()))
+        return self.records
+
+    def read_until(self, done: Callable[[list[Decoded]], bool], timeout: float = 30.0,
+                   what: str = "") -> list[Decoded]:
+        """Read until ``done(records)`` is true; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not done(self.poll()):
+            if time.monotonic() > deadline:
+                types: dict[str, int] = {}
+                for record in self.records:
+                    types[record.type] = types.get(record.type, 0) + 1
+                raise TimeoutError(f"{self.where}: not seen {what or done} after {timeout:.0f}s; read {types}")
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def __enter__(self) -> "PartitionReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

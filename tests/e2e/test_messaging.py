@@ -195,6 +195,14 @@ async def test_healthz_and_metrics(system, session):
         assert r.status == 200 and "chat_connections_open" in text and "chat_send_to_ack_seconds" in text
 
 
+async def test_index_describes_the_service(system, session):
+    async with session.get(f"{system.url()}/") as r:
+        body = await r.json()
+        assert r.status == 200 and body["protocol"] == "v1" and body["health"] == "/healthz"
+    async with session.get(f"{system.url()}/nope") as r:
+        assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
+
+
 async def test_dev_token_validates_input(system, session):
     async with session.post(f"{system.url()}/v1/dev/token", json={"user_id": ""}) as r:
         assert r.status == 400
