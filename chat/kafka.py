@@ -75,3 +75,13 @@ class AsyncProducer:
         self._producer.flush(timeout)
         self._stop.set()
         self._thread.join(timeout)
+
+
+def consume_available(consumer: Any, max_records: int, timeout: float) -> list[Message]:
+    """Records as soon as there are any: wait up to ``timeout`` for the first, then take what
+    is already fetched. (``Consumer.consume(n, timeout)`` waits for n records or the whole
+    timeout, which added up to that timeout to every hop.)"""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(num_messages=max_records - 1, timeout=0)]

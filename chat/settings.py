@@ -34,7 +34,7 @@ class Settings:
     kafka_session_timeout_s: float = 6.0
     # Longest a stream worker's fetch waits for records. Tansu answers only when it ends (no
     # long poll), so it bounds each hop's latency there; on Kafka 100-500 is fine.
-    fetch_max_wait_ms: int = 5
+    fetch_max_wait_ms: int = 10
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Timeline store: "sqlite" (embedded, one machine) or "cassandra"

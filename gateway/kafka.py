@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from chat.codec import default_codec
 from chat.errors import SchemaError
-from chat.kafka import AsyncProducer
+from chat.kafka import AsyncProducer, consume_available
 from chat.events import Delivery, Event
 from chat.settings import Settings
 from infra.topics import ensure_topics
@@ -88,7 +88,7 @@ class DeliveryConsumer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                messages = self._consumer.consume(num_messages=1_000, timeout=0.1)
+                messages = consume_available(self._consumer, 1_000, 0.1)
             except KafkaException as exc:
                 log.warning("delivery consume failed: %s", exc)
                 continue

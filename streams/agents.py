@@ -30,18 +30,29 @@ log = logging.getLogger(__name__)
 BATCH = 500
 WITHIN_S = 0.005
 
-sequencers: dict[int, Sequencer] = {}
+# One recovery per assigned commands partition, started at assignment and run concurrently;
+# the sequencer waits only for the partition of the command at hand.
+recoveries: dict[int, asyncio.Task[Sequencer]] = {}
 resources = Resources(settings)
+
+
+async def _recover(partition: int) -> Sequencer:
+    """Fence the events partition, then rebuild its state from the log up to the fence."""
+    res = await resources.ready()
+    offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
+    return await recover(settings, partition, offset)
+
+
+def start_recovery(partition: int) -> asyncio.Task[Sequencer]:
+    task = recoveries.get(partition)
+    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        task = recoveries[partition] = asyncio.ensure_future(_recover(partition))
+    return task
 
 
 async def sequencer_for(partition: int) -> Sequencer:
     """This worker's sequencer for a partition, rebuilt from the log when first needed."""
-    sequencer = sequencers.get(partition)
-    if sequencer is None:
-        res = await resources.ready()
-        offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
-        sequencer = sequencers[partition] = await recover(settings, partition, offset)
-    return sequencer
+    return await start_recovery(partition)
 
 
 @app.agent(commands_topic)
@@ -78,8 +89,8 @@ async def deliver(res: Resources, routed: Sequence[tuple[str, Delivery]]) -> Non
 @app.on_partitions_revoked.connect
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     for tp in revoked:
-        if tp.topic == settings.commands_topic:
-            sequencers.pop(tp.partition, None)
+        if tp.topic == settings.commands_topic and tp.partition in recoveries:
+            recoveries.pop(tp.partition).cancel()
     resources.router.forget()
     log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
@@ -87,3 +98,6 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 @app.on_partitions_assigned.connect
 async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+    for tp in assigned:
+        if tp.topic == settings.commands_topic:
+            start_recovery(tp.partition)

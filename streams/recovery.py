@@ -20,6 +20,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from chat.codec import default_codec
 from chat.errors import SchemaError, Unavailable
 from chat.events import PartitionFenced
+from chat.kafka import consume_available
 from chat.settings import Settings
 from streams.model import Limits, Sequencer
 
@@ -46,13 +47,14 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "enable.auto.commit": False,
         "enable.partition.eof": False,
         "fetch.max.bytes": 52_428_800,
+        "fetch.wait.max.ms": settings.fetch_max_wait_ms,  # Tansu answers a fetch only when this ends
     })
     applied = 0
     deadline = time.monotonic() + timeout_s
     try:
         consumer.assign([TopicPartition(settings.events_topic, partition, OFFSET_BEGINNING)])
         while time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=5_000, timeout=0.5):
+            for msg in consume_available(consumer, 5_000, 0.5):
                 if msg.error():
                     if msg.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("recovery read error on partition %d: %s", partition, msg.error())
