@@ -23,6 +23,7 @@ from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.timelines import make_timeline_store
+from projections.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(consumer.start)
     gw = Gateway(settings=settings, redis=client, timelines=timelines,
                  conversations=ConversationProjection(client), registry=registry,
-                 producer=CommandProducer(settings), consumer=consumer, metrics=metrics)
+                 producer=CommandProducer(settings), consumer=consumer, metrics=metrics,
+                 workers=WorkerRegistry(client, settings.app_id, settings.connection_ttl_s))
     app[GATEWAY] = gw
     heartbeat = asyncio.create_task(_heartbeat(gw))
     log.info("gateway %s ready", settings.gateway_id)

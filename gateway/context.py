@@ -19,6 +19,7 @@ from gateway.metrics import Metrics
 from gateway.registry import Registry
 from projections.conversations import ConversationProjection
 from projections.timelines import TimelineStore
+from projections.workers import WorkerRegistry
 
 MAX_ID_CHARS = 128
 
@@ -33,6 +34,7 @@ class Gateway:
     producer: CommandProducer
     consumer: DeliveryConsumer
     metrics: Metrics
+    workers: WorkerRegistry
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
         return Origin(self.settings.gateway_id, device_id, request_id)

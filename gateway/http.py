@@ -5,7 +5,7 @@ projection or produces a command and waits for the stream workers' answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable
 
 import orjson
 from aiohttp import web
@@ -158,20 +158,34 @@ async def post_message(request: web.Request) -> web.Response:
     return json(frame, status)
 
 
+async def _check(probe: Awaitable[object], timeout: float = 2.0) -> bool:
+    try:
+        return bool(await asyncio.wait_for(probe, timeout))
+    except Exception:  # any failure reads as "not reachable"; the details are in the logs
+        return False
+
+
+async def _workers_cover(gw: Gateway) -> bool:
+    commands, events = await gw.workers.coverage()
+    every = set(range(gw.settings.partitions))
+    return every <= commands and every <= events
+
+
+async def _store_answers(gw: Gateway) -> bool:
+    await gw.timelines.ping()
+    return True
+
+
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """200 once this gateway can serve: broker, Redis and store answer, its delivery consumer
+    is assigned, and live stream workers serve every partition (sequencers recovered)."""
     gw = request.app[GATEWAY]
-    checks = {"broker": False, "redis": False, "store": False, "consumer": gw.consumer.assigned.is_set()}
-    checks["broker"] = await asyncio.to_thread(gw.producer.broker_reachable, 2.0)
-    try:
-        checks["redis"] = bool(await asyncio.wait_for(gw.redis.ping(), 2.0))
-    except Exception:  # any failure means "not reachable"; details are in the logs
-        checks["redis"] = False
-    try:
-        await asyncio.wait_for(gw.timelines.ping(), 2.0)
-        checks["store"] = True
-    except Exception:
-        checks["store"] = False
+    broker, redis_ok, store, workers = await asyncio.gather(
+        asyncio.to_thread(gw.producer.broker_reachable, 2.0), _check(gw.redis.ping()),
+        _check(_store_answers(gw)), _check(_workers_cover(gw)))
+    checks = {"broker": broker, "redis": redis_ok, "store": store,
+              "consumer": gw.consumer.assigned.is_set(), "workers": workers}
     ok = all(checks.values())
     return json({"status": "ok" if ok else "unavailable", "checks": checks,
                  "gateway_id": gw.settings.gateway_id}, 200 if ok else 503)

@@ -33,6 +33,7 @@ WITHIN_S = 0.005
 # One recovery per assigned commands partition, started at assignment and run concurrently;
 # the sequencer waits only for the partition of the command at hand.
 recoveries: dict[int, asyncio.Task[Sequencer]] = {}
+projecting: set[int] = set()  # events partitions assigned to this worker
 resources = Resources(settings)
 
 
@@ -40,7 +41,21 @@ async def _recover(partition: int) -> Sequencer:
     """Fence the events partition, then rebuild its state from the log up to the fence."""
     res = await resources.ready()
     offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
-    return await recover(settings, partition, offset)
+    sequencer = await recover(settings, partition, offset)
+    asyncio.ensure_future(announce())
+    return sequencer
+
+
+async def announce() -> None:
+    """Tell gateways which partitions this worker serves now (see projections/workers.py)."""
+    res = await resources.ready()
+    recovered = [p for p, t in recoveries.items() if t.done() and not t.cancelled() and t.exception() is None]
+    await res.workers.announce(settings.worker_id, recovered, projecting)
+
+
+@app.timer(interval=settings.heartbeat_interval_s)
+async def heartbeat() -> None:
+    await announce()
 
 
 def start_recovery(partition: int) -> asyncio.Task[Sequencer]:
@@ -91,7 +106,10 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     for tp in revoked:
         if tp.topic == settings.commands_topic and tp.partition in recoveries:
             recoveries.pop(tp.partition).cancel()
+        if tp.topic == settings.events_topic:
+            projecting.discard(tp.partition)
     resources.router.forget()
+    await announce()
     log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
 
 
@@ -101,3 +119,12 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
     for tp in assigned:
         if tp.topic == settings.commands_topic:
             start_recovery(tp.partition)
+        if tp.topic == settings.events_topic:
+            projecting.add(tp.partition)
+    await announce()
+
+
+@app.on_before_shutdown.connect
+async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+    """After the consumers stop: flush what was produced, leave the registry, close stores."""
+    await resources.close()

@@ -17,6 +17,7 @@ from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import DeliveryRouter
 from projections.timelines import TimelineStore, make_timeline_store
+from projections.workers import WorkerRegistry
 
 
 class Resources:
@@ -27,6 +28,7 @@ class Resources:
         self.conversations = ConversationProjection(self.redis)
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
+        self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)
         self.producer: AsyncProducer | None = None
         self.codec = default_codec()
         self._opened = False
@@ -61,6 +63,8 @@ class Resources:
             await self.timelines.sweep()
 
     async def close(self) -> None:
+        if self._opened:
+            await self.workers.leave(self.settings.worker_id)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.producer is not None:

@@ -56,14 +56,15 @@ class System:
         self.workers.append(worker)
         return worker
 
-    def start_gateway(self, **extra: str) -> Service:
+    def start_gateway(self, *, wait: bool = True, **extra: str) -> Service:
         port = free_port()
         gateway = self._service("gateway", "gateway", {"CHAT_PORT": str(port),
                                                        "CHAT_GATEWAY_ID": f"{self.name}-gw{port}", **extra})
         gateway.port_number = port  # type: ignore[attr-defined]
         gateway.start()
         self.gateways.append(gateway)
-        wait_healthy(f"http://127.0.0.1:{port}", gateway)
+        if wait:
+            wait_healthy(f"http://127.0.0.1:{port}", gateway)
         return gateway
 
     def url(self, gateway: Service | None = None) -> str:
