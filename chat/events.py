@@ -119,6 +119,17 @@ class MessageDeduplicated(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRejected(Event):
+    TYPE: ClassVar[str] = "MessageRejected"
+    conversation_id: str
+    sender_id: str
+    client_msg_id: str
+    code: str
+    message: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class CommandRejected(Event):
     TYPE: ClassVar[str] = "CommandRejected"
     conversation_id: str
@@ -158,6 +169,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ConversationCreated,
         MessageAccepted,
         MessageDeduplicated,
+        MessageRejected,
         CommandRejected,
         PartitionFenced,
         Delivery,

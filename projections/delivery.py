@@ -15,7 +15,7 @@ from chat import frames
 from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     CommandRejected, ConversationCreated, Delivery, Event, MessageAccepted, MessageDeduplicated,
-    Origin, Target,
+    MessageRejected, Origin, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -55,13 +55,20 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
     if isinstance(event, ConversationCreated):
         frame = frames.conversation_frame(frames.conversation_object(event))
         return _reply(event.origin, event.created_by, frame, 201) + _fan_out(frame, members, connections)
+    if isinstance(event, MessageRejected):
+        return _reply(event.origin, event.sender_id,
+                      frames.error_frame(event.code, event.message, event.client_msg_id), _status(event.code))
     if isinstance(event, CommandRejected):
         if event.code == "conflict" and existing is not None and is_direct_id(event.conversation_id):
             # Creating a direct conversation twice answers with the one that exists.
             return _reply(event.origin, event.user_id, frames.conversation_frame(existing), 200)
-        status = ERRORS_BY_CODE[event.code].status if event.code in ERRORS_BY_CODE else 503
-        return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref), status)
+        return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref),
+                      _status(event.code))
     return []
+
+
+def _status(code: str) -> int:
+    return ERRORS_BY_CODE[code].status if code in ERRORS_BY_CODE else 503
 
 
 class DeliveryRouter:

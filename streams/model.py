@@ -20,6 +20,7 @@ from chat.events import (
     Member,
     MessageAccepted,
     MessageDeduplicated,
+    MessageRejected,
     MessageSendRequested,
 )
 from chat.ids import direct_conversation_id
@@ -56,17 +57,14 @@ class ConversationState:
     recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
 
 
-def _reject(command: MessageSendRequested | ConversationCreateRequested, code: str, message: str) -> CommandRejected:
-    is_send = isinstance(command, MessageSendRequested)
-    return CommandRejected(
-        conversation_id=command.conversation_id,
-        command=command.TYPE,
-        user_id=command.sender_id if is_send else command.creator_id,
-        code=code,
-        message=message,
-        origin=command.origin,
-        ref=command.client_msg_id if is_send else None,
-    )
+def _reject(command: MessageSendRequested | ConversationCreateRequested, code: str,
+            message: str) -> MessageRejected | CommandRejected:
+    if isinstance(command, MessageSendRequested):
+        return MessageRejected(conversation_id=command.conversation_id, sender_id=command.sender_id,
+                               client_msg_id=command.client_msg_id, code=code, message=message,
+                               origin=command.origin)
+    return CommandRejected(conversation_id=command.conversation_id, command=command.TYPE,
+                           user_id=command.creator_id, code=code, message=message, origin=command.origin)
 
 
 def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_id: str,

@@ -17,8 +17,8 @@ import redis.asyncio as redis
 
 from chat.codec import Decoded
 from chat.events import (
-    CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, MessageAccepted,
-    MessageDeduplicated, MessageSendRequested, Origin, PartitionFenced, Target,
+    ConversationCreateRequested, ConversationCreated, Delivery, MessageAccepted,
+    MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced, Target,
 )
 from chat.ids import new_group_id
 from infra.topics import ensure_topics
@@ -207,10 +207,9 @@ def test_a_non_member_is_rejected_as_not_found(system, producer):
     with events_reader(system, partition) as reader:
         records = reader.read_until(lambda rs: len(accepted(rs, cid)) >= 1, FIRST_EVENT_TIMEOUT, "alice's message")
     events = of_conversation(records, cid)
-    assert [type(e) for e in events] == [ConversationCreated, CommandRejected, MessageAccepted]
+    assert [type(e) for e in events] == [ConversationCreated, MessageRejected, MessageAccepted]
     rejected = events[1]
-    assert (rejected.code, rejected.user_id, rejected.ref, rejected.command) == (
-        "not_found", mallory, "sneak", "MessageSendRequested")
+    assert (rejected.code, rejected.sender_id, rejected.client_msg_id) == ("not_found", mallory, "sneak")
     assert (events[2].seq, events[2].sender_id) == (1, alice)  # the refused send used no seq
 
     with delivery_reader(system) as reader:

@@ -20,7 +20,7 @@ import pytest
 
 from chat.codec import Decoded
 from chat.events import (
-    CommandRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted, MessageDeduplicated,
+    MessageRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted, MessageDeduplicated,
     MessageSendRequested, Origin, PartitionFenced,
 )
 from chat.ids import new_group_id
@@ -160,9 +160,9 @@ def test_clean_restart_continues_at_the_next_seq(system):
     producer.send(send(cid, alice, "after"))
     producer.flush()
     records = reader.read_until(lambda rs: any(e.client_msg_id == "after" for e in of_type(rs, cid, MessageAccepted))
-                                or bool(of_type(rs, cid, CommandRejected)), JOIN_TIMEOUT, "the message sent after")
+                                or bool(of_type(rs, cid, MessageRejected)), JOIN_TIMEOUT, "the message sent after")
     reader.close()
-    assert of_type(records, cid, CommandRejected) == []  # the new worker knows the conversation
+    assert of_type(records, cid, MessageRejected) == []  # the new worker knows the conversation
     accepted = of_type(records, cid, MessageAccepted)
     assert [e.seq for e in accepted] == list(range(1, 22))
     assert (accepted[-1].client_msg_id, accepted[-1].seq) == ("after", last.seq + 1)

@@ -13,7 +13,8 @@ from chat.codec import SCHEMA_DIR, Codec, default_codec
 from chat.errors import SchemaError
 from chat.events import (
     EVENT_TYPES, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
-    Member, MessageAccepted, MessageDeduplicated, MessageSendRequested, Origin, PartitionFenced, Target,
+    Member, MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
+    Target,
 )
 
 O = Origin("gw", "dev", "req")
@@ -24,7 +25,8 @@ SAMPLES = [
     MessageAccepted("c", 1, "m", "a", "cm", "b", 9, O, Media("md", "/v1/media/md", "image/png", 10)),
     MessageAccepted("c", 2**40, "m", "a", "cm", "", 9, O, None),
     MessageDeduplicated("c", 3, "m", "a", "cm", 9, O),
-    CommandRejected("c", "MessageSendRequested", "a", "not_found", "no such conversation", O, "cm"),
+    MessageRejected("c", "a", "cm", "not_found", "no such conversation", O),
+    CommandRejected("c", "ConversationCreateRequested", "a", "conflict", "conversation exists", O),
     PartitionFenced(3, "w1", "nonce", 12),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
 ]

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from chat.events import (
-    CommandRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted,
+    CommandRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted, MessageRejected,
     MessageDeduplicated, MessageSendRequested, Origin,
 )
 from chat.ids import direct_conversation_id
@@ -52,7 +52,7 @@ def test_seq_starts_at_one_and_has_no_gaps(seq):
 def test_rejected_send_does_not_consume_a_seq(seq):
     seq.run(send("a"))
     (rejected,) = seq.run(send("b", body="x" * 101))
-    assert isinstance(rejected, CommandRejected) and rejected.code == "too_large" and rejected.ref == "b"
+    assert isinstance(rejected, MessageRejected) and rejected.code == "too_large" and rejected.client_msg_id == "b"
     (accepted,) = seq.run(send("c"))
     assert accepted.seq == 2
 
@@ -82,7 +82,7 @@ def test_dedup_window_expires(seq):
 @pytest.mark.parametrize("cmd", [send("x", sender="mallory"), send("x", conv="nope")])
 def test_non_member_and_unknown_conversation_read_the_same(seq, cmd):
     (rejected,) = seq.run(cmd)
-    assert isinstance(rejected, CommandRejected) and rejected.code == "not_found"
+    assert isinstance(rejected, MessageRejected) and rejected.code == "not_found"
     assert seq.conversations["g1"].last_seq == 0
 
 
