@@ -80,6 +80,34 @@ class ConversationCreateRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationUpdateRequested(Event):
+    TYPE: ClassVar[str] = "ConversationUpdateRequested"
+    conversation_id: str
+    user_id: str
+    origin: Origin
+    name: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MembersAddRequested(Event):
+    TYPE: ClassVar[str] = "MembersAddRequested"
+    conversation_id: str
+    user_id: str
+    member_ids: list[str]
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoveRequested(Event):
+    TYPE: ClassVar[str] = "MemberRemoveRequested"
+    conversation_id: str
+    user_id: str
+    member_id: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationCreated(Event):
     TYPE: ClassVar[str] = "ConversationCreated"
     conversation_id: str
@@ -90,6 +118,40 @@ class ConversationCreated(Event):
     created_by: str
     created_at: int
     origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationUpdated(Event):
+    TYPE: ClassVar[str] = "ConversationUpdated"
+    conversation_id: str
+    updated_by: str
+    updated_at: int
+    origin: Origin
+    name: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MembersAdded(Event):
+    TYPE: ClassVar[str] = "MembersAdded"
+    conversation_id: str
+    added_by: str
+    members: list[Member]
+    at_seq: int
+    added_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoved(Event):
+    TYPE: ClassVar[str] = "MemberRemoved"
+    conversation_id: str
+    removed_by: str
+    member_id: str
+    at_seq: int
+    removed_at: int
+    origin: Origin
+    promoted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +221,21 @@ class Delivery(Event):
     status: int = 200
 
 
-Command = Union[MessageSendRequested, ConversationCreateRequested]
+Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
+                MembersAddRequested, MemberRemoveRequested]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
         MessageSendRequested,
         ConversationCreateRequested,
+        ConversationUpdateRequested,
+        MembersAddRequested,
+        MemberRemoveRequested,
         ConversationCreated,
+        ConversationUpdated,
+        MembersAdded,
+        MemberRemoved,
         MessageAccepted,
         MessageDeduplicated,
         MessageRejected,

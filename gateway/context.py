@@ -46,6 +46,16 @@ class Gateway:
             raise NotFound("no such conversation")
         return role
 
+    async def readable_until(self, conversation_id: str, user_id: str) -> int | None:
+        """How far a user may read a conversation's history: None for everything (a member),
+        the seq of their removal for a former member. Anyone else gets ``NotFound``."""
+        role, former_seq = await self.conversations.access(conversation_id, user_id)
+        if role is not None:
+            return None
+        if former_seq is not None:
+            return former_seq
+        raise NotFound("no such conversation")
+
     def send_command(self, user_id: str, data: dict[str, Any], device_id: str | None,
                      request_id: str | None = None) -> MessageSendRequested:
         """Validate a send (WebSocket frame or HTTP body) and produce its command."""

@@ -11,7 +11,9 @@ import orjson
 from aiohttp import web
 
 from chat.errors import BadRequest, NotFound
-from chat.events import ConversationCreateRequested
+from chat.events import (
+    ConversationCreateRequested, ConversationUpdateRequested, MemberRemoveRequested, MembersAddRequested,
+)
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
 from gateway.context import GATEWAY, Gateway, id_field, new_request
@@ -135,14 +137,63 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def history(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
     conversation_id = request.match_info["conversation_id"]
-    await gw.require_member(conversation_id, user_id)
+    # A former member still reads what was written while they belonged, and nothing after.
+    until = await gw.readable_until(conversation_id, user_id)
     limit = int_param(request, "limit")
     limit = gw.settings.default_page if limit is None else limit
     if not 1 <= limit <= gw.settings.max_page:
         raise BadRequest(f"limit must be between 1 and {gw.settings.max_page}")
-    page = await gw.timelines.page(conversation_id, before_seq=int_param(request, "before_seq"),
+    before_seq = int_param(request, "before_seq")
+    if until is not None:
+        before_seq = until + 1 if before_seq is None else min(before_seq, until + 1)
+    page = await gw.timelines.page(conversation_id, before_seq=before_seq,
                                    after_seq=int_param(request, "after_seq"), limit=limit)
     return json({"messages": [m.to_dict() for m in page.messages], "has_more": page.has_more})
+
+
+@routes.patch("/v1/conversations/{conversation_id}")
+async def update_conversation(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    data = await body_of(request)
+    changes = {k: data.get(k) for k in ("name", "description")}
+    if any(v is not None and not isinstance(v, str) for v in changes.values()):
+        raise BadRequest("name and description must be strings")
+    await gw.require_member(conversation_id, user_id)
+    request_id = new_request()
+    command = ConversationUpdateRequested(conversation_id=conversation_id, user_id=user_id,
+                                          origin=gw.origin(request_id=request_id), **changes)
+    status, frame = await gw.request(command, conversation_id, request_id)
+    return json(frame["conversation"], status)
+
+
+@routes.post("/v1/conversations/{conversation_id}/members")
+async def add_members(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    user_ids = (await body_of(request)).get("user_ids")
+    if not isinstance(user_ids, list) or not user_ids or not all(isinstance(u, str) and u for u in user_ids):
+        raise BadRequest("user_ids must be a non-empty list of user ids")
+    if len(user_ids) > gw.settings.max_members_per_request:
+        raise BadRequest(f"at most {gw.settings.max_members_per_request} members per request")
+    await gw.require_member(conversation_id, user_id)
+    request_id = new_request()
+    command = MembersAddRequested(conversation_id=conversation_id, user_id=user_id, member_ids=user_ids,
+                                  origin=gw.origin(request_id=request_id))
+    status, frame = await gw.request(command, conversation_id, request_id)
+    return json(frame["conversation"], status)
+
+
+@routes.delete("/v1/conversations/{conversation_id}/members/{user_id}")
+async def remove_member(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    await gw.require_member(conversation_id, user_id)
+    request_id = new_request()
+    command = MemberRemoveRequested(conversation_id=conversation_id, user_id=user_id,
+                                    member_id=request.match_info["user_id"], origin=gw.origin(request_id=request_id))
+    await gw.request(command, conversation_id, request_id)
+    return web.Response(status=204)
 
 
 @routes.post("/v1/conversations/{conversation_id}/messages")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
+import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from chat import frames
@@ -23,36 +24,81 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 10_000
 
 
+MESSAGE_PREFIX = b'{"type":"message"'
+
+
 class Connection:
-    __slots__ = ("ws", "user_id", "device_id", "queue", "writer")
+    """One socket, with its outbound frames in order.
+
+    While a ``sync`` replays history, live ``message`` frames are held back (``hold``) and
+    released after the replay, minus what it already sent (``release``): the device gets each
+    conversation's messages in seq order, with no gap between the replay and live delivery.
+    """
+
+    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
         self.ws = ws
         self.user_id = user_id
         self.device_id = device_id
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(MAX_QUEUED_FRAMES)
+        self.outbox: deque[bytes] = deque()
+        self.ready = asyncio.Event()
+        self.held: list[bytes] = []
+        self.holds = 0
         self.writer = asyncio.create_task(self._write())
 
     def push(self, frame: bytes) -> None:
-        try:
-            self.queue.put_nowait(frame)
-        except asyncio.QueueFull:
+        """Queue a live frame."""
+        if self.holds and frame.startswith(MESSAGE_PREFIX):
+            self.held.append(frame)
+        else:
+            self.replay(frame)
+
+    def replay(self, frame: bytes) -> None:
+        """Queue a frame now, held or not (sync's own replay)."""
+        if len(self.outbox) >= MAX_QUEUED_FRAMES:
             # A device this far behind reconnects and syncs instead.
             log.warning("dropping slow device %s/%s", self.user_id, self.device_id)
             asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
+            return
+        self.outbox.append(frame)
+        self.ready.set()
+
+    def hold(self) -> None:
+        """Hold live messages back, with those queued but not yet written."""
+        if self.holds == 0:
+            kept = deque()
+            for frame in self.outbox:
+                (self.held if frame.startswith(MESSAGE_PREFIX) else kept).append(frame)
+            self.outbox = kept
+        self.holds += 1
+
+    def release(self, replayed: dict[str, int]) -> None:
+        """Stop holding; queue held messages past what the replay sent (conversation -> seq)."""
+        self.holds -= 1
+        if self.holds:
+            return
+        held, self.held = self.held, []
+        for frame in held:
+            message = orjson.loads(frame)["message"]
+            if message["seq"] > replayed.get(message["conversation_id"], 0):
+                self.replay(frame)
 
     async def _write(self) -> None:
         while True:
-            frame = await self.queue.get()
-            if self.ws.closed:
-                return
-            try:
-                await self.ws.send_frame(frame, WSMsgType.TEXT)
-            except (ConnectionError, RuntimeError):
-                return
+            await self.ready.wait()
+            while self.outbox:
+                frame = self.outbox.popleft()
+                if self.ws.closed:
+                    return
+                try:
+                    await self.ws.send_frame(frame, WSMsgType.TEXT)
+                except (ConnectionError, RuntimeError):
+                    return
+            self.ready.clear()
 
     def send_now(self, frame: dict[str, Any]) -> None:
-        self.push(frames.encode(frame))
+        self.replay(frames.encode(frame))
 
 
 class Registry:

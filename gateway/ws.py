@@ -103,17 +103,23 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     if not isinstance(cursors, dict) or not all(isinstance(v, int) and v >= 0 for v in cursors.values()):
         raise BadRequest("cursors must map conversation ids to non-negative integers")
     result: dict[str, int] = {}
-    for conversation_id in await gw.conversations.conversation_ids(conn.user_id):
-        cursor = cursors.get(conversation_id, 0)
-        while True:
-            page = await gw.timelines.page(conversation_id, after_seq=cursor, limit=gw.settings.max_page)
-            for message in page.messages:
-                conn.push(orjson.dumps({"type": "message", "message": message.to_dict()}))
-                cursor = message.seq
-            if not page.has_more:
-                break
-        result[conversation_id] = cursor
-    conn.send_now({"type": "synced", "cursors": result})
+    # Live messages wait while the replay runs, so each conversation arrives in seq order and
+    # whatever is accepted meanwhile comes by one path or the other (timeline before delivery).
+    conn.hold()
+    try:
+        for conversation_id in await gw.conversations.conversation_ids(conn.user_id):
+            cursor = cursors.get(conversation_id, 0)
+            while True:
+                page = await gw.timelines.page(conversation_id, after_seq=cursor, limit=gw.settings.max_page)
+                for message in page.messages:
+                    conn.replay(orjson.dumps({"type": "message", "message": message.to_dict()}))
+                    cursor = message.seq
+                if not page.has_more:
+                    break
+            result[conversation_id] = cursor
+        conn.send_now({"type": "synced", "cursors": result})
+    finally:
+        conn.release(result)
 
 
 HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync}

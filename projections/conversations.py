@@ -1,10 +1,15 @@
-"""Conversation projection in Redis: metadata, members, and each user's conversations.
+"""Conversation projection in Redis: metadata, members, former members, each user's conversations.
 
-Keys (all idempotent to re-apply):
-- ``conv:{id}``            JSON of the conversation without members
+Keys:
+- ``conv:{id}``            hash: conversation_id, type, name, description, created_at
 - ``conv:{id}:members``    hash user id -> role
+- ``conv:{id}:former``     hash user id -> the last seq a removed member may still read
 - ``conv:{id}:last``       hash seq, message (JSON): the newest message, moved only forward
-- ``user:{id}:convs``      set of the user's conversation ids
+- ``user:{id}:convs``      set of the user's conversation ids (current memberships)
+
+A conversation's events all live in one partition and reach this projection in log order;
+after a crash they are applied again from the last committed offset, in the same order, so
+plain writes converge to the same state (the ``last`` message only moves forward anyway).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from typing import Any, Iterable
 import orjson
 import redis.asyncio as redis
 
-from chat.events import ConversationCreated, Event, MessageAccepted
-from chat.frames import conversation_object, message_object
+from chat.events import (
+    ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
+)
+from chat.frames import message_object
 
 # Moves conv:{id}:last forward only, so replaying old events changes nothing.
 _SET_LAST = """
@@ -28,20 +35,28 @@ return 0
 """
 
 
-def _meta_key(cid: str) -> str:
+def _meta(cid: str) -> str:
     return f"conv:{cid}"
 
 
-def _members_key(cid: str) -> str:
+def _members(cid: str) -> str:
     return f"conv:{cid}:members"
 
 
-def _last_key(cid: str) -> str:
+def _former(cid: str) -> str:
+    return f"conv:{cid}:former"
+
+
+def _last(cid: str) -> str:
     return f"conv:{cid}:last"
 
 
-def _user_key(uid: str) -> str:
+def _user(uid: str) -> str:
     return f"user:{uid}:convs"
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode() if value is not None else None
 
 
 class ConversationProjection:
@@ -54,47 +69,78 @@ class ConversationProjection:
         pipe = self.redis.pipeline(transaction=False)
         touched = False
         for event in events:
-            if isinstance(event, ConversationCreated):
-                touched = True
-                obj = conversation_object(event)
-                members = obj.pop("members")
-                pipe.set(_meta_key(event.conversation_id), orjson.dumps(obj), nx=True)
-                pipe.hset(_members_key(event.conversation_id),
-                          mapping={m["user_id"]: m["role"] for m in members})
-                for m in members:
-                    pipe.sadd(_user_key(m["user_id"]), event.conversation_id)
-            elif isinstance(event, MessageAccepted):
-                touched = True
-                await self._set_last(keys=[_last_key(event.conversation_id)],
+            if isinstance(event, MessageAccepted):
+                await self._set_last(keys=[_last(event.conversation_id)],
                                      args=[event.seq, orjson.dumps(message_object(event))], client=pipe)
+            elif not self._membership(pipe, event):
+                continue
+            touched = True
         if touched:
             await pipe.execute()
 
+    @staticmethod
+    def _membership(pipe: Any, event: Event) -> bool:
+        if isinstance(event, ConversationCreated):
+            cid = event.conversation_id
+            pipe.hset(_meta(cid), mapping={"conversation_id": cid, "type": event.kind, "name": event.name,
+                                           "description": event.description, "created_at": event.created_at})
+            pipe.hset(_members(cid), mapping={m.user_id: m.role for m in event.members})
+            for m in event.members:
+                pipe.sadd(_user(m.user_id), cid)
+        elif isinstance(event, ConversationUpdated):
+            changes = {k: v for k, v in (("name", event.name), ("description", event.description)) if v is not None}
+            pipe.hset(_meta(event.conversation_id), mapping=changes)
+        elif isinstance(event, MembersAdded):
+            cid = event.conversation_id
+            pipe.hset(_members(cid), mapping={m.user_id: m.role for m in event.members})
+            pipe.hdel(_former(cid), *[m.user_id for m in event.members])
+            for m in event.members:
+                pipe.sadd(_user(m.user_id), cid)
+        elif isinstance(event, MemberRemoved):
+            cid = event.conversation_id
+            pipe.hdel(_members(cid), event.member_id)
+            pipe.hset(_former(cid), event.member_id, event.at_seq)
+            pipe.srem(_user(event.member_id), cid)
+            if event.promoted is not None:
+                pipe.hset(_members(cid), event.promoted, "admin")
+        else:
+            return False
+        return True
+
     async def members(self, conversation_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(_members_key(conversation_id))
+        raw = await self.redis.hgetall(_members(conversation_id))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
     async def role(self, conversation_id: str, user_id: str) -> str | None:
-        role = await self.redis.hget(_members_key(conversation_id), user_id)
-        return role.decode() if role is not None else None
+        return _text(await self.redis.hget(_members(conversation_id), user_id))
+
+    async def access(self, conversation_id: str, user_id: str) -> tuple[str | None, int | None]:
+        """(role if a member, else None; the last readable seq if a former member, else None)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(_members(conversation_id), user_id)
+        pipe.hget(_former(conversation_id), user_id)
+        role, former = await pipe.execute()
+        return _text(role), int(former) if former is not None else None
 
     async def get(self, conversation_id: str) -> dict[str, Any] | None:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.get(_meta_key(conversation_id))
-        pipe.hgetall(_members_key(conversation_id))
+        pipe.hgetall(_meta(conversation_id))
+        pipe.hgetall(_members(conversation_id))
         meta, members = await pipe.execute()
-        if meta is None:
+        if not meta:
             return None
-        obj = orjson.loads(meta)
-        obj["members"] = [{"user_id": u.decode(), "role": r.decode()} for u, r in members.items()]
-        obj["members"].sort(key=lambda m: (m["role"] != "admin", m["user_id"]))
-        return obj
+        fields = {k.decode(): v.decode() for k, v in meta.items()}
+        listed = [{"user_id": u.decode(), "role": r.decode()} for u, r in members.items()]
+        listed.sort(key=lambda m: (m["role"] != "admin", m["user_id"]))
+        return {"conversation_id": fields["conversation_id"], "type": fields["type"], "name": fields["name"],
+                "description": fields["description"], "members": listed,
+                "created_at": int(fields["created_at"])}
 
     async def conversation_ids(self, user_id: str) -> list[str]:
-        return sorted(c.decode() for c in await self.redis.smembers(_user_key(user_id)))
+        return sorted(c.decode() for c in await self.redis.smembers(_user(user_id)))
 
     async def last(self, conversation_id: str) -> tuple[int, dict[str, Any] | None]:
-        raw = await self.redis.hgetall(_last_key(conversation_id))
+        raw = await self.redis.hgetall(_last(conversation_id))
         if not raw:
             return 0, None
         return int(raw[b"seq"]), orjson.loads(raw[b"message"])

@@ -14,8 +14,8 @@ from typing import Any, Iterable, Sequence
 from chat import frames
 from chat.errors import ERRORS_BY_CODE
 from chat.events import (
-    CommandRejected, ConversationCreated, Delivery, Event, MessageAccepted, MessageDeduplicated,
-    MessageRejected, Origin, Target,
+    CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved, MembersAdded,
+    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -41,11 +41,12 @@ def _fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[
 
 
 def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, str]],
-         existing: dict[str, Any] | None = None) -> list[Routed]:
+         conversation: dict[str, Any] | None = None) -> list[Routed]:
     """The deliveries for one event.
 
-    ``members``: the conversation's members after the event; ``connections``: user ->
-    {device: gateway}; ``existing``: the conversation a refused create collided with.
+    ``members``: who receives it (the conversation's members after the event, plus a removed
+    member); ``connections``: user -> {device: gateway}; ``conversation``: the conversation as
+    the projection holds it now (membership events, and a refused create or add that collided).
     """
     if isinstance(event, MessageAccepted):
         return (_reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
@@ -55,13 +56,20 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
     if isinstance(event, ConversationCreated):
         frame = frames.conversation_frame(frames.conversation_object(event))
         return _reply(event.origin, event.created_by, frame, 201) + _fan_out(frame, members, connections)
+    if isinstance(event, (ConversationUpdated, MembersAdded, MemberRemoved)) and conversation is not None:
+        frame = frames.conversation_frame(conversation)
+        actor = {ConversationUpdated: "updated_by", MembersAdded: "added_by", MemberRemoved: "removed_by"}
+        status = 204 if isinstance(event, MemberRemoved) else 200
+        return (_reply(event.origin, getattr(event, actor[type(event)]), frame, status)
+                + _fan_out(frame, members, connections))
     if isinstance(event, MessageRejected):
         return _reply(event.origin, event.sender_id,
                       frames.error_frame(event.code, event.message, event.client_msg_id), _status(event.code))
     if isinstance(event, CommandRejected):
-        if event.code == "conflict" and existing is not None and is_direct_id(event.conversation_id):
-            # Creating a direct conversation twice answers with the one that exists.
-            return _reply(event.origin, event.user_id, frames.conversation_frame(existing), 200)
+        if event.code == "conflict" and conversation is not None and (
+                is_direct_id(event.conversation_id) or event.command == "MembersAddRequested"):
+            # Creating a direct conversation twice, or adding members again, answers with it as it is.
+            return _reply(event.origin, event.user_id, frames.conversation_frame(conversation), 200)
         return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref),
                       _status(event.code))
     return []
@@ -93,18 +101,27 @@ class DeliveryRouter:
         per_event: list[tuple[Event, list[str], dict[str, Any] | None]] = []
         users: set[str] = set()
         for event in events:
+            cid = getattr(event, "conversation_id", "")
+            recipients: list[str] = []
+            conversation = None
             if isinstance(event, ConversationCreated):
-                self._members[event.conversation_id] = sorted(m.user_id for m in event.members)
-            existing = None
-            if isinstance(event, CommandRejected) and event.code == "conflict":
-                existing = await self.conversations.get(event.conversation_id)
-            members: list[str] = []
-            if isinstance(event, (MessageAccepted, ConversationCreated)):
-                members = await self._members_of(event.conversation_id)
-                users.update(members)
-            per_event.append((event, members, existing))
+                self._members[cid] = sorted(m.user_id for m in event.members)
+            if isinstance(event, (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded,
+                                  MemberRemoved)):
+                members = await self._members_of(cid)
+                if isinstance(event, MembersAdded):
+                    members = self._members[cid] = sorted(set(members) | {m.user_id for m in event.members})
+                elif isinstance(event, MemberRemoved):
+                    members = self._members[cid] = [m for m in members if m != event.member_id]
+                    recipients = [event.member_id]  # hears of its own removal, then nothing more
+                recipients = members + recipients
+                users.update(recipients)
+            if isinstance(event, (ConversationUpdated, MembersAdded, MemberRemoved)) or (
+                    isinstance(event, CommandRejected) and event.code == "conflict"):
+                conversation = await self.conversations.get(cid)
+            per_event.append((event, recipients, conversation))
         connections = await self.connections.gateways(users)
         routed: list[Routed] = []
-        for event, members, existing in per_event:
-            routed.extend(plan(event, members, connections, existing))
+        for event, recipients, conversation in per_event:
+            routed.extend(plan(event, recipients, connections, conversation))
         return routed

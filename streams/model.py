@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from chat.events import (
+    Command,
     CommandRejected,
     ConversationCreateRequested,
     ConversationCreated,
+    ConversationUpdateRequested,
+    ConversationUpdated,
     Event,
     Member,
+    MemberRemoveRequested,
+    MemberRemoved,
+    MembersAddRequested,
+    MembersAdded,
     MessageAccepted,
     MessageDeduplicated,
     MessageRejected,
@@ -49,7 +56,7 @@ class ConversationState:
     kind: str
     name: str
     description: str
-    members: dict[str, str]  # user id -> role
+    members: dict[str, str]  # user id -> role, in the order they joined (oldest first)
     created_by: str
     created_at: int
     last_seq: int = 0
@@ -57,14 +64,14 @@ class ConversationState:
     recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
 
 
-def _reject(command: MessageSendRequested | ConversationCreateRequested, code: str,
-            message: str) -> MessageRejected | CommandRejected:
+def _reject(command: Command, code: str, message: str) -> MessageRejected | CommandRejected:
     if isinstance(command, MessageSendRequested):
         return MessageRejected(conversation_id=command.conversation_id, sender_id=command.sender_id,
                                client_msg_id=command.client_msg_id, code=code, message=message,
                                origin=command.origin)
+    user_id = command.creator_id if isinstance(command, ConversationCreateRequested) else command.user_id
     return CommandRejected(conversation_id=command.conversation_id, command=command.TYPE,
-                           user_id=command.creator_id, code=code, message=message, origin=command.origin)
+                           user_id=user_id, code=code, message=message, origin=command.origin)
 
 
 def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_id: str,
@@ -74,6 +81,8 @@ def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_
         return [_decide_send(state, command, now_ms, new_id, limits)]
     if isinstance(command, ConversationCreateRequested):
         return [_decide_create(state, command, now_ms, limits)]
+    if isinstance(command, (ConversationUpdateRequested, MembersAddRequested, MemberRemoveRequested)):
+        return [_decide_membership(state, command, now_ms, limits)]
     return []
 
 
@@ -131,6 +140,52 @@ def _decide_create(state: ConversationState | None, cmd: ConversationCreateReque
     )
 
 
+def _decide_membership(state: ConversationState | None,
+                       cmd: ConversationUpdateRequested | MembersAddRequested | MemberRemoveRequested,
+                       now_ms: int, limits: Limits) -> Event:
+    if state is None or cmd.user_id not in state.members:
+        return _reject(cmd, "not_found", "no such conversation")
+    if state.kind == "direct":
+        return _reject(cmd, "forbidden", "a direct conversation never changes")
+    is_admin = state.members[cmd.user_id] == "admin"
+    if isinstance(cmd, ConversationUpdateRequested):
+        if not is_admin:
+            return _reject(cmd, "forbidden", "only admins change a group")
+        if cmd.name is None and cmd.description is None:
+            return _reject(cmd, "bad_request", "nothing to change: give name or description")
+        if len(cmd.name or "") > MAX_NAME_CHARS or len(cmd.description or "") > MAX_DESCRIPTION_CHARS:
+            return _reject(cmd, "too_large", "name or description too long")
+        return ConversationUpdated(conversation_id=cmd.conversation_id, updated_by=cmd.user_id,
+                                   updated_at=now_ms, origin=cmd.origin, name=cmd.name,
+                                   description=cmd.description)
+    if isinstance(cmd, MembersAddRequested):
+        if not is_admin:
+            return _reject(cmd, "forbidden", "only admins add members")
+        new = [u for u in dict.fromkeys(cmd.member_ids) if u and u not in state.members]
+        if not new:
+            return _reject(cmd, "conflict", "they are members already")
+        if len(state.members) + len(new) > limits.max_members:
+            return _reject(cmd, "too_large", f"a group has at most {limits.max_members} members")
+        return MembersAdded(conversation_id=cmd.conversation_id, added_by=cmd.user_id,
+                            members=[Member(u, "member") for u in new], at_seq=state.last_seq,
+                            added_at=now_ms, origin=cmd.origin)
+    if cmd.member_id not in state.members:
+        return _reject(cmd, "not_found", "no such member")
+    if cmd.member_id != cmd.user_id and not is_admin:
+        return _reject(cmd, "forbidden", "only admins remove other members")
+    return MemberRemoved(conversation_id=cmd.conversation_id, removed_by=cmd.user_id,
+                         member_id=cmd.member_id, at_seq=state.last_seq, removed_at=now_ms,
+                         origin=cmd.origin, promoted=_successor(state, cmd.member_id))
+
+
+def _successor(state: ConversationState, leaving: str) -> str | None:
+    """Who becomes admin when the last admin leaves: the longest-standing member left."""
+    remaining = [u for u in state.members if u != leaving]
+    if not remaining or any(state.members[u] == "admin" for u in remaining):
+        return None
+    return remaining[0]
+
+
 def evolve(state: ConversationState | None, event: Event, *,
            dedup_window_ms: int = Limits.dedup_window_ms) -> ConversationState | None:
     """The state after an event. Idempotent: an event already applied changes nothing.
@@ -146,7 +201,19 @@ def evolve(state: ConversationState | None, event: Event, *,
             description=event.description, members={m.user_id: m.role for m in event.members},
             created_by=event.created_by, created_at=event.created_at,
         )
-    if isinstance(event, MessageAccepted) and state is not None and event.seq > state.last_seq:
+    if state is None:
+        return None
+    if isinstance(event, ConversationUpdated):
+        state.name = event.name if event.name is not None else state.name
+        state.description = event.description if event.description is not None else state.description
+    elif isinstance(event, MembersAdded):
+        for m in event.members:
+            state.members.setdefault(m.user_id, m.role)
+    elif isinstance(event, MemberRemoved):
+        state.members.pop(event.member_id, None)
+        if event.promoted is not None and event.promoted in state.members:
+            state.members[event.promoted] = "admin"
+    if isinstance(event, MessageAccepted) and event.seq > state.last_seq:
         state.last_seq = event.seq
         recent = state.recent
         recent[(event.sender_id, event.client_msg_id)] = SentRef(event.seq, event.message_id, event.sent_at)

@@ -12,7 +12,8 @@ import pytest
 from chat.codec import SCHEMA_DIR, Codec, default_codec
 from chat.errors import SchemaError
 from chat.events import (
-    EVENT_TYPES, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
+    EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
+    MembersAddRequested, MembersAdded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
     Member, MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
     Target,
 )
@@ -28,6 +29,12 @@ SAMPLES = [
     MessageRejected("c", "a", "cm", "not_found", "no such conversation", O),
     CommandRejected("c", "ConversationCreateRequested", "a", "conflict", "conversation exists", O),
     PartitionFenced(3, "w1", "nonce", 12),
+    ConversationUpdateRequested("c", "alice", O, "new name", None),
+    MembersAddRequested("c", "alice", ["bob", "carol"], O),
+    MemberRemoveRequested("c", "alice", "bob", O),
+    ConversationUpdated("c", "alice", 10, O, None, "about"),
+    MembersAdded("c", "alice", [Member("bob", "member")], 4, 11, O),
+    MemberRemoved("c", "alice", "alice", 4, 12, O, "bob"),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
 ]
 

@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from chat.events import (
-    CommandRejected, ConversationCreateRequested, ConversationCreated, MessageAccepted, MessageRejected,
-    MessageDeduplicated, MessageSendRequested, Origin,
+    CommandRejected, ConversationCreateRequested, ConversationCreated, ConversationUpdateRequested,
+    ConversationUpdated, Member, MemberRemoveRequested, MemberRemoved, MembersAddRequested, MembersAdded,
+    MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin,
 )
 from chat.ids import direct_conversation_id
 from streams.model import Limits, Sequencer, decide, evolve
@@ -143,3 +144,80 @@ def test_replaying_the_log_rebuilds_the_same_state(seq):
 def test_decide_without_state_is_pure():
     cmd = send("a")
     assert decide(None, cmd, now_ms=1, new_id="m") == decide(None, cmd, now_ms=1, new_id="m")
+
+
+def update(user="alice", conv="g1", **kw):
+    return ConversationUpdateRequested(conversation_id=conv, user_id=user, origin=ORIGIN, **kw)
+
+
+def add(ids, user="alice", conv="g1"):
+    return MembersAddRequested(conversation_id=conv, user_id=user, member_ids=list(ids), origin=ORIGIN)
+
+
+def remove(member, user="alice", conv="g1"):
+    return MemberRemoveRequested(conversation_id=conv, user_id=user, member_id=member, origin=ORIGIN)
+
+
+def test_admins_rename_members_cannot(seq):
+    (updated,) = seq.run(update(name="new name"))
+    assert isinstance(updated, ConversationUpdated) and updated.description is None
+    assert seq.conversations["g1"].name == "new name"
+    assert seq.run(update(user="bob", name="x"))[0].code == "forbidden"
+    assert seq.run(update(user="mallory", name="x"))[0].code == "not_found"
+    assert seq.run(update())[0].code == "bad_request"
+    assert seq.run(update(description="d" * 2_001))[0].code == "too_large"
+
+
+def test_admins_add_only_new_members_within_the_limit(seq):
+    (added,) = seq.run(add(["dave", "bob", "dave"]))
+    assert isinstance(added, MembersAdded) and [m.user_id for m in added.members] == ["dave"]
+    assert list(seq.conversations["g1"].members) == ["alice", "bob", "carol", "dave"]
+    assert seq.run(add(["bob"]))[0].code == "conflict"
+    assert seq.run(add(["eve"], user="bob"))[0].code == "forbidden"
+    assert seq.run(add(["e1", "e2"]))[0].code == "too_large"  # limit 5 members
+
+
+def test_membership_records_the_seq_it_happened_at(seq):
+    seq.run(send("a"))
+    seq.run(send("b"))
+    assert seq.run(add(["dave"]))[0].at_seq == 2
+    assert seq.run(remove("dave"))[0].at_seq == 2
+
+
+def test_remove_and_leave(seq):
+    assert seq.run(remove("carol", user="bob"))[0].code == "forbidden"  # only admins remove others
+    (left,) = seq.run(remove("bob", user="bob"))  # anyone may leave
+    assert isinstance(left, MemberRemoved) and left.promoted is None
+    (removed,) = seq.run(remove("carol"))
+    assert removed.removed_by == "alice"
+    assert seq.run(remove("carol"))[0].code == "not_found"
+    assert list(seq.conversations["g1"].members) == ["alice"]
+    assert seq.run(send("x", sender="bob"))[0].code == "not_found"  # a former member cannot send
+
+
+def test_last_admin_leaving_promotes_the_longest_standing_member(seq):
+    seq.run(add(["dave"]))
+    (left,) = seq.run(remove("alice", user="alice"))
+    assert left.promoted == "bob"
+    assert seq.conversations["g1"].members == {"bob": "admin", "carol": "member", "dave": "member"}
+    (left_again,) = seq.run(remove("carol", user="carol"))
+    assert left_again.promoted is None  # bob is still an admin
+
+
+def test_direct_conversations_never_change(seq):
+    cid = direct_conversation_id("alice", "bob")
+    seq.run(ConversationCreateRequested(conversation_id=cid, kind="direct", creator_id="alice",
+                                        member_ids=["bob"], origin=ORIGIN))
+    for cmd in (update(conv=cid, name="x"), add(["carol"], conv=cid), remove("bob", user="bob", conv=cid)):
+        assert seq.run(cmd)[0].code == "forbidden"
+
+
+def test_membership_events_replay_to_the_same_state(seq):
+    log = []
+    for cmd in (add(["dave"]), update(description="about"), remove("alice", user="alice"), send("m", sender="bob")):
+        log.extend(seq.run(cmd))
+    fresh = Sequencer(seq.limits)
+    fresh.apply_all([ConversationCreated("g1", "group", "team", "", [Member("alice", "admin"), Member("bob", "member"),
+                                                                    Member("carol", "member")], "alice", 1_000, ORIGIN)] + log + log)
+    state, original = fresh.conversations["g1"], seq.conversations["g1"]
+    assert (state.members, state.description, state.last_seq) == (original.members, original.description, original.last_seq)
