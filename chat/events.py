@@ -108,6 +108,16 @@ class MemberRemoveRequested(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptRecordRequested(Event):
+    TYPE: ClassVar[str] = "ReceiptRecordRequested"
+    conversation_id: str
+    user_id: str
+    seq: int
+    status: str  # "delivered" | "read"
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class ConversationCreated(Event):
     TYPE: ClassVar[str] = "ConversationCreated"
     conversation_id: str
@@ -152,6 +162,16 @@ class MemberRemoved(Event):
     removed_at: int
     origin: Origin
     promoted: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecorded(Event):
+    TYPE: ClassVar[str] = "ReceiptRecorded"
+    conversation_id: str
+    user_id: str
+    seq: int
+    status: str
+    recorded_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +242,7 @@ class Delivery(Event):
 
 
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
-                MembersAddRequested, MemberRemoveRequested]
+                MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
@@ -232,10 +252,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ConversationUpdateRequested,
         MembersAddRequested,
         MemberRemoveRequested,
+        ReceiptRecordRequested,
         ConversationCreated,
         ConversationUpdated,
         MembersAdded,
         MemberRemoved,
+        ReceiptRecorded,
         MessageAccepted,
         MessageDeduplicated,
         MessageRejected,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated
+from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated, ReceiptRecorded
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -45,6 +45,11 @@ def message_frame(m: MessageAccepted) -> bytes:
 def ack_frame(m: MessageAccepted | MessageDeduplicated) -> bytes:
     return encode({"type": "ack", "client_msg_id": m.client_msg_id, "conversation_id": m.conversation_id,
                    "seq": m.seq, "message_id": m.message_id, "sent_at": m.sent_at})
+
+
+def receipt_frame(r: ReceiptRecorded) -> bytes:
+    return encode({"type": "receipt", "conversation_id": r.conversation_id, "user_id": r.user_id,
+                   "seq": r.seq, "status": r.status})
 
 
 def conversation_frame(conversation: dict[str, Any]) -> bytes:

@@ -57,6 +57,9 @@ class Settings:
     max_page: int = 200
     default_page: int = 50
     dedup_window_s: float = 86_400.0
+    rate_burst: int = 200  # messages a user may send at once (all gateways together) ...
+    rate_per_s: float = 50.0  # ... and per second sustained
+    max_connections_per_user: int = 20  # connected devices, across all gateways
     # Connections and liveness
     connection_ttl_s: float = 60.0
     heartbeat_interval_s: float = 15.0

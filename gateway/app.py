@@ -18,11 +18,13 @@ from chat.settings import DEV_JWT_SECRET, Settings
 from gateway import http, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
+from gateway.limits import send_bucket
 from gateway.metrics import Metrics
 from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.timelines import make_timeline_store
+from projections.receipts import ReceiptProjection
 from projections.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     gw = Gateway(settings=settings, redis=client, timelines=timelines,
                  conversations=ConversationProjection(client), registry=registry,
                  producer=CommandProducer(settings), consumer=consumer, metrics=metrics,
-                 workers=WorkerRegistry(client, settings.app_id, settings.connection_ttl_s))
+                 workers=WorkerRegistry(client, settings.app_id, settings.connection_ttl_s),
+                 receipts=ReceiptProjection(client), send_limit=send_bucket(client, settings))
     app[GATEWAY] = gw
     heartbeat = asyncio.create_task(_heartbeat(gw))
     log.info("gateway %s ready", settings.gateway_id)

@@ -15,10 +15,12 @@ from chat.events import MessageSendRequested, Origin
 from chat.ids import new_request_id
 from chat.settings import Settings
 from gateway.kafka import CommandProducer, DeliveryConsumer
+from gateway.limits import TokenBucket
 from gateway.metrics import Metrics
 from gateway.registry import Registry
 from projections.conversations import ConversationProjection
 from projections.timelines import TimelineStore
+from projections.receipts import ReceiptProjection
 from projections.workers import WorkerRegistry
 
 MAX_ID_CHARS = 128
@@ -35,6 +37,8 @@ class Gateway:
     consumer: DeliveryConsumer
     metrics: Metrics
     workers: WorkerRegistry
+    receipts: ReceiptProjection
+    send_limit: TokenBucket
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
         return Origin(self.settings.gateway_id, device_id, request_id)

@@ -17,8 +17,10 @@ from chat.events import (
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
 from gateway.context import GATEWAY, Gateway, id_field, new_request
+from gateway.limits import admit_send
 
 routes = web.RouteTableDef()
+LAST_MESSAGE_CHARS = 200  # the conversation list shows the start of the last message
 
 
 def json(data: Any, status: int = 200) -> web.Response:
@@ -111,12 +113,16 @@ async def create_conversation(request: web.Request) -> web.Response:
 async def list_conversations(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
     items = []
-    for conversation_id in await gw.conversations.conversation_ids(user_id):
+    conversation_ids = await gw.conversations.conversation_ids(user_id)
+    read_seqs = await gw.receipts.read_seqs(user_id, conversation_ids)
+    for conversation_id, read_seq in zip(conversation_ids, read_seqs):
         conversation, (last_seq, last) = await asyncio.gather(
             gw.conversations.get(conversation_id), gw.conversations.last(conversation_id))
         if conversation is None:
             continue
-        conversation.update(last_seq=last_seq, last_message=last, unread=last_seq)
+        if last is not None and len(last["body"]) > LAST_MESSAGE_CHARS:
+            last["body"] = last["body"][:LAST_MESSAGE_CHARS] + "…"
+        conversation.update(last_seq=last_seq, last_message=last, unread=max(0, last_seq - read_seq))
         items.append(conversation)
     items.sort(key=lambda c: (c["last_message"] or {}).get("sent_at", c["created_at"]), reverse=True)
     return json({"conversations": items})
@@ -149,6 +155,17 @@ async def history(request: web.Request) -> web.Response:
     page = await gw.timelines.page(conversation_id, before_seq=before_seq,
                                    after_seq=int_param(request, "after_seq"), limit=limit)
     return json({"messages": [m.to_dict() for m in page.messages], "has_more": page.has_more})
+
+
+@routes.get("/v1/conversations/{conversation_id}/receipts")
+async def receipts(request: web.Request) -> web.Response:
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    await gw.require_member(conversation_id, user_id)
+    members, marks = await asyncio.gather(gw.conversations.members(conversation_id),
+                                          gw.receipts.watermarks(conversation_id))
+    zero = {"delivered_seq": 0, "read_seq": 0}
+    return json({"members": {m: marks.get(m, zero) for m in sorted(members)}})
 
 
 @routes.patch("/v1/conversations/{conversation_id}")
@@ -203,6 +220,7 @@ async def post_message(request: web.Request) -> web.Response:
     data["conversation_id"] = request.match_info["conversation_id"]
     request_id = new_request()
     command = gw.send_command(user_id, data, None, request_id)
+    await admit_send(gw, command)
     await gw.require_member(command.conversation_id, user_id)
     status, frame = await gw.request(command, command.conversation_id, request_id)
     gw.metrics.acked(user_id, command.client_msg_id)

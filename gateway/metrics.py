@@ -32,6 +32,10 @@ class Metrics:
         if started is not None:
             self.send_to_ack.observe(time.perf_counter() - started)
 
+    def forget(self, user_id: str, client_msg_id: str) -> None:
+        """A send that will never be acked (refused before its command was produced)."""
+        self._sent.pop((user_id, client_msg_id), None)
+
     def delivered(self, deliveries: list[Delivery]) -> None:
         self.deliveries.inc(len(deliveries))
 

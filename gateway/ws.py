@@ -12,7 +12,9 @@ from aiohttp import WSMsgType, web
 
 from chat.errors import BadRequest, ChatError
 from gateway.auth import request_user
-from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway
+from chat.events import ReceiptRecordRequested
+from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field
+from gateway.limits import admit_connection, admit_send
 from gateway.registry import Connection
 
 log = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     device_id = request.query.get("device_id", "")
     if not device_id or len(device_id) > MAX_ID_CHARS:
         raise BadRequest(f"device_id is required (at most {MAX_ID_CHARS} characters)")
+    await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, user_id, device_id)
@@ -78,6 +81,7 @@ async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
 
 async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     command = gw.send_command(conn.user_id, frame, conn.device_id)
+    await admit_send(gw, command)
     await gw.require_member(command.conversation_id, conn.user_id)
     future = gw.producer.send(command, command.conversation_id)
 
@@ -122,4 +126,18 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
         conn.release(result)
 
 
-HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync}
+async def on_receipt(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    """Every message up to ``seq`` was delivered to / read by this user (any of their devices)."""
+    conversation_id = id_field(frame, "conversation_id")
+    seq, status = frame.get("seq"), frame.get("status")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise BadRequest("seq must be a positive integer")
+    if status not in ("delivered", "read"):
+        raise BadRequest('status must be "delivered" or "read"')
+    await gw.require_member(conversation_id, conn.user_id)
+    command = ReceiptRecordRequested(conversation_id=conversation_id, user_id=conn.user_id, seq=seq,
+                                     status=status, origin=gw.origin(conn.device_id))
+    gw.producer.send(command, conversation_id)
+
+
+HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync, "receipt": on_receipt}

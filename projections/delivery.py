@@ -15,7 +15,7 @@ from chat import frames
 from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved, MembersAdded,
-    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, Target,
+    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -53,6 +53,9 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
                 + _fan_out(frames.message_frame(event), members, connections))
     if isinstance(event, MessageDeduplicated):
         return _reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
+    if isinstance(event, ReceiptRecorded):
+        # Every device of every member, the reader's own other devices included.
+        return _fan_out(frames.receipt_frame(event), members, connections)
     if isinstance(event, ConversationCreated):
         frame = frames.conversation_frame(frames.conversation_object(event))
         return _reply(event.origin, event.created_by, frame, 201) + _fan_out(frame, members, connections)
@@ -107,7 +110,7 @@ class DeliveryRouter:
             if isinstance(event, ConversationCreated):
                 self._members[cid] = sorted(m.user_id for m in event.members)
             if isinstance(event, (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded,
-                                  MemberRemoved)):
+                                  MemberRemoved, ReceiptRecorded)):
                 members = await self._members_of(cid)
                 if isinstance(event, MembersAdded):
                     members = self._members[cid] = sorted(set(members) | {m.user_id for m in event.members})

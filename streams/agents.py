@@ -93,6 +93,7 @@ async def project(stream: Any) -> None:
         await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
                                     if isinstance(e, MessageAccepted)])
         await res.conversations.apply(events)
+        await res.receipts.apply(events)
         await deliver(res, await res.router.route(events))
 
 

@@ -29,6 +29,8 @@ from chat.events import (
     MessageDeduplicated,
     MessageRejected,
     MessageSendRequested,
+    ReceiptRecordRequested,
+    ReceiptRecorded,
 )
 from chat.ids import direct_conversation_id
 
@@ -60,6 +62,9 @@ class ConversationState:
     created_by: str
     created_at: int
     last_seq: int = 0
+    # Watermarks per member: every message up to this seq was delivered to / read by them.
+    delivered: dict[str, int] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)
     # (sender_id, client_msg_id) -> the accepted message, oldest first, pruned by time.
     recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
 
@@ -83,7 +88,24 @@ def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_
         return [_decide_create(state, command, now_ms, limits)]
     if isinstance(command, (ConversationUpdateRequested, MembersAddRequested, MemberRemoveRequested)):
         return [_decide_membership(state, command, now_ms, limits)]
+    if isinstance(command, ReceiptRecordRequested):
+        return _decide_receipt(state, command, now_ms)
     return []
+
+
+def _decide_receipt(state: ConversationState | None, cmd: ReceiptRecordRequested, now_ms: int) -> list[Event]:
+    """A receipt that moves a watermark forward is recorded; a lower or repeated one is nothing."""
+    if state is None or cmd.user_id not in state.members:
+        return [_reject(cmd, "not_found", "no such conversation")]
+    if cmd.status not in ("delivered", "read"):
+        return [_reject(cmd, "bad_request", 'status must be "delivered" or "read"')]
+    if not 1 <= cmd.seq <= state.last_seq:
+        return [_reject(cmd, "bad_request", f"seq must be between 1 and {state.last_seq}")]
+    marks = state.read if cmd.status == "read" else state.delivered
+    if cmd.seq <= marks.get(cmd.user_id, 0):
+        return []
+    return [ReceiptRecorded(conversation_id=cmd.conversation_id, user_id=cmd.user_id, seq=cmd.seq,
+                            status=cmd.status, recorded_at=now_ms)]
 
 
 def _decide_send(state: ConversationState | None, cmd: MessageSendRequested, now_ms: int,
@@ -209,12 +231,21 @@ def evolve(state: ConversationState | None, event: Event, *,
     elif isinstance(event, MembersAdded):
         for m in event.members:
             state.members.setdefault(m.user_id, m.role)
+    elif isinstance(event, ReceiptRecorded):
+        _advance(state.delivered, event.user_id, event.seq)
+        if event.status == "read":
+            _advance(state.read, event.user_id, event.seq)
     elif isinstance(event, MemberRemoved):
         state.members.pop(event.member_id, None)
+        state.delivered.pop(event.member_id, None)
+        state.read.pop(event.member_id, None)
         if event.promoted is not None and event.promoted in state.members:
             state.members[event.promoted] = "admin"
     if isinstance(event, MessageAccepted) and event.seq > state.last_seq:
         state.last_seq = event.seq
+        # Sending a message reads everything before it.
+        _advance(state.delivered, event.sender_id, event.seq)
+        _advance(state.read, event.sender_id, event.seq)
         recent = state.recent
         recent[(event.sender_id, event.client_msg_id)] = SentRef(event.seq, event.message_id, event.sent_at)
         horizon = event.sent_at - dedup_window_ms
@@ -224,6 +255,11 @@ def evolve(state: ConversationState | None, event: Event, *,
                 break
             recent.popitem(last=False)
     return state
+
+
+def _advance(marks: dict[str, int], user_id: str, seq: int) -> None:
+    if seq > marks.get(user_id, 0):
+        marks[user_id] = seq
 
 
 class Sequencer:

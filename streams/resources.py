@@ -16,6 +16,7 @@ from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import DeliveryRouter
+from projections.receipts import ReceiptProjection
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
 
@@ -26,6 +27,7 @@ class Resources:
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.timelines: TimelineStore = make_timeline_store(settings)
         self.conversations = ConversationProjection(self.redis)
+        self.receipts = ReceiptProjection(self.redis)
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)

@@ -13,7 +13,7 @@ from chat.codec import SCHEMA_DIR, Codec, default_codec
 from chat.errors import SchemaError
 from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
-    MembersAddRequested, MembersAdded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
+    MembersAddRequested, MembersAdded, ReceiptRecordRequested, ReceiptRecorded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
     Member, MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
     Target,
 )
@@ -35,6 +35,8 @@ SAMPLES = [
     ConversationUpdated("c", "alice", 10, O, None, "about"),
     MembersAdded("c", "alice", [Member("bob", "member")], 4, 11, O),
     MemberRemoved("c", "alice", "alice", 4, 12, O, "bob"),
+    ReceiptRecordRequested("c", "bob", 7, "read", O),
+    ReceiptRecorded("c", "bob", 7, "delivered", 13),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
 ]
 

@@ -9,7 +9,8 @@ import pytest
 from chat.events import (
     CommandRejected, ConversationCreateRequested, ConversationCreated, ConversationUpdateRequested,
     ConversationUpdated, Member, MemberRemoveRequested, MemberRemoved, MembersAddRequested, MembersAdded,
-    MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin,
+    MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, ReceiptRecordRequested,
+    ReceiptRecorded,
 )
 from chat.ids import direct_conversation_id
 from streams.model import Limits, Sequencer, decide, evolve
@@ -221,3 +222,36 @@ def test_membership_events_replay_to_the_same_state(seq):
                                                                     Member("carol", "member")], "alice", 1_000, ORIGIN)] + log + log)
     state, original = fresh.conversations["g1"], seq.conversations["g1"]
     assert (state.members, state.description, state.last_seq) == (original.members, original.description, original.last_seq)
+
+
+def receipt(seq_, status="read", user="bob", conv="g1"):
+    return ReceiptRecordRequested(conversation_id=conv, user_id=user, seq=seq_, status=status, origin=ORIGIN)
+
+
+def test_receipts_move_watermarks_forward_only(seq):
+    for i in range(5):
+        seq.run(send(f"m{i}"))
+    (delivered,) = seq.run(receipt(4, "delivered"))
+    assert isinstance(delivered, ReceiptRecorded) and (delivered.seq, delivered.status) == (4, "delivered")
+    assert seq.run(receipt(4, "delivered")) == []  # repeated: nothing
+    assert seq.run(receipt(2, "delivered")) == []  # lower: nothing
+    (read,) = seq.run(receipt(5))
+    state = seq.conversations["g1"]
+    assert (state.read["bob"], state.delivered["bob"]) == (5, 5)  # read implies delivered
+    assert seq.run(receipt(5, "delivered")) == []
+
+
+def test_receipt_rules(seq):
+    seq.run(send("m"))
+    assert seq.run(receipt(2))[0].code == "bad_request"  # beyond the last message
+    assert seq.run(receipt(0))[0].code == "bad_request"
+    assert seq.run(receipt(1, user="mallory"))[0].code == "not_found"
+    assert seq.run(receipt(1, status="seen"))[0].code == "bad_request"
+
+
+def test_sending_reads_everything_before(seq):
+    seq.run(send("a", sender="bob"))
+    seq.run(send("b", sender="alice"))
+    state = seq.conversations["g1"]
+    assert (state.read["alice"], state.read["bob"]) == (2, 1)
+    assert seq.run(receipt(2, user="alice")) == []

@@ -1,0 +1,115 @@
+"""Per-user limits that every gateway shares, kept in Redis (PROTOCOL.md, "Limits").
+
+Send rate: a token bucket per user, ``rate:send:{user_id}``, a hash ``{tokens, ts}`` that
+expires once the bucket would be full again (a missing bucket reads as full). One Lua
+script reads, refills and spends, so concurrent sends through several gateways never
+spend the same token twice, and it reads the time from the Redis server (``TIME``), so
+gateways with skewed clocks agree. Every send path checks it after validation and before
+producing the command: a refused send costs no broker work.
+
+Connections: the user's live device entries in the connection registry (see
+``admit_connection``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from chat.errors import RateLimited, Unavailable
+from chat.events import MessageSendRequested
+from chat.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.context import Gateway
+
+SEND_PREFIX = "rate:send:"
+# A connection slot frees when one of the user's devices disconnects, which the server cannot
+# predict; entries of a gateway that died without a goodbye expire after connection_ttl_s.
+CONNECT_RETRY_AFTER_MS = 5_000
+
+# KEYS[1]: the bucket. ARGV[1]: burst (most tokens held), ARGV[2]: tokens back per second.
+# Returns {1, 0} when a token was spent, else {0, ms until one token is back}.
+TOKEN_BUCKET_LUA = """
+local burst = tonumber(ARGV[1])
+local per_ms = tonumber(ARGV[2]) / 1000
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+-- max(0, ...): if the Redis clock stepped back, refill from the new now, never below.
+tokens = math.min(burst, tokens + math.max(0, now - ts) * per_ms)
+local allowed, retry_ms = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  retry_ms = math.max(1, math.ceil((1 - tokens) / per_ms))
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'ts', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / per_ms) + 1000)
+return {allowed, retry_ms}
+"""
+
+
+class TokenBucket:
+    """A token bucket per name in Redis: at most ``burst`` tokens, ``per_s`` back each second."""
+
+    def __init__(self, client: redis.Redis, prefix: str, burst: int, per_s: float) -> None:
+        if burst < 1 or per_s <= 0:
+            raise ValueError(f"a token bucket needs burst >= 1 and per_s > 0, not {burst}, {per_s}")
+        self.prefix = prefix
+        self.burst = burst
+        self.per_s = per_s
+        self._script = client.register_script(TOKEN_BUCKET_LUA)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    async def take(self, name: str) -> int:
+        """Spend one token of ``name``: 0 if there was one, else the ms until one is back."""
+        try:
+            allowed, retry_after_ms = await self._script(keys=[self.key(name)], args=[self.burst, self.per_s])
+        except RedisError as exc:
+            raise Unavailable("the rate limiter is unreachable") from exc
+        return 0 if allowed else int(retry_after_ms)
+
+
+def send_bucket(client: redis.Redis, settings: Settings) -> TokenBucket:
+    """The per-user send bucket (``rate:send:{user_id}``) with the configured limits."""
+    return TokenBucket(client, SEND_PREFIX, settings.rate_burst, settings.rate_per_s)
+
+
+async def admit_send(gw: Gateway, command: MessageSendRequested) -> None:
+    """Spend one of the sender's tokens; ``RateLimited`` (ref: the client_msg_id) if none is left.
+
+    Called on every send path (WebSocket ``send``, HTTP POST) once the send is valid and
+    before its command is produced.
+    """
+    retry_after_ms = await gw.send_limit.take(command.sender_id)
+    if retry_after_ms:
+        gw.metrics.forget(command.sender_id, command.client_msg_id)  # never acked: no latency sample
+        raise RateLimited(f"more than {gw.settings.rate_burst} messages at once or {gw.settings.rate_per_s:g} "
+                          f"per second; retry in {retry_after_ms} ms",
+                          retry_after_ms=retry_after_ms, ref=command.client_msg_id)
+
+
+async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> None:
+    """Refuse a WebSocket connect (before the upgrade) when the user is at
+    ``max_connections_per_user``, counted across all gateways.
+
+    The count is per device entry of the connection registry (live entries only), not per
+    socket: a device reconnecting replaces its own entry, so it is always let back in and
+    never counts twice. The check and the registration after the upgrade are not one atomic
+    step, so connects of one user racing each other may briefly exceed the limit by a few.
+    """
+    live = (await gw.registry.directory.gateways([user_id])).get(user_id, {})
+    if device_id in live:
+        return
+    limit = gw.settings.max_connections_per_user
+    if len(live) >= limit:
+        raise RateLimited(f"at most {limit} connected devices per user; close one first",
+                          retry_after_ms=CONNECT_RETRY_AFTER_MS)
