@@ -10,7 +10,7 @@ from typing import Any, Awaitable
 import orjson
 from aiohttp import web
 
-from chat.errors import BadRequest, NotFound
+from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import (
     ConversationCreateRequested, ConversationUpdateRequested, MemberRemoveRequested, MembersAddRequested,
 )
@@ -96,7 +96,7 @@ async def create_conversation(request: web.Request) -> web.Response:
         if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
             raise BadRequest("members must be a list of user ids")
         if len(members) > gw.settings.max_members_per_request:
-            raise BadRequest(f"at most {gw.settings.max_members_per_request} members per request")
+            raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
         if not isinstance(name, str) or not isinstance(description, str):
             raise BadRequest("name and description must be strings")
         conversation_id = new_group_id()
@@ -192,7 +192,7 @@ async def add_members(request: web.Request) -> web.Response:
     if not isinstance(user_ids, list) or not user_ids or not all(isinstance(u, str) and u for u in user_ids):
         raise BadRequest("user_ids must be a non-empty list of user ids")
     if len(user_ids) > gw.settings.max_members_per_request:
-        raise BadRequest(f"at most {gw.settings.max_members_per_request} members per request")
+        raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
     await gw.require_member(conversation_id, user_id)
     request_id = new_request()
     command = MembersAddRequested(conversation_id=conversation_id, user_id=user_id, member_ids=user_ids,

@@ -132,3 +132,13 @@ async def test_direct_conversations_never_change_members(system, session):
     assert status == 403
     status, body = await alice.call("POST", f"/v1/conversations/{cid}/members", json={"user_ids": []})
     assert status == 400
+
+
+async def test_members_per_request_limit(system, session):
+    (alice,) = await users(session, system, "alice")
+    too_many = [f"u{i}" for i in range(system.settings.max_members_per_request + 1)]
+    status, body = await alice.call("POST", "/v1/conversations", json={"type": "group", "name": "x", "members": too_many})
+    assert status == 413 and body["error"]["code"] == "too_large"
+    cid = (await alice.create_group("g", []))["conversation_id"]
+    status, body = await alice.call("POST", f"/v1/conversations/{cid}/members", json={"user_ids": too_many})
+    assert status == 413 and body["error"]["code"] == "too_large"
