@@ -62,6 +62,8 @@ class Settings:
     max_connections_per_user: int = 20  # connected devices, across all gateways
     # Connections and liveness
     connection_ttl_s: float = 60.0
+    # A new connection holds live messages back until its first sync, at most this long.
+    sync_grace_s: float = 1.0
     heartbeat_interval_s: float = 15.0
     request_timeout_s: float = 15.0
     # Worker

@@ -35,7 +35,7 @@ class Connection:
     conversation's messages in seq order, with no gap between the replay and live delivery.
     """
 
-    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds")
+    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds", "grace")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
         self.ws = ws
@@ -45,6 +45,7 @@ class Connection:
         self.ready = asyncio.Event()
         self.held: list[bytes] = []
         self.holds = 0
+        self.grace: asyncio.TimerHandle | None = None
         self.writer = asyncio.create_task(self._write())
 
     def push(self, frame: bytes) -> None:
@@ -72,6 +73,18 @@ class Connection:
                 (self.held if frame.startswith(MESSAGE_PREFIX) else kept).append(frame)
             self.outbox = kept
         self.holds += 1
+
+    def hold_until_sync(self, grace_s: float) -> None:
+        """Hold live messages from the start until the first sync ends, or ``grace_s`` passes."""
+        self.hold()
+        self.grace = asyncio.get_running_loop().call_later(grace_s, self.synced, {})
+
+    def synced(self, replayed: dict[str, int]) -> None:
+        """End the hold taken at connect (once), releasing what the replay did not send."""
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
+            self.release(replayed)
 
     def release(self, replayed: dict[str, int]) -> None:
         """Stop holding; queue held messages past what the replay sent (conversation -> seq)."""
@@ -119,6 +132,8 @@ class Registry:
         # Local bookkeeping first and without awaiting: another device of the same user
         # may be closing at the same moment.
         conn.writer.cancel()
+        if conn.grace is not None:
+            conn.grace.cancel()
         devices = self.by_user.get(conn.user_id)
         if devices is None:
             return

@@ -30,6 +30,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, user_id, device_id)
+    # Live messages wait for the device's first sync (or a short grace if it never syncs), so
+    # one that lands between registering and syncing cannot overtake the replay.
+    conn.hold_until_sync(gw.settings.sync_grace_s)
     await gw.registry.add(conn)
     gw.metrics.connections.inc()
     conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
@@ -124,6 +127,7 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
         conn.send_now({"type": "synced", "cursors": result})
     finally:
         conn.release(result)
+        conn.synced(result)
 
 
 async def on_receipt(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
