@@ -9,7 +9,6 @@ import uuid
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.client import Client, Device
 from tests.support import System
@@ -25,12 +24,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()
     yield system
     system.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def uid(name: str) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import aiohttp
 import pytest
-import pytest_asyncio
 
 from tests.client import Client
 from tests.support import System
@@ -21,12 +19,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()
     yield system
     system.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def uid(name: str) -> str:
