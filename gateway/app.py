@@ -88,11 +88,16 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     log.info("gateway %s ready", settings.gateway_id)
     yield
     heartbeat.cancel()
-    await registry.close_all()
     consumer.close()
     await asyncio.to_thread(gw.producer.close)
     await timelines.close()
     await client.aclose()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for handlers: WebSocket handlers end only when their
+    socket closes, so close them all now with GOING_AWAY (clients reconnect and sync)."""
+    await app[GATEWAY].registry.close_all()
 
 
 async def _heartbeat(gw: Gateway) -> None:
@@ -110,6 +115,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(resources)
+    app.on_shutdown.append(_close_sockets)
     app.add_routes(http.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

@@ -16,7 +16,7 @@ from chat.events import (
 )
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
-from gateway.context import GATEWAY, Gateway, id_field, new_request
+from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms
 from gateway.limits import admit_send
 
 routes = web.RouteTableDef()
@@ -120,12 +120,24 @@ async def list_conversations(request: web.Request) -> web.Response:
             gw.conversations.get(conversation_id), gw.conversations.last(conversation_id))
         if conversation is None:
             continue
+        if last is not None and last["sent_at"] + gw.settings.retention_ms <= now_ms():
+            last = None  # expired: the list shows no more than history does
         if last is not None and len(last["body"]) > LAST_MESSAGE_CHARS:
             last["body"] = last["body"][:LAST_MESSAGE_CHARS] + "…"
-        conversation.update(last_seq=last_seq, last_message=last, unread=max(0, last_seq - read_seq))
+        conversation.update(last_seq=last_seq, last_message=last,
+                            unread=await unread_count(gw, conversation_id, last_seq, read_seq, last))
         items.append(conversation)
     items.sort(key=lambda c: (c["last_message"] or {}).get("sent_at", c["created_at"]), reverse=True)
     return json({"conversations": items})
+
+
+async def unread_count(gw: Gateway, conversation_id: str, last_seq: int, read_seq: int,
+                       last: dict[str, Any] | None) -> int:
+    """Messages after the read watermark that have not expired."""
+    if last is None or last_seq <= read_seq:
+        return 0
+    first = await gw.timelines.page(conversation_id, after_seq=read_seq, limit=1)
+    return last_seq - first.messages[0].seq + 1 if first.messages else 0
 
 
 @routes.get("/v1/conversations/{conversation_id}")

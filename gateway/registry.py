@@ -25,6 +25,7 @@ MAX_QUEUED_FRAMES = 10_000
 
 
 MESSAGE_PREFIX = b'{"type":"message"'
+FLOOR_S = 10.0  # how long after a replay live frames are checked against it
 
 
 class Connection:
@@ -35,7 +36,7 @@ class Connection:
     conversation's messages in seq order, with no gap between the replay and live delivery.
     """
 
-    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds", "grace")
+    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds", "grace", "floor")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
         self.ws = ws
@@ -46,14 +47,27 @@ class Connection:
         self.held: list[bytes] = []
         self.holds = 0
         self.grace: asyncio.TimerHandle | None = None
+        # After a replay: conversation -> the seq it reached. Live frames still in flight at or
+        # below it are dropped; an entry ends with the first newer frame (frames come in order).
+        self.floor: dict[str, int] = {}
         self.writer = asyncio.create_task(self._write())
 
     def push(self, frame: bytes) -> None:
         """Queue a live frame."""
         if self.holds and frame.startswith(MESSAGE_PREFIX):
             self.held.append(frame)
-        else:
+        elif not self.floor or not frame.startswith(MESSAGE_PREFIX) or self._above_floor(frame):
             self.replay(frame)
+
+    def _above_floor(self, frame: bytes) -> bool:
+        message = orjson.loads(frame)["message"]
+        floor = self.floor.get(message["conversation_id"])
+        if floor is None:
+            return True
+        if message["seq"] <= floor:
+            return False
+        del self.floor[message["conversation_id"]]
+        return True
 
     def replay(self, frame: bytes) -> None:
         """Queue a frame now, held or not (sync's own replay)."""
@@ -92,10 +106,11 @@ class Connection:
         if self.holds:
             return
         held, self.held = self.held, []
+        self.floor = {c: s for c, s in replayed.items() if s > 0}
+        if self.floor:
+            asyncio.get_running_loop().call_later(FLOOR_S, self.floor.clear)
         for frame in held:
-            message = orjson.loads(frame)["message"]
-            if message["seq"] > replayed.get(message["conversation_id"], 0):
-                self.replay(frame)
+            self.push(frame)
 
     async def _write(self) -> None:
         while True:
@@ -187,7 +202,7 @@ class Registry:
             self.pending.pop(request_id, None)
 
     async def close_all(self) -> None:
-        for devices in list(self.by_user.values()):
-            for conns in list(devices.values()):
-                for conn in list(conns):
-                    await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        """Close every socket with GOING_AWAY, all at once."""
+        conns = [c for devices in self.by_user.values() for cs in devices.values() for c in cs]
+        await asyncio.gather(*(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                               for c in conns), return_exceptions=True)

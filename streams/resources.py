@@ -6,10 +6,12 @@ Opened once, on first use, and closed when the worker stops.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import redis.asyncio as redis
 
 from chat.codec import default_codec
+from chat.errors import ChatError
 from chat.events import Event
 from chat.kafka import AsyncProducer
 from chat.settings import Settings
@@ -19,6 +21,9 @@ from projections.delivery import DeliveryRouter
 from projections.receipts import ReceiptProjection
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
+
+
+log = logging.getLogger(__name__)
 
 
 class Resources:
@@ -62,7 +67,10 @@ class Resources:
         """Expire old messages in stores without TTL (the embedded one)."""
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
-            await self.timelines.sweep()
+            try:
+                await self.timelines.sweep()
+            except ChatError:  # e.g. the store busy for too long: try again next time
+                log.exception("timeline sweep failed")
 
     async def close(self) -> None:
         if self._opened:

@@ -90,3 +90,77 @@ class Client:
             "type": "group", "name": name, "description": description, "members": members})
         assert status == 201, body
         return body
+
+
+# Appended for the e2e tier's ordering, offline, retention and fan-out tests.
+
+import time  # noqa: E402  (imports of this appended block, kept with it)
+
+
+class TimedDevice(Device):
+    """A ``Device`` that also records when each frame arrived (``time.monotonic()``)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, user_id: str, device_id: str) -> None:
+        self.arrived_at: list[float] = []  # parallel to ``frames``
+        super().__init__(ws, user_id, device_id)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                self.arrived_at.append(time.monotonic())
+                self.frames.append(msg.json())
+                self._arrived.set()
+
+
+async def timed_device(client: Client, device_id: str, base_url: str | None = None) -> TimedDevice:
+    """``client.device(...)``, as a ``TimedDevice``."""
+    url = (base_url or client.base_url).replace("http", "ws", 1)
+    ws = await client.session.ws_connect(f"{url}/v1/ws?device_id={device_id}", headers=client.headers)
+    device = TimedDevice(ws, client.user_id, device_id)
+    await device.wait_for("hello")
+    return device
+
+
+def first_seen(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with duplicates dropped by ``(conversation_id, seq)``, first arrival kept, in arrival order."""
+    seen: set[tuple[str, int]] = set()
+    unique = []
+    for m in messages:
+        key = (m["conversation_id"], m["seq"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(m)
+    return unique
+
+
+def contiguous_cursor(messages: list[dict[str, Any]]) -> int:
+    """The highest seq up to which every seq from 1 was seen (a client's sync cursor)."""
+    seqs = {m["seq"] for m in messages}
+    cursor = 0
+    while cursor + 1 in seqs:
+        cursor += 1
+    return cursor
+
+
+async def eventually(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll ``check()`` until true; ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout}s: {what}")
+        await asyncio.sleep(interval)
+
+
+async def full_history(client: Client, conversation_id: str, page: int = 200) -> list[dict[str, Any]]:
+    """Every readable message, walking ``GET …/messages`` back with ``before_seq``; ascending seq."""
+    pages: list[list[dict[str, Any]]] = []
+    before = ""
+    while True:
+        status, body = await client.call("GET", f"/v1/conversations/{conversation_id}/messages?limit={page}{before}")
+        assert status == 200, body
+        pages.append(body["messages"])
+        if not body["has_more"]:
+            break
+        assert body["messages"], f"has_more with an empty page: {body}"
+        before = f"&before_seq={body['messages'][0]['seq']}"
+    return [m for p in reversed(pages) for m in p]

@@ -179,3 +179,42 @@ class PartitionReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Appended for the e2e tier's multi-worker tests: wait until the stream workers have settled.
+
+def wait_workers(system: System, count: int, timeout: float = 60.0) -> dict[str, tuple[set[int], set[int]]]:
+    """Block until ``count`` live workers each serve at least one recovered commands partition
+    and together serve every partition of both topics (``workers:<app id>`` in Redis, as the
+    workers announce it); returns worker id -> (commands partitions, events partitions).
+
+    ``/healthz`` turns 200 as soon as the first worker covers everything; this waits for the
+    rebalances that follow when more workers join.
+    """
+    import redis as sync_redis
+
+    client = sync_redis.Redis.from_url(system.env["CHAT_REDIS_URL"])
+    wanted = set(range(system.settings.partitions))
+    deadline = time.monotonic() + timeout
+    served: dict[str, tuple[set[int], set[int]]] = {}
+    try:
+        while True:
+            now_ms = int(time.time() * 1000)
+            served = {}
+            for worker, value in client.hgetall(f"workers:{system.settings.app_id}").items():
+                parts, _, expires = value.decode().rpartition("|")
+                if int(expires) <= now_ms:
+                    continue
+                commands, _, events = parts.partition(";")
+                served[worker.decode()] = ({int(p) for p in commands.split(",") if p},
+                                           {int(p) for p in events.split(",") if p})
+            covered = (set().union(*(c for c, _ in served.values())) if served else set(),
+                       set().union(*(e for _, e in served.values())) if served else set())
+            if (len(served) >= count and all(c for c, _ in served.values())
+                    and covered == (wanted, wanted)):
+                return served
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} workers not serving every partition after {timeout}s: {served}")
+            time.sleep(0.2)
+    finally:
+        client.close()

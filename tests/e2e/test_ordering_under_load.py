@@ -1,5 +1,5 @@
-"""Ordering under concurrency: 3 senders on 3 gateways x 200 messages into one group, 3 stream
-workers, 3 partitions; every device (senders' own included) sees exactly 1..600 in order."""
+"""Ordering under concurrency: three workers, three gateways, three senders writing into one
+group at once. Every device must see one order, the same one the acks and history give."""
 
 from __future__ import annotations
 
@@ -7,85 +7,132 @@ import asyncio
 import time
 import uuid
 
-import aiohttp
 import pytest
-import pytest_asyncio
 
-from tests.client import Client
-from tests.support import System
+from tests.client import Client, Device, eventually, first_seen, full_history
+from tests.support import System, wait_workers
 
-PER_SENDER = 200
-SENDERS = 3
+PARTITIONS = GATEWAYS = WORKERS = 3
+PER_SENDER = 200  # the default send burst: no sender is rate limited
+TOTAL = GATEWAYS * PER_SENDER
 
 
 @pytest.fixture(scope="module")
 def system(stack, tmp_path_factory):
-    system = System(stack, tmp_path_factory.mktemp("e2e-order"), partitions=3,
-                    CHAT_RATE_BURST="1000", CHAT_RATE_PER_S="1000")
-    for _ in range(3):
+    system = System(stack, tmp_path_factory.mktemp("e2e-ordering"), partitions=PARTITIONS)
+    for _ in range(WORKERS):
         system.start_worker()
-    for _ in range(3):
-        system.start_gateway()
+    for _ in range(GATEWAYS):
+        system.start_gateway()  # waits for /healthz 200
+    wait_workers(system, WORKERS)  # and for the rebalances after the first worker covered all
     yield system
     system.stop()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def session():
-    async with aiohttp.ClientSession() as s:
-        yield s
+def uid(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
-async def test_three_senders_on_three_gateways_keep_one_order(system, session):
+def body(sender: int, n: int) -> str:
+    return f"sender {sender} message {n} " + "x" * (n % 7)
+
+
+def no_errors(device: Device) -> None:
+    errors = device.of_type("error")
+    assert not errors, f"{device.user_id}/{device.device_id} got error frames: {errors[:5]}"
+
+
+async def test_three_senders_on_three_gateways_one_order_everywhere(system, session):
     urls = [system.url(g) for g in system.gateways]
-    names = [f"u{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
-    clients = [await Client.sign_in(session, urls[0], n) for n in names]
-    cid = (await clients[0].create_group("load", [c.user_id for c in clients[1:]]))["conversation_id"]
-    devices = [await c.device("main", base_url=urls[i % 3]) for i, c in enumerate(clients)]
-    extra = await clients[0].device("second", base_url=urls[1])  # a sender's other device
-    senders = devices[:SENDERS]  # on gateways 0, 1, 2
+    senders = [await Client.sign_in(session, urls[i], uid(f"sender{i}")) for i in range(GATEWAYS)]
+    readers = [await Client.sign_in(session, urls[i], uid(f"reader{i}")) for i in range(GATEWAYS)]
+    group = await senders[0].create_group("load", [c.user_id for c in senders[1:] + readers])
+    cid = group["conversation_id"]
+    assert len(group["members"]) == 6
 
-    started = time.perf_counter()
+    sending = [await senders[i].device("phone", urls[i]) for i in range(GATEWAYS)]  # one sender per gateway
+    reading = [await readers[i].device("phone", urls[i]) for i in range(GATEWAYS)]
+    extra = await senders[0].device("laptop", urls[1])  # sender 0's second device, on another gateway
+    devices = sending + reading + [extra]
+    for device in devices:  # as a client does on connect (live messages wait for it, or a 1 s grace)
+        await device.send({"type": "sync", "cursors": {}})
+        await device.wait_for("synced")
 
-    async def burst(index: int, device) -> None:
-        for i in range(PER_SENDER):
-            await device.send_message(cid, f"s{index}-{i}", f"sender {index} message {i}")
+    async def blast(i: int) -> None:
+        for n in range(PER_SENDER):
+            await sending[i].send_message(cid, f"s{i}-{n}", body(i, n))
 
-    await asyncio.gather(*(burst(i, d) for i, d in enumerate(senders)))
-    total = SENDERS * PER_SENDER
-    acks = [await d.wait_for("ack", lambda f: f["conversation_id"] == cid, count=PER_SENDER, timeout=90)
-            for d in senders]
-    for device in devices + [extra]:
-        await device.wait_for("message", lambda f: f["message"]["conversation_id"] == cid, count=total, timeout=90)
-    elapsed = time.perf_counter() - started
-    print(f"\n{total} messages from {SENDERS} gateways delivered to {len(devices) + 1} devices "
-          f"in {elapsed:.2f}s ({total / elapsed:.0f} msg/s)")
+    started = time.monotonic()
+    await asyncio.gather(*(blast(i) for i in range(GATEWAYS)))
+    sent = time.monotonic()
 
-    acked = sorted(a["seq"] for sender_acks in acks for a in sender_acks)
-    assert acked == list(range(1, total + 1))  # gap-free, no seq twice
-    for sender_acks in acks:
-        assert [a["seq"] for a in sender_acks] == sorted(a["seq"] for a in sender_acks)
-    by_message_id = {a["message_id"]: a for sender_acks in acks for a in sender_acks}
-    for device in devices + [extra]:
-        seqs = [m["seq"] for m in device.messages(cid)]
-        assert seqs == list(range(1, total + 1)), f"{device.user_id}/{device.device_id} saw a gap, a duplicate or disorder"
-        for m in device.messages(cid):
-            ack = by_message_id[m["message_id"]]
-            assert (m["seq"], m["client_msg_id"]) == (ack["seq"], ack["client_msg_id"])
-        # each sender's own messages keep the order they were sent in
-        for index in range(SENDERS):
-            mine = [m["client_msg_id"] for m in device.messages(cid) if m["client_msg_id"].startswith(f"s{index}-")]
-            assert mine == [f"s{index}-{i}" for i in range(PER_SENDER)]
+    def acked(i: int) -> list[dict]:
+        no_errors(sending[i])
+        return sending[i].of_type("ack", lambda f: f["conversation_id"] == cid)
 
-    history, before = [], None
-    while True:
-        query = f"?limit=200&before_seq={before}" if before else "?limit=200"
-        status, page = await clients[3].call("GET", f"/v1/conversations/{cid}/messages{query}")
-        assert status == 200
-        history = page["messages"] + history
-        if not page["has_more"]:
-            break
-        before = page["messages"][0]["seq"]
-    assert [m["seq"] for m in history] == list(range(1, total + 1))
-    for d in devices + [extra]:
-        await d.close()
+    def has_all(device: Device) -> bool:
+        no_errors(device)
+        return len({m["seq"] for m in device.messages(cid)}) >= TOTAL
+
+    for i in range(GATEWAYS):
+        await eventually(lambda: len(acked(i)) >= PER_SENDER, 45, f"{PER_SENDER} acks for sender {i}")
+    all_acked = time.monotonic()
+    for device in devices:
+        await eventually(lambda: has_all(device), 45, f"{TOTAL} messages on {device.user_id}/{device.device_id}")
+    delivered = time.monotonic()
+    await asyncio.sleep(0.5)  # anything extra (duplicates, strays) has time to arrive
+
+    # Acks: 200 per sender, distinct seqs; together exactly 1..600.
+    by_seq: dict[int, tuple[int, dict]] = {}
+    for i in range(GATEWAYS):
+        acks = acked(i)
+        assert len(acks) == PER_SENDER, f"sender {i}: {len(acks)} acks"
+        assert {a["client_msg_id"] for a in acks} == {f"s{i}-{n}" for n in range(PER_SENDER)}
+        seqs = [a["seq"] for a in acks]
+        assert len(set(seqs)) == PER_SENDER, f"sender {i}: repeated seqs in its acks"
+        for a in acks:
+            assert a["seq"] not in by_seq, f"seq {a['seq']} acked to senders {by_seq[a['seq']][0]} and {i}"
+            by_seq[a["seq"]] = (i, a)
+        assert seqs == sorted(seqs), f"sender {i}: acks not in seq order"
+        assert [a["client_msg_id"] for a in acks] == [f"s{i}-{n}" for n in range(PER_SENDER)], (
+            f"sender {i}: its messages were not sequenced in the order it sent them")
+    assert sorted(by_seq) == list(range(1, TOTAL + 1))
+
+    def check_message(m: dict, where: str) -> None:
+        i, ack = by_seq[m["seq"]]
+        n = int(ack["client_msg_id"].split("-")[1])
+        assert (m["message_id"], m["client_msg_id"], m["sender_id"], m["body"]) == (
+            ack["message_id"], ack["client_msg_id"], senders[i].user_id, body(i, n)), f"{where}: seq {m['seq']}"
+        assert m["sent_at"] == ack["sent_at"], f"{where}: seq {m['seq']}"
+
+    # Every device: exactly 1..600 in increasing order after dedup by (conversation_id, seq).
+    duplicates = {}
+    for device in devices:
+        where = f"{device.user_id}/{device.device_id}"
+        raw = device.messages(cid)
+        unique = first_seen(raw)
+        duplicates[where] = len(raw) - len(unique)
+        seqs = [m["seq"] for m in unique]
+        assert seqs == list(range(1, TOTAL + 1)), (
+            f"{where}: not 1..{TOTAL} in order; first out of place at index "
+            f"{next((k for k, s in enumerate(seqs) if s != k + 1), len(seqs))}: {seqs[:20]}…")
+        for m in unique:
+            check_message(m, where)
+        for i in range(GATEWAYS):  # each sender's messages in the order it sent them
+            assert [m["client_msg_id"] for m in unique if m["sender_id"] == senders[i].user_id] == [
+                f"s{i}-{n}" for n in range(PER_SENDER)], f"{where}: sender {i}'s messages out of send order"
+
+    # History, paged back with before_seq: the same 600, in order.
+    history = await full_history(readers[2], cid, page=200)
+    assert [m["seq"] for m in history] == list(range(1, TOTAL + 1))
+    for m in history:
+        check_message(m, "history")
+
+    elapsed = delivered - started
+    print(f"\n[ordering] {TOTAL} messages from {GATEWAYS} senders on {GATEWAYS} gateways, {WORKERS} workers, "
+          f"{len(devices)} devices: sent in {sent - started:.2f}s, all acked after {all_acked - started:.2f}s, "
+          f"all delivered after {elapsed:.2f}s = {TOTAL / elapsed:.0f} msg/s accepted, "
+          f"{TOTAL * len(devices) / elapsed:.0f} deliveries/s; raw duplicates {sum(duplicates.values())}")
+    assert sum(duplicates.values()) == 0, f"duplicate message frames (no failure happened): {duplicates}"
+    for device in devices:
+        await device.close()
