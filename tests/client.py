@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, Callable
 
 import aiohttp
@@ -52,6 +53,11 @@ class Device:
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
+
+
+def uid(name: str) -> str:
+    """A user id no other test run uses."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 class Client:
@@ -164,3 +170,8 @@ async def full_history(client: Client, conversation_id: str, page: int = 200) ->
         assert body["messages"], f"has_more with an empty page: {body}"
         before = f"&before_seq={body['messages'][0]['seq']}"
     return [m for p in reversed(pages) for m in p]
+
+
+async def sign_in_users(session: aiohttp.ClientSession, base_url: str, *names: str) -> list[Client]:
+    """Fresh users (``uid`` of each name), signed in."""
+    return [await Client.sign_in(session, base_url, uid(n)) for n in names]

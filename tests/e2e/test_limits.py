@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 
 import aiohttp
 import pytest
 
-from tests.client import Client, Device
+from tests.client import Client, Device, uid
 from tests.support import System
 
 BURST, PER_S, MAX_CONNECTIONS = 20, 5, 3
@@ -24,10 +23,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()
     yield system
     system.stop()
-
-
-def uid(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 async def rate_limited_errors(system: System, session: aiohttp.ClientSession) -> float:

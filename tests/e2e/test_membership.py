@@ -3,11 +3,10 @@ what a removed member can still see (history up to their removal, nothing after)
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from tests.client import Client
+from tests.client import sign_in_users
 from tests.support import System
 
 
@@ -20,16 +19,12 @@ def system(stack, tmp_path_factory):
     system.stop()
 
 
-async def users(session, system, *names):
-    return [await Client.sign_in(session, system.url(), f"{n}-{uuid.uuid4().hex[:6]}") for n in names]
-
-
 def roles(conversation):
     return {m["user_id"]: m["role"] for m in conversation["members"]}
 
 
 async def test_admins_rename_and_members_hear_of_it(system, session):
-    alice, bob = await users(session, system, "alice", "bob")
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
     cid = (await alice.create_group("old", [bob.user_id]))["conversation_id"]
     b1 = await bob.device("b1")
     status, conv = await alice.call("PATCH", f"/v1/conversations/{cid}", json={"name": "new", "description": "about"})
@@ -46,7 +41,7 @@ async def test_admins_rename_and_members_hear_of_it(system, session):
 
 
 async def test_added_members_receive_from_then_on(system, session):
-    alice, bob, carol = await users(session, system, "alice", "bob", "carol")
+    alice, bob, carol = await sign_in_users(session, system.url(), "alice", "bob", "carol")
     cid = (await alice.create_group("g", [bob.user_id]))["conversation_id"]
     a1, c1 = await alice.device("a1"), await carol.device("c1")
     await a1.send_message(cid, "before", "before carol")
@@ -67,7 +62,7 @@ async def test_added_members_receive_from_then_on(system, session):
 
 
 async def test_removed_member_stops_receiving_and_reads_only_up_to_removal(system, session):
-    alice, bob = await users(session, system, "alice", "bob")
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
     cid = (await alice.create_group("g", [bob.user_id]))["conversation_id"]
     a1, b1 = await alice.device("a1"), await bob.device("b1")
     for i in range(3):
@@ -98,7 +93,7 @@ async def test_removed_member_stops_receiving_and_reads_only_up_to_removal(syste
 
 
 async def test_leave_and_promotion_of_the_longest_standing_member(system, session):
-    alice, bob, carol = await users(session, system, "alice", "bob", "carol")
+    alice, bob, carol = await sign_in_users(session, system.url(), "alice", "bob", "carol")
     cid = (await alice.create_group("g", [bob.user_id, carol.user_id]))["conversation_id"]
     status, _ = await bob.call("DELETE", f"/v1/conversations/{cid}/members/{carol.user_id}")
     assert status == 403  # members may only remove themselves
@@ -113,7 +108,7 @@ async def test_leave_and_promotion_of_the_longest_standing_member(system, sessio
 
 
 async def test_direct_conversations_never_change_members(system, session):
-    alice, bob = await users(session, system, "alice", "bob")
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
     status, dm = await alice.call("POST", "/v1/conversations", json={"type": "direct", "peer": bob.user_id})
     cid = dm["conversation_id"]
     status, _ = await alice.call("POST", f"/v1/conversations/{cid}/members", json={"user_ids": ["carol"]})
@@ -127,7 +122,7 @@ async def test_direct_conversations_never_change_members(system, session):
 
 
 async def test_members_per_request_limit(system, session):
-    (alice,) = await users(session, system, "alice")
+    (alice,) = await sign_in_users(session, system.url(), "alice")
     too_many = [f"u{i}" for i in range(system.settings.max_members_per_request + 1)]
     status, body = await alice.call("POST", "/v1/conversations", json={"type": "group", "name": "x", "members": too_many})
     assert status == 413 and body["error"]["code"] == "too_large"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
-from tests.client import Client
+from tests.client import Client, uid
 from tests.support import System
 
 
@@ -19,10 +18,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()
     yield system
     system.stop()
-
-
-def uid(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 async def test_no_or_bad_token_gets_401_before_the_upgrade(system, session):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.client import Client, Device, contiguous_cursor, eventually, first_seen
+from tests.client import Client, Device, contiguous_cursor, eventually, first_seen, uid
 from tests.support import System
 
 
@@ -23,10 +22,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()  # up for the whole module; the restart tests start and stop their own
     yield system
     system.stop()
-
-
-def uid(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def seqs(messages: list[dict[str, Any]]) -> list[int]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 
-from tests.client import Client, Device, eventually, first_seen, full_history
+from tests.client import Client, Device, eventually, first_seen, full_history, uid
 from tests.support import System, wait_workers
 
 PARTITIONS = GATEWAYS = WORKERS = 3
@@ -27,10 +26,6 @@ def system(stack, tmp_path_factory):
     wait_workers(system, WORKERS)  # and for the rebalances after the first worker covered all
     yield system
     system.stop()
-
-
-def uid(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def body(sender: int, n: int) -> str:

@@ -3,11 +3,10 @@ last message, unread from the read watermark) through the running system."""
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
-from tests.client import Client
+from tests.client import sign_in_users
 from tests.support import System
 
 
@@ -20,10 +19,6 @@ def system(stack, tmp_path_factory):
     system.stop()
 
 
-async def users(session, system, *names):
-    return [await Client.sign_in(session, system.url(), f"{n}-{uuid.uuid4().hex[:6]}") for n in names]
-
-
 async def listed(client):
     status, body = await client.call("GET", "/v1/conversations")
     assert status == 200
@@ -31,7 +26,7 @@ async def listed(client):
 
 
 async def test_receipts_reach_every_device_and_only_move_forward(system, session):
-    alice, bob = await users(session, system, "alice", "bob")
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
     cid = (await alice.create_group("g", [bob.user_id]))["conversation_id"]
     a1, b_phone, b_laptop = await alice.device("a1"), await bob.device("phone"), await bob.device("laptop")
     for i in range(5):
@@ -62,7 +57,7 @@ async def test_receipts_reach_every_device_and_only_move_forward(system, session
 
 
 async def test_conversation_list_orders_by_activity_and_counts_unread(system, session):
-    alice, bob = await users(session, system, "alice", "bob")
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
     older = (await alice.create_group("older", [bob.user_id]))["conversation_id"]
     newer = (await alice.create_group("newer", [bob.user_id]))["conversation_id"]
     a1, b1 = await alice.device("a1"), await bob.device("b1")

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-import uuid
 from typing import Any
 
 import pytest
 
 from projections.timelines_sqlite import SqliteTimelineStore
-from tests.client import Client, Device, eventually
+from tests.client import Client, Device, eventually, uid
 from tests.support import System
 
 RETENTION_DAYS = "0.00004"  # 3.456 s
@@ -26,10 +25,6 @@ def system(stack, tmp_path_factory):
     system.start_gateway()
     yield system
     system.stop()
-
-
-def uid(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def now_ms() -> int:
