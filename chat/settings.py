@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
 
@@ -94,9 +94,6 @@ class Settings:
             values["gateway_id"] = f"{socket.gethostname()}-{port}"
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
-
-    def with_(self, **changes: object) -> "Settings":
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     # Derived values
     @property

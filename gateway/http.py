@@ -5,14 +5,15 @@ projection or produces a command and waits for the stream workers' answer.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
 from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import (
-    ConversationCreateRequested, ConversationUpdateRequested, MemberRemoveRequested, MembersAddRequested,
+    ConversationCreateRequested, ConversationUpdateRequested, Event, MemberRemoveRequested, MembersAddRequested,
+    Origin,
 )
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
@@ -180,6 +181,15 @@ async def receipts(request: web.Request) -> web.Response:
     return json({"members": {m: marks.get(m, zero) for m in sorted(members)}})
 
 
+async def change(gw: Gateway, conversation_id: str, user_id: str,
+                 build: Callable[[Origin], Event]) -> tuple[int, Any]:
+    """A member's change to a conversation: produce the command ``build`` makes for this request
+    and wait for the workers' answer (the sequencer decides admin rights and the rest)."""
+    await gw.require_member(conversation_id, user_id)
+    request_id = new_request()
+    return await gw.request(build(gw.origin(request_id=request_id)), conversation_id, request_id)
+
+
 @routes.patch("/v1/conversations/{conversation_id}")
 async def update_conversation(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
@@ -188,11 +198,8 @@ async def update_conversation(request: web.Request) -> web.Response:
     changes = {k: data.get(k) for k in ("name", "description")}
     if any(v is not None and not isinstance(v, str) for v in changes.values()):
         raise BadRequest("name and description must be strings")
-    await gw.require_member(conversation_id, user_id)
-    request_id = new_request()
-    command = ConversationUpdateRequested(conversation_id=conversation_id, user_id=user_id,
-                                          origin=gw.origin(request_id=request_id), **changes)
-    status, frame = await gw.request(command, conversation_id, request_id)
+    status, frame = await change(gw, conversation_id, user_id, lambda origin: ConversationUpdateRequested(
+        conversation_id=conversation_id, user_id=user_id, origin=origin, **changes))
     return json(frame["conversation"], status)
 
 
@@ -205,11 +212,8 @@ async def add_members(request: web.Request) -> web.Response:
         raise BadRequest("user_ids must be a non-empty list of user ids")
     if len(user_ids) > gw.settings.max_members_per_request:
         raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
-    await gw.require_member(conversation_id, user_id)
-    request_id = new_request()
-    command = MembersAddRequested(conversation_id=conversation_id, user_id=user_id, member_ids=user_ids,
-                                  origin=gw.origin(request_id=request_id))
-    status, frame = await gw.request(command, conversation_id, request_id)
+    status, frame = await change(gw, conversation_id, user_id, lambda origin: MembersAddRequested(
+        conversation_id=conversation_id, user_id=user_id, member_ids=user_ids, origin=origin))
     return json(frame["conversation"], status)
 
 
@@ -217,11 +221,9 @@ async def add_members(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
     conversation_id = request.match_info["conversation_id"]
-    await gw.require_member(conversation_id, user_id)
-    request_id = new_request()
-    command = MemberRemoveRequested(conversation_id=conversation_id, user_id=user_id,
-                                    member_id=request.match_info["user_id"], origin=gw.origin(request_id=request_id))
-    await gw.request(command, conversation_id, request_id)
+    member_id = request.match_info["user_id"]
+    await change(gw, conversation_id, user_id, lambda origin: MemberRemoveRequested(
+        conversation_id=conversation_id, user_id=user_id, member_id=member_id, origin=origin))
     return web.Response(status=204)
 
 
