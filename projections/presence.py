@@ -51,17 +51,17 @@ class PresenceProjection:
         self.ttl_ms = int(ttl_s * 1000)
         self._apply = client.register_script(_APPLY)
 
-    async def apply(self, events: Iterable[Event]) -> None:
-        """Project ``PresenceChanged`` events (others are ignored), in one pipeline."""
+    async def apply(self, events: Iterable[Event]) -> list[PresenceChanged]:
+        """Project ``PresenceChanged`` events (others are ignored), in one pipeline; returns those
+        that changed the projection (not one applied before, as after a worker's crash)."""
+        changes = [e for e in events if isinstance(e, PresenceChanged)]
+        if not changes:
+            return []
         pipe = self.redis.pipeline(transaction=False)
-        touched = False
-        for event in events:
-            if isinstance(event, PresenceChanged):
-                await self._apply(keys=[_status(event.user_id)],
-                                  args=[event.status, event.last_seen, event.changed_at], client=pipe)
-                touched = True
-        if touched:
-            await pipe.execute()
+        for event in changes:
+            await self._apply(keys=[_status(event.user_id)],
+                              args=[event.status, event.last_seen, event.changed_at], client=pipe)
+        return [e for e, applied in zip(changes, await pipe.execute()) if applied]
 
     async def lease(self, partition: int, leases: dict[str, int], now_ms: int) -> None:
         """Users seen online now (user -> last connect or heartbeat): renew their leases."""

@@ -5,7 +5,7 @@ signals (connect, disconnect, heartbeat) to the pure ``PresenceBook``, publishes
 ``PresenceChanged`` events it decides on the presence topic (same partition number), and
 renews the online users' leases in the projection. A timer applies the clock (debounce, TTL).
 ``project_presence`` projects the presence topic into Redis and sends ``presence`` frames to
-the devices of everyone who shares a conversation with the user.
+the devices of everyone who shares a conversation with the user, once per change.
 
 A worker that takes a partition over starts from the projection's watch list of that
 partition (``PresenceProjection.watched``), not from nothing: users whose gateway died while
@@ -100,9 +100,10 @@ async def presence_clock() -> None:
 async def project_presence(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
-        events = [e.value.event for e in batch if isinstance(e.value.event, PresenceChanged)]
-        await res.presence.apply(events)
-        await res.deliver(await res.presence_router.route(events))
+        # Frames only for what changed the projection: a change projected again after a crash
+        # (at-least-once) is not announced twice.
+        changed = await res.presence.apply(e.value.event for e in batch)
+        await res.deliver(await res.presence_router.route(changed))
 
 
 @app.on_partitions_revoked.connect
