@@ -38,7 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def summary(samples_ms: list[float]) -> str:
-    q = statistics.quantiles(samples_ms, n=100)
+    q = statistics.quantiles(samples_ms, n=100, method="inclusive")
     return f"n={len(samples_ms)} p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {max(samples_ms):.1f} ms"
 
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, LocalStack(tmp, topics={}) as stack:
-        system = System(stack, Path(tmp), CHAT_TYPING_RATE_BURST="100000", CHAT_LOG_LEVEL="WARNING")
+        system = System(stack, Path(tmp), CHAT_TYPING_RATE_BURST="100000")
         try:
             system.start_worker()
             gw1, gw2 = system.start_gateway(), system.start_gateway()

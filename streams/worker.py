@@ -8,10 +8,16 @@ from streams import agents, presence_agents  # noqa: F401  (registers the agents
 from streams.app import app, settings
 
 
+def faust_loglevel(level: str) -> str:
+    """Faust's command line spells WARNING and CRITICAL its own way (and refuses to start otherwise)."""
+    level = level.lower()
+    return {"warning": "warn", "critical": "crit"}.get(level, level)
+
+
 def main() -> None:
     # The worker command's --with-web default overrides the app's web_enabled=False, and a
     # second worker on the machine would then crash on port 6066: say it on the command line.
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", faust_loglevel(settings.log_level), "--without-web"]
     app.main()
 
 
