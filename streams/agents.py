@@ -23,6 +23,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
+from streams.retry import until_written
 from streams.topics import commands_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,16 @@ async def project(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         events = [e.value.event for e in batch]
-        # Timeline first: an ack reaches the client only after history returns the message.
-        await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
-                                    if isinstance(e, MessageAccepted)])
-        await res.conversations.apply(events)
-        await res.receipts.apply(events)
-        await res.deliver(await res.router.route(events))
+        await until_written(lambda: project_batch(res, events), "projecting events")
+
+
+async def project_batch(res: Resources, events: list[Any]) -> None:
+    # Timeline first: an ack reaches the client only after history returns the message.
+    await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
+                                if isinstance(e, MessageAccepted)])
+    await res.conversations.apply(events)
+    await res.receipts.apply(events)
+    await res.deliver(await res.router.route(events))
 
 
 @app.on_partitions_revoked.connect

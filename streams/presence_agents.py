@@ -24,6 +24,7 @@ from streams.agents import resources
 from streams.app import app, settings
 from streams.presence_model import ONLINE, PresenceBook, recovered
 from streams.resources import Resources
+from streams.retry import until_written
 from streams.topics import presence_signals_topic, presence_topic
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ def _publish(res: Resources, partition: int, changes: Sequence[PresenceChanged])
     """Produce the decided changes now, in the order decided (so a timer tick and a batch never
     swap them); the result is done once they are durable and offline users' leases are gone."""
     produced = [res.publish(settings.presence_topic, c, partition) for c in changes]
-    return asyncio.gather(*produced, res.presence.release(partition, [c.user_id for c in changes
-                                                                         if c.status != ONLINE]))
+    offline = [c.user_id for c in changes if c.status != ONLINE]
+    return asyncio.gather(*produced, until_written(lambda: res.presence.release(partition, offline),
+                                                   "releasing presence leases"))
 
 
 @app.agent(presence_signals_topic)
@@ -76,13 +78,17 @@ async def presence(stream: Any) -> None:
         leases: dict[int, dict[str, int]] = {}
         for event in batch:
             partition, signal = event.message.partition, event.value.event
-            book = await book_for(partition)
+            book = await until_written(lambda: book_for(partition), "loading presence")
             changes = book.signal(signal, now)
             if changes:
                 pending.append(_publish(res, partition, changes))
             if book.online(signal.user_id):
                 leases.setdefault(partition, {})[signal.user_id] = book.users[signal.user_id].last_seen
-        await asyncio.gather(*pending, *(res.presence.lease(p, users, now) for p, users in leases.items()))
+        await asyncio.gather(*pending, until_written(lambda: _lease(res, leases, now), "renewing presence leases"))
+
+
+async def _lease(res: Resources, leases: dict[int, dict[str, int]], now: int) -> None:
+    await asyncio.gather(*(res.presence.lease(p, users, now) for p, users in leases.items()))
 
 
 @app.timer(interval=TICK_S)
@@ -102,8 +108,13 @@ async def project_presence(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         # Frames only for what changed the projection: a change projected again after a crash
         # (at-least-once) is not announced twice.
-        changed = await res.presence.apply(e.value.event for e in batch)
-        await res.deliver(await res.presence_router.route(changed))
+        events = [e.value.event for e in batch]
+        changed = await until_written(lambda: res.presence.apply(events), "projecting presence")
+        await until_written(lambda: _announce(res, changed), "sending presence frames")
+
+
+async def _announce(res: Resources, changed: list[PresenceChanged]) -> None:
+    await res.deliver(await res.presence_router.route(changed))
 
 
 @app.on_partitions_revoked.connect
