@@ -60,6 +60,7 @@ export class State {
     if (t.bySeq.has(m.seq)) return false;
     t.bySeq.set(m.seq, m);
     if (m.sender_id === this.me) t.pending.delete(m.client_msg_id);
+    this.sentReads(m.conversation_id, [m]);
     if (!live) return true;
     if (m.seq > (this.cursors[m.conversation_id] || 0)) {
       this.cursors[m.conversation_id] = m.seq;
@@ -83,6 +84,19 @@ export class State {
     for (const m of page.messages) if (!t.bySeq.has(m.seq)) t.bySeq.set(m.seq, m);
     t.hasMore = page.has_more;
     t.loaded = true;
+    this.sentReads(id, page.messages);
+  }
+
+  /** Sending a message reads everything before it (the server moves the sender's watermarks
+   * without a receipt frame), so a sender's message is their read receipt too. */
+  sentReads(id, messages) {
+    const marks = {};
+    for (const m of messages) {
+      if (m.sender_id !== this.me && m.seq > (marks[m.sender_id]?.read_seq || 0)) {
+        marks[m.sender_id] = { delivered_seq: m.seq, read_seq: m.seq };
+      }
+    }
+    if (Object.keys(marks).length) this.setReceipts(id, marks);
   }
 
   messages(id) {

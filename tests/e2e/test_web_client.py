@@ -316,3 +316,49 @@ async def test_presence_dots_follow_the_peer(system, browser, expect):
     await bob.close()
     await expect(alice.conv(cid).locator(".dot")).to_have_attribute("data-presence", "offline", timeout=90_000)
     await alice.close()
+
+
+async def test_screenshots_of_the_main_views(system, browser, expect, session, tmp_path):
+    """Sign-in, the conversation list beside a chat with ticks and typing, and a phone-sized
+    list and chat, as PNGs: to tmp_path, or to docs/screenshots with `make screenshots`."""
+    out = Path(os.environ.get("CHAT_SCREENSHOTS_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    names = {n: n if os.environ.get("CHAT_SCREENSHOTS_DIR") else uid(n) for n in ("alice", "bob", "carol")}
+    fresh = await browser.new_context(viewport=DESKTOP, base_url=system.url())
+    page = await fresh.new_page()
+    await page.goto("/")
+    await page.fill("#signin-user", names["alice"])
+    await page.screenshot(path=out / "sign-in.png")
+    await fresh.close()
+
+    carol = await Client.sign_in(session, system.url(), names["carol"])
+    group = (await carol.create_group("Weekend trip", [names["alice"], names["bob"]]))["conversation_id"]
+    for i, body in enumerate(["Who is in for hiking on Saturday?", "The forecast says sunny, 22 degrees",
+                              "Meeting point: the old bridge"]):
+        await carol.call("POST", f"/v1/conversations/{group}/messages", json={"client_msg_id": f"g{i}", "body": body})
+    alice = await Person.sign_in(browser, system.url(), names["alice"])
+    bob = await Person.sign_in(browser, system.url(), names["bob"], viewport=PHONE)
+    direct = await new_chat(alice, peer=names["bob"])
+    await alice.send("Hi Bob! Are you coming on Saturday?")
+    await expect(bob.conv(direct)).to_be_visible()
+    await bob.open(direct)
+    await bob.send("Yes! I will bring the map and some snacks.")
+    await alice.send("Great, see you at 9 at the bridge")
+    await expect(alice.message("see you at 9")).to_have_attribute("data-status", "read")
+    await expect(bob.message("bring the map")).to_have_attribute("data-status", "read")
+    dm = (await carol.call("POST", "/v1/conversations", json={"type": "direct", "peer": names["alice"]}))[1]
+    await carol.call("POST", f"/v1/conversations/{dm['conversation_id']}/messages",
+                     json={"client_msg_id": "d1", "body": "Can you send me the photos from last time?"})
+    await bob.page.type("#message-input", "Should I bring", delay=10)
+    await expect(alice.conv(group).locator(".badge")).to_have_text("3")
+    await expect(alice.conv(dm["conversation_id"]).locator(".badge")).to_have_text("1")
+    await alice.page.wait_for_timeout(300)  # the typing frame, where the server relays it
+    await alice.page.screenshot(path=out / "conversations-and-chat.png")
+    await bob.page.screenshot(path=out / "phone-chat.png")
+    await bob.page.click("#back")
+    await expect(bob.page.locator("#sidebar")).to_be_visible()
+    await bob.page.screenshot(path=out / "phone-conversations.png")
+    for name in ("sign-in", "conversations-and-chat", "phone-chat", "phone-conversations"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for person in (alice, bob):
+        await person.close()
