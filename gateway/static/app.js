@@ -34,7 +34,6 @@ class App {
     this.loadPresence(this.state.memberIds());
     this.socket.start();
     document.addEventListener("visibilitychange", () => this.chat.id && this.markRead(this.chat.id));
-    setInterval(() => this.renderList(), 1000); // typing indicators expire without a frame
   }
 
   async loadPresence(userIds) {
@@ -61,7 +60,10 @@ class App {
       }
       case "ack": this.state.ack(f); break;
       case "receipt": this.state.receipt(f); break;
-      case "typing": this.state.typingFrame(f); this.later(`typing:${f.conversation_id}`, () => this.changed("typing", f.conversation_id), (f.ttl_ms || 10000) + 50); break;
+      case "typing": // an indicator expires after ttl_ms without a refresh: re-render then
+        this.state.typingFrame(f);
+        this.later(`typing:${f.conversation_id}`, () => this.changed("typing", f.conversation_id), (f.ttl_ms || 10000) + 50);
+        break;
       case "presence": this.state.setPresence(f.user_id, f); break;
       case "conversation": this.conversation(f.conversation); break;
       case "synced": this.synced(); break;
