@@ -259,6 +259,21 @@ async def post_message(request: web.Request) -> web.Response:
     return json(frame, status)
 
 
+@routes.get("/v1/presence")
+async def presence(request: web.Request) -> web.Response:
+    """Status and last_seen of each user asked for; one who shares no conversation with the
+    caller reads offline with last_seen null (nothing leaks)."""
+    gw, user_id = ctx(request)
+    asked = list(dict.fromkeys(u.strip() for u in request.query.get("user_ids", "").split(",") if u.strip()))
+    if not asked:
+        raise BadRequest("user_ids is required: a comma-separated list of user ids")
+    if len(asked) > gw.settings.max_presence_users:
+        raise TooLarge(f"at most {gw.settings.max_presence_users} user ids per request")
+    visible = sorted(await gw.conversations.sharing(user_id, asked))
+    known = await gw.presence.read(visible) if visible else {}
+    return json({u: known.get(u, {"status": "offline", "last_seen": None}) for u in asked})
+
+
 async def _check(probe: Awaitable[object], timeout: float = 2.0) -> bool:
     try:
         return bool(await asyncio.wait_for(probe, timeout))

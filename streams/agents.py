@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
 
-from chat.events import Delivery, MessageAccepted
+from chat.events import MessageAccepted
 from chat.frames import message_object
 from chat.ids import new_message_id
 from projections.timelines import TimelineMessage
@@ -94,12 +94,7 @@ async def project(stream: Any) -> None:
                                     if isinstance(e, MessageAccepted)])
         await res.conversations.apply(events)
         await res.receipts.apply(events)
-        await deliver(res, await res.router.route(events))
-
-
-async def deliver(res: Resources, routed: Sequence[tuple[str, Delivery]]) -> None:
-    await asyncio.gather(*(res.publish(settings.delivery_topic(gateway_id), delivery, 0)
-                           for gateway_id, delivery in routed))
+        await res.deliver(await res.router.route(events))
 
 
 @app.on_partitions_revoked.connect
