@@ -168,9 +168,10 @@ class App {
       const id = c.conversation_id;
       const peer = peerOf(c, this.me);
       const name = title(c, this.me);
-      const typing = typingText(this.state.typists(id).filter((u) => c.type === "group" || u === peer));
+      const typists = this.state.typists(id);
+      const typing = c.type === "direct" ? (typists.length ? "typing…" : "") : typingText(typists);
       const last = c.last_message;
-      const preview = typing ? el("span.preview.typing", {}, typing)
+      const preview = typing ? el("span.preview.is-typing", {}, typing)
         : el("span.preview", {}, last ? `${last.sender_id === this.me ? "You: " : c.type === "group" ? `${last.sender_id}: ` : ""}${last.body || (last.media ? "Photo" : "")}` : "No messages yet");
       return el(`li.conv${this.chat.id === id ? ".active" : ""}`, { "data-id": id, onclick: () => this.open(id) },
         avatar(name, { group: c.type === "group", presence: peer ? this.state.presence.get(peer)?.status : null }),

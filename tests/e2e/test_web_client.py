@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1200, "height": 760}
 WAIT_MS = 15_000
-NEEDS_ISSUE_4 = pytest.mark.skip(reason="needs typing/presence on the server (issue 4)")
+CLEARED_MS = 4_000  # well under the 10 s a typing indicator lives without a refresh
 
 pytestmark = [
     pytest.mark.browser,
@@ -32,7 +32,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def system(stack, tmp_path_factory):
-    system = System(stack, tmp_path_factory.mktemp("e2e-web"))
+    # A short presence debounce, so a closed browser reads offline within seconds.
+    system = System(stack, tmp_path_factory.mktemp("e2e-web"), CHAT_PRESENCE_DEBOUNCE_S="1")
     system.start_worker()
     system.start_gateway()
     yield system
@@ -283,29 +284,34 @@ async def test_phone_sized_screen_shows_one_pane_at_a_time(system, browser, expe
     await alice.close()
 
 
-@NEEDS_ISSUE_4
 async def test_typing_indicator_shows_and_clears(system, browser, expect):
     alice_id, bob_id = uid("alice"), uid("bob")
     alice = await Person.sign_in(browser, system.url(), alice_id)
     bob = await Person.sign_in(browser, system.url(), bob_id)
     cid = await new_chat(alice, peer=bob_id)
     await expect(bob.conv(cid)).to_be_visible()
-    await bob.open(cid)
+    typing = bob.page.locator("#typing")
     await alice.page.type("#message-input", "typing something", delay=20)
-    await expect(bob.page.locator("#typing")).to_have_text(f"{alice_id} is typing…")
+    await expect(bob.conv(cid).locator(".preview.is-typing")).to_have_text("typing…")  # in the list
+    await bob.open(cid)
+    await expect(typing).to_have_text(f"{alice_id} is typing…")
     await alice.page.press("#message-input", "Enter")  # sending stops typing
     await expect(bob.message("typing something")).to_be_visible()
-    await expect(bob.page.locator("#typing")).to_have_text("")
+    await expect(typing).to_have_text("", timeout=CLEARED_MS)
     await alice.page.type("#message-input", "again", delay=20)
-    await expect(bob.page.locator("#typing")).to_have_text(f"{alice_id} is typing…")
-    await alice.page.fill("#message-input", "")  # emptied: typing false
-    await alice.page.dispatch_event("#message-input", "input")
-    await expect(bob.page.locator("#typing")).to_have_text("")
+    await expect(typing).to_have_text(f"{alice_id} is typing…")
+    await alice.page.click("#messages")  # the composer loses focus: typing false
+    await expect(typing).to_have_text("", timeout=CLEARED_MS)
+    await alice.page.fill("#message-input", "")
+    await alice.page.type("#message-input", "x", delay=20)
+    await expect(typing).to_have_text(f"{alice_id} is typing…")
+    await alice.page.press("#message-input", "Backspace")  # emptied: typing false
+    await expect(typing).to_have_text("", timeout=CLEARED_MS)
+    assert await bob.page.locator("#message-list li.msg").count() == 1
     for person in (alice, bob):
         await person.close()
 
 
-@NEEDS_ISSUE_4
 async def test_presence_dots_follow_the_peer(system, browser, expect):
     alice_id, bob_id = uid("alice"), uid("bob")
     alice = await Person.sign_in(browser, system.url(), alice_id)
@@ -314,7 +320,8 @@ async def test_presence_dots_follow_the_peer(system, browser, expect):
     await expect(alice.conv(cid).locator(".dot")).to_have_attribute("data-presence", "online")
     await expect(alice.page.locator("#chat-subtitle")).to_have_text("online")
     await bob.close()
-    await expect(alice.conv(cid).locator(".dot")).to_have_attribute("data-presence", "offline", timeout=90_000)
+    await expect(alice.conv(cid).locator(".dot")).to_have_attribute("data-presence", "offline")
+    await expect(alice.page.locator("#chat-subtitle")).to_contain_text("last seen")
     await alice.close()
 
 
@@ -352,7 +359,8 @@ async def test_screenshots_of_the_main_views(system, browser, expect, session, t
     await bob.page.type("#message-input", "Should I bring", delay=10)
     await expect(alice.conv(group).locator(".badge")).to_have_text("3")
     await expect(alice.conv(dm["conversation_id"]).locator(".badge")).to_have_text("1")
-    await alice.page.wait_for_timeout(300)  # the typing frame, where the server relays it
+    await expect(alice.page.locator("#typing")).to_have_text(f"{names['bob']} is typing…")
+    await expect(alice.conv(direct).locator(".dot")).to_have_attribute("data-presence", "online")
     await alice.page.screenshot(path=out / "conversations-and-chat.png")
     await bob.page.screenshot(path=out / "phone-chat.png")
     await bob.page.click("#back")
