@@ -37,6 +37,9 @@ class Settings:
     fetch_max_wait_ms: int = 10
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connections per process; a request waits up to redis_wait_s for a free one (then 503).
+    redis_max_connections: int = 64
+    redis_wait_s: float = 5.0
     # Timeline store: "sqlite" (embedded, one machine) or "cassandra"
     timeline_backend: str = "sqlite"
     data_dir: str = ".data"

@@ -9,9 +9,10 @@ import logging
 from typing import AsyncIterator, Awaitable, Callable
 
 import orjson
-import redis.asyncio as redis
+from redis.exceptions import RedisError
 from aiohttp import web
 
+from chat import redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import DEV_JWT_SECRET, Settings
@@ -53,6 +54,9 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
                               {"Retry-After": str(max(1, -(-exc.retry_after_ms // 1000)))})
     except ChatError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except RedisError as exc:
+        log.warning("Redis failed under %s %s: %s", request.method, request.path, exc)
+        return error_response(503, "unavailable", "a backing store is unavailable; retry shortly")
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, "too_large", exc.text or "request too large")
     except web.HTTPException as exc:
@@ -64,7 +68,7 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 async def resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_pool.connect(settings)
     await client.ping()
     timelines = make_timeline_store(settings)
     await timelines.open()

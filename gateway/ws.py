@@ -10,7 +10,9 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from chat.errors import BadRequest, ChatError
+from redis.exceptions import RedisError
+
+from chat.errors import BadRequest, ChatError, Unavailable
 from gateway.auth import request_user
 from chat.events import ReceiptRecordRequested
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field
@@ -65,7 +67,7 @@ def error(gw: Gateway, conn: Connection, exc: ChatError) -> None:
 
 
 async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
-    ref = None
+    ref = kind = None
     try:
         try:
             frame = orjson.loads(text)
@@ -84,6 +86,9 @@ async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
         if exc.ref is None:
             exc.ref = ref
         error(gw, conn, exc)
+    except RedisError as exc:  # Redis away: the client retries; the socket stays open
+        log.warning("Redis failed under a %s frame: %s", kind, exc)
+        error(gw, conn, Unavailable("a backing store is unavailable; retry shortly", ref=ref))
 
 
 async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ import asyncio
 import logging
 from typing import Sequence
 
-import redis.asyncio as redis
 
+from chat import redis_pool
 from chat.codec import default_codec
 from chat.errors import ChatError
 from chat.events import Delivery, Event, event_key
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Resources:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = redis_pool.connect(settings)
         self.timelines: TimelineStore = make_timeline_store(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
