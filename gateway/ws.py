@@ -35,6 +35,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     conn.hold_until_sync(gw.settings.sync_grace_s)
     await gw.registry.add(conn)
     gw.metrics.connections.inc()
+    log.info("connected", extra={"user_id": user_id, "device_id": device_id})
     conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
                    "server_id": gw.settings.gateway_id})
     try:
@@ -45,12 +46,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 error(gw, conn, BadRequest("frames are JSON text"))
     finally:
         gw.metrics.connections.dec()
+        log.info("disconnected", extra={"user_id": user_id, "device_id": device_id})
         await gw.registry.remove(conn)
     return ws
 
 
 def error(gw: Gateway, conn: Connection, exc: ChatError) -> None:
     gw.metrics.errors.labels(exc.code).inc()
+    log.info("error answered", extra={"code": exc.code, "user_id": conn.user_id, "device_id": conn.device_id})
     frame: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
     if exc.ref is not None:
         frame["ref"] = exc.ref

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from streams import agents  # noqa: F401  (registers the agents with the app)
+from streams import metrics
 from streams.app import app, settings
 
 
@@ -12,6 +13,7 @@ def main() -> None:
     # The worker command's --with-web default overrides the app's web_enabled=False, and a
     # second worker on the machine would then crash on port 6066: say it on the command line.
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    metrics.serve(settings)
     app.main()
 
 
