@@ -156,8 +156,9 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
             started = time.monotonic()
             await _replay(reader, dict.fromkeys(first, BEGINNING), first, _fan_out(group, targets, outcomes),
                           meter)
+            seconds = time.monotonic() - started
             for outcome, target in zip(outcomes, targets):
-                outcome.seconds = time.monotonic() - started
+                outcome.seconds = seconds
                 outcome.size_before = await target.size()
                 outcome.size_after = await target.switch()
         with TopicReader(settings.kafka_bootstrap, topic) as reader:
