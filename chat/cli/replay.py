@@ -81,7 +81,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         out: BinaryIO = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         progress = Progress(f"replay {args.topic}", _estimate(reader, start, stop),
                             enabled=not args.no_progress)
-        written, skipped = _copy(reader.read(start, stop, idle_s=args.idle_ms / 1000), out, args, to_ms, progress)
+        batches = reader.read(start, stop, idle_s=args.idle_ms / 1000)
+        written, skipped = _copy(batches, out, args, (from_ms, to_ms), progress)
         summary = progress.done()
     print(f"replayed {written:,} of {summary} from {args.topic}"
           + (f"; {skipped} undecodable records skipped" if skipped else ""), file=sys.stderr)
@@ -107,8 +108,10 @@ def _estimate(reader: TopicReader, start: dict[int, int], stop: dict[int, int] |
     return total
 
 
-def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, to_ms: int | None,
+def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, window: tuple[int | None, int | None],
           progress: Progress) -> tuple[int, int]:
+    """Write the batches' records that pass the filters; returns (written, undecodable)."""
+    from_ms, to_ms = window
     codec, written, skipped, finished = default_codec(), 0, 0, set()
     container = ContainerWriter(out) if args.format == "avro" else None
     wanted_key = args.conversation.encode() if args.conversation else None
@@ -116,10 +119,13 @@ def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, to_ms: int | No
         progress.add(len(batch))
         for msg in batch:
             timestamp = msg.timestamp()[1]
-            if msg.partition() in finished or (to_ms is not None and timestamp > to_ms and
-                                               not finished.add(msg.partition())):
+            if msg.partition() in finished:
                 continue
-            if wanted_key is not None and msg.key() != wanted_key:
+            if to_ms is not None and timestamp > to_ms:
+                finished.add(msg.partition())  # its first record past --to-time ends a partition
+                continue
+            # offsets by time may start a little early (Tansu resolves them per batch)
+            if (from_ms is not None and timestamp < from_ms) or (wanted_key and msg.key() != wanted_key):
                 continue
             try:
                 decoded = codec.decode(msg.value())

@@ -261,3 +261,21 @@ def test_topics_lists_partitions_offsets_and_agent_lag(system, history):
     assert all(r[4] == "project" and r[5] == system.settings.app_id for r in events)
     assert sum(int(r[3]) for r in events) > history["messages"]  # high watermarks (low on Tansu)
     assert any(r[6] != "-" for r in events)  # the worker has committed offsets
+
+
+def test_replay_by_time(system, history):
+    topic = system.settings.events_topic
+    everything = chat(system, "replay", "--topic", topic, "--from-time", "2000-01-01T00:00:00Z",
+                      "--idle-ms", "1000", "--no-progress")
+    assert everything.returncode == 0, everything.stderr
+    stamps = sorted(orjson.loads(line)["timestamp"] for line in everything.stdout.splitlines())
+    assert len(stamps) >= history["messages"]
+    middle = stamps[len(stamps) // 2]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(middle / 1000)) + f".{middle % 1000:03d}Z"
+    later = chat(system, "replay", "--topic", topic, "--from-time", iso, "--idle-ms", "1000", "--no-progress")
+    assert later.returncode == 0, later.stderr
+    got = [orjson.loads(line)["timestamp"] for line in later.stdout.splitlines()]
+    assert got and min(got) >= middle and len(got) == sum(1 for s in stamps if s >= middle)
+    earlier = chat(system, "replay", "--topic", topic, "--to-time", iso, "--idle-ms", "1000", "--no-progress")
+    got = [orjson.loads(line)["timestamp"] for line in earlier.stdout.splitlines()]
+    assert got and max(got) <= middle
