@@ -174,14 +174,16 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
 def _fan_out(group: list[ProjectionSpec], targets: list[RebuildTarget], outcomes: list[Outcome],
              live: bool = False) -> Callable[[list[Event]], Any]:
     async def apply(events: list[Event]) -> None:
+        writes = []  # independent projections: written concurrently
         for spec, target, outcome in zip(group, targets, outcomes):
             mine = [e for e in events if isinstance(e, spec.handles)]
             if live:
                 outcome.caught_up += len(mine)
-                await target.apply_live(mine)
+                writes.append(target.apply_live(mine))
             else:
                 outcome.events += len(mine)
-                await target.apply(mine)
+                writes.append(target.apply(mine))
+        await asyncio.gather(*writes)
     return apply
 
 
@@ -220,14 +222,23 @@ async def _replay(reader: TopicReader, start: dict[int, int], stop: dict[int, in
                   apply: Callable[[list[Event]], Any], meter: Meter | None) -> None:
     codec = default_codec()
     batches: Iterator[list[Any]] = reader.read(start, stop, until_quiet=stop is None)
-    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-        events = []
-        for msg in batch:
-            try:
-                events.append(codec.decode(msg.value()).event)
-            except SchemaError as exc:  # logged and skipped, as sequencer recovery does
-                log.error("skipping undecodable record", extra={"partition": msg.partition(),
-                                                                "offset": msg.offset(), "code": str(exc)})
-        await apply(events)
-        if meter is not None:
-            meter.add(len(batch))
+    upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+    try:
+        while (batch := await upcoming) is not None:
+            upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))  # read ahead
+            await apply(_decoded(codec, batch))
+            if meter is not None:
+                meter.add(len(batch))
+    finally:
+        await asyncio.wait([upcoming])  # the reader is closed next: never under a running read
+
+
+def _decoded(codec: Any, batch: list[Any]) -> list[Event]:
+    events = []
+    for msg in batch:
+        try:
+            events.append(codec.decode(msg.value()).event)
+        except SchemaError as exc:  # logged and skipped, as sequencer recovery does
+            log.error("skipping undecodable record", extra={"partition": msg.partition(),
+                                                            "offset": msg.offset(), "code": str(exc)})
+    return events
