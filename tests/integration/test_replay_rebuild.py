@@ -140,7 +140,8 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     damage(system, next(iter(history["last"])))
     assert snapshot(system) != live
 
-    done = chat(system, "rebuild", "all", "--scratch-db", str(scratch_db(system)), "--no-progress")
+    scratch = scratch_db(system)
+    done = chat(system, "rebuild", "all", "--scratch-db", str(scratch), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "timelines: rebuilt from 2,020 events" in done.stderr, done.stderr
 
@@ -150,9 +151,9 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     client = sync_redis.Redis.from_url(system.settings.redis_url)
     assert client.get("ratelimit:unrelated") == b"1"
     client.close()
-    scratch = sync_redis.Redis.from_url(with_db(system.settings.redis_url, scratch_db(system)))
-    assert scratch.dbsize() == 0  # the copy is gone
-    scratch.close()
+    copy = sync_redis.Redis.from_url(with_db(system.settings.redis_url, scratch))
+    assert copy.dbsize() == 0  # the copy is gone
+    copy.close()
 
 
 def test_rebuild_keeps_what_is_written_while_it_runs(system, history):
@@ -161,7 +162,8 @@ def test_rebuild_keeps_what_is_written_while_it_runs(system, history):
     producer.send(ConversationCreateRequested(conversation_id=cid, kind="group", creator_id=alice,
                                               member_ids=["eve"], origin=ORIGIN, name="during"))
     producer.flush()
-    running = subprocess.Popen([sys.executable, "-m", "chat.cli", "rebuild", "timelines", "--no-progress"],
+    running = subprocess.Popen([sys.executable, "-m", "chat.cli", "rebuild", "all", "--no-progress",
+                                "--scratch-db", str(scratch_db(system))],
                                env={**os.environ, **system.env}, cwd=ROOT, text=True, stderr=subprocess.PIPE)
     sent = 0
     while running.poll() is None and sent < 2_000:
@@ -196,7 +198,16 @@ def test_rebuild_errors(system, history):
 
 
 def scratch_db(system: System) -> int:
-    return (int(system.settings.redis_url.rsplit("/", 1)[1]) + 8) % 16
+    """An empty Redis database for the rebuild's copy: other test modules' systems use some."""
+    live = int(system.settings.redis_url.rsplit("/", 1)[1])
+    for db in range(15, -1, -1):
+        client = sync_redis.Redis.from_url(with_db(system.settings.redis_url, db))
+        try:
+            if db != live and client.dbsize() == 0:
+                return db
+        finally:
+            client.close()
+    raise AssertionError("no empty Redis database left for the rebuild's copy")
 
 
 def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_path):
