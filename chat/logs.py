@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,8 +23,17 @@ CONTEXT_FIELDS = ("conversation_id", "user_id", "device_id", "gateway_id", "work
                   "partition", "offset", "code", "projection", "events", "seconds")
 
 
+# Bearer tokens in a query string (WebSocket URLs allow them) must not reach access logs.
+_TOKEN = re.compile(r"(token=)[^&\s\"]+")
+
+
+def redact(text: str) -> str:
+    return _TOKEN.sub(r"\1<redacted>", text)
+
+
 class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg", <context fields>, "exc"}``, one line per record."""
+    """``{"ts", "level", "logger", "msg", <context fields>, "exc"}``, one line per record
+    (aiohttp's access log included, its query tokens redacted)."""
 
     def __init__(self, static: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -34,7 +44,7 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
             **self.static,
         }
         for name in CONTEXT_FIELDS:

@@ -12,7 +12,9 @@ from streams.app import app, settings
 def main() -> None:
     # The worker command's --with-web default overrides the app's web_enabled=False, and a
     # second worker on the machine would then crash on port 6066: say it on the command line.
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    # --quiet: no start-up banner on stdout, so that JSON logs stay one event per line.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
     metrics.serve(settings)
     app.main()
 

@@ -78,11 +78,10 @@ async def test_gateway_and_worker_metrics(system, session):
 
 
 def json_lines(path: Any) -> list[dict[str, Any]]:
-    lines = []
-    for line in path.read_text().splitlines():
-        if line.startswith("{"):
-            lines.append(json.loads(line))
-    return lines
+    """Every line a process wrote must be one JSON object (the supervisor's "=== start" aside)."""
+    lines = path.read_text().splitlines()
+    assert all(line.startswith("{") for line in lines if line and not line.startswith("=== ")), lines[:20]
+    return [json.loads(line) for line in lines if line.startswith("{")]
 
 
 async def test_logs_are_json_lines_with_context_and_no_bodies(system, session):

@@ -37,6 +37,13 @@ def test_json_log_line_has_context_and_only_known_fields():
     assert "body" not in out and "secret" not in line
 
 
+def test_query_tokens_are_redacted():
+    record = logging.LogRecord("aiohttp.access", logging.INFO, __file__, 1,
+                               '"GET /v1/ws?device_id=d&token=eyJh.eyJ.sig HTTP/1.1" 101', (), None)
+    line = JsonFormatter().format(record)
+    assert "eyJh" not in line and "token=<redacted>" in line
+
+
 def test_frame_type_reads_the_first_type():
     assert frame_type(b'{"type":"message","message":{"type":"x"}}') == "message"
     assert frame_type(b'{"type": "ack"}') == "ack"
