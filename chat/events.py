@@ -241,6 +241,26 @@ class Delivery(Event):
     status: int = 200
 
 
+@dataclass(frozen=True, slots=True)
+class PresenceSignal(Event):
+    TYPE: ClassVar[str] = "PresenceSignal"
+    user_id: str
+    gateway_id: str
+    kind: str  # "connected" | "disconnected" | "heartbeat"
+    devices: list[str]
+    at: int
+    device_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged(Event):
+    TYPE: ClassVar[str] = "PresenceChanged"
+    user_id: str
+    status: str  # "online" | "offline"
+    last_seen: int
+    changed_at: int
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
                 MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested]
 
@@ -264,6 +284,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CommandRejected,
         PartitionFenced,
         Delivery,
+        PresenceSignal,
+        PresenceChanged,
     )
 }
 
@@ -273,6 +295,11 @@ _NESTED = (Origin, Media, Member, Target)
 @cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def event_key(event: Event) -> str:
+    """The record key: the conversation id, or the user id for presence records."""
+    return getattr(event, "conversation_id", None) or getattr(event, "user_id", "")
 
 
 def _convert(hint: Any, value: Any) -> Any:

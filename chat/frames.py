@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated, ReceiptRecorded
+from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated, PresenceChanged, ReceiptRecorded
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -50,6 +50,19 @@ def ack_frame(m: MessageAccepted | MessageDeduplicated) -> bytes:
 def receipt_frame(r: ReceiptRecorded) -> bytes:
     return encode({"type": "receipt", "conversation_id": r.conversation_id, "user_id": r.user_id,
                    "seq": r.seq, "status": r.status})
+
+
+def presence_frame(p: PresenceChanged) -> bytes:
+    return encode({"type": "presence", "user_id": p.user_id, "status": p.status, "last_seen": p.last_seen})
+
+
+def typing_frame(conversation_id: str, user_id: str, typing: bool, ttl_ms: int) -> bytes:
+    """``ttl_ms`` (an addition to PROTOCOL.md): how long the indicator lasts without a refresh."""
+    frame: dict[str, Any] = {"type": "typing", "conversation_id": conversation_id, "user_id": user_id,
+                             "typing": typing}
+    if typing:
+        frame["ttl_ms"] = ttl_ms
+    return encode(frame)
 
 
 def conversation_frame(conversation: dict[str, Any]) -> bytes:

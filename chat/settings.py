@@ -65,6 +65,16 @@ class Settings:
     # A new connection holds live messages back until its first sync, at most this long.
     sync_grace_s: float = 1.0
     heartbeat_interval_s: float = 15.0
+    # Presence: a user with no live device and no heartbeat for presence_ttl seconds is offline
+    # (CHAT_PRESENCE_TTL); a user whose last device left goes offline only after the debounce,
+    # so a quick reconnect changes nothing.
+    presence_ttl: float = 60.0
+    presence_debounce_s: float = 5.0
+    max_presence_users: int = 500  # user ids per GET /v1/presence
+    # Typing: an indicator expires this long after its last refresh; a per-user token bucket.
+    typing_ttl_s: float = 10.0
+    typing_rate_burst: int = 20
+    typing_rate_per_s: float = 5.0
     request_timeout_s: float = 15.0
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -109,6 +119,19 @@ class Settings:
 
     def delivery_topic(self, gateway_id: str) -> str:
         return f"{self.topic_prefix}delivery.{gateway_id}"
+
+    @property
+    def presence_signals_topic(self) -> str:
+        return f"{self.topic_prefix}presence.signals"
+
+    @property
+    def presence_topic(self) -> str:
+        return f"{self.topic_prefix}presence"
+
+    def signals_channel(self, gateway_id: str) -> str:
+        """The Redis pub/sub channel of a gateway's ephemeral frames (typing). Channels ignore
+        the Redis database number, so the name carries the topic prefix too."""
+        return f"{self.topic_prefix}signals.{gateway_id}"
 
     @property
     def retention_ms(self) -> int:

@@ -18,11 +18,15 @@ from chat.settings import DEV_JWT_SECRET, Settings
 from gateway import http, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
-from gateway.limits import send_bucket
+from gateway.limits import TokenBucket, send_bucket
+from gateway.presence import PresenceSignals
+from gateway.typing import Typing
 from gateway.metrics import Metrics
 from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
+from projections.presence import PresenceProjection
+from projections.signals import SignalBus
 from projections.timelines import make_timeline_store
 from projections.receipts import ReceiptProjection
 from projections.workers import WorkerRegistry
@@ -32,6 +36,7 @@ log = logging.getLogger(__name__)
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "bad_request", 409: "conflict", 413: "too_large", 429: "rate_limited"}
 ACK_PREFIX = b'{"type":"ack"'
+TYPING_PREFIX = "rate:typing:"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -78,16 +83,28 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
 
     consumer = DeliveryConsumer(settings, dispatch, loop)
     await asyncio.to_thread(consumer.start)
+    conversations = ConversationProjection(client)
+    bus = SignalBus(client, settings, conversations, registry.directory)
+    producer = CommandProducer(settings)
     gw = Gateway(settings=settings, redis=client, timelines=timelines,
-                 conversations=ConversationProjection(client), registry=registry,
-                 producer=CommandProducer(settings), consumer=consumer, metrics=metrics,
+                 conversations=conversations, registry=registry,
+                 producer=producer, consumer=consumer, metrics=metrics,
                  workers=WorkerRegistry(client, settings.app_id, settings.connection_ttl_s),
-                 receipts=ReceiptProjection(client), send_limit=send_bucket(client, settings))
+                 receipts=ReceiptProjection(client), send_limit=send_bucket(client, settings),
+                 presence=PresenceProjection(client, settings.presence_ttl),
+                 presence_signals=PresenceSignals(settings, producer, registry),
+                 typing=Typing(settings, bus, TokenBucket(client, TYPING_PREFIX, settings.typing_rate_burst,
+                                                          settings.typing_rate_per_s)))
     app[GATEWAY] = gw
+    subscribed = asyncio.Event()
+    listener = asyncio.create_task(bus.listen(settings.gateway_id, dispatch, subscribed))
+    await asyncio.wait_for(subscribed.wait(), 10)
     heartbeat = asyncio.create_task(_heartbeat(gw))
     log.info("gateway %s ready", settings.gateway_id)
     yield
     heartbeat.cancel()
+    listener.cancel()
+    gw.typing.close()
     consumer.close()
     await asyncio.to_thread(gw.producer.close)
     await timelines.close()
@@ -107,6 +124,7 @@ async def _heartbeat(gw: Gateway) -> None:
             await gw.registry.refresh()
         except Exception:  # Redis down: keep serving, retry on the next beat
             log.exception("connection heartbeat failed")
+        gw.presence_signals.heartbeat()
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -17,8 +17,11 @@ from chat.settings import Settings
 from gateway.kafka import CommandProducer, DeliveryConsumer
 from gateway.limits import TokenBucket
 from gateway.metrics import Metrics
+from gateway.presence import PresenceSignals
 from gateway.registry import Registry
+from gateway.typing import Typing
 from projections.conversations import ConversationProjection
+from projections.presence import PresenceProjection
 from projections.timelines import TimelineStore
 from projections.receipts import ReceiptProjection
 from projections.workers import WorkerRegistry
@@ -39,6 +42,9 @@ class Gateway:
     workers: WorkerRegistry
     receipts: ReceiptProjection
     send_limit: TokenBucket
+    presence: PresenceProjection
+    presence_signals: PresenceSignals
+    typing: Typing
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
         return Origin(self.settings.gateway_id, device_id, request_id)

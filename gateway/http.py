@@ -5,6 +5,7 @@ projection or produces a command and waits for the stream workers' answer.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -21,6 +22,8 @@ from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms
 from gateway.limits import admit_send
 
 routes = web.RouteTableDef()
+STATIC = Path(__file__).resolve().parent / "static"
+NO_CACHE = {"Cache-Control": "no-cache"}  # revalidate: a new client is picked up on reload
 LAST_MESSAGE_CHARS = 200  # the conversation list shows the start of the last message
 
 
@@ -57,12 +60,27 @@ def int_param(request: web.Request, name: str) -> int | None:
 
 
 @routes.get("/")
-async def index(request: web.Request) -> web.Response:
-    """What this server is and where its API lives (the web client will be served here)."""
+async def index(request: web.Request) -> web.FileResponse:
+    """The web client (static files in gateway/static/, plain ES modules, no build step)."""
+    return web.FileResponse(STATIC / "index.html", headers=NO_CACHE)
+
+
+@routes.get("/static/{name}")
+async def static(request: web.Request) -> web.FileResponse:
+    name = request.match_info["name"]
+    path = STATIC / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise NotFound("no such file")
+    return web.FileResponse(path, headers=NO_CACHE)
+
+
+@routes.get("/v1")
+async def describe(request: web.Request) -> web.Response:
+    """What this server is and where its API lives."""
     gw = request.app[GATEWAY]
     return json({"service": "chat", "protocol": "v1", "gateway_id": gw.settings.gateway_id,
-                 "websocket": "/v1/ws?device_id=<id>", "health": "/healthz", "metrics": "/metrics",
-                 "dev_sign_in": "/v1/dev/token" if gw.settings.dev_auth else None})
+                 "web_client": "/", "websocket": "/v1/ws?device_id=<id>", "health": "/healthz",
+                 "metrics": "/metrics", "dev_sign_in": "/v1/dev/token" if gw.settings.dev_auth else None})
 
 
 @routes.post("/v1/dev/token")
@@ -239,6 +257,21 @@ async def post_message(request: web.Request) -> web.Response:
     status, frame = await gw.request(command, command.conversation_id, request_id)
     gw.metrics.acked(user_id, command.client_msg_id)
     return json(frame, status)
+
+
+@routes.get("/v1/presence")
+async def presence(request: web.Request) -> web.Response:
+    """Status and last_seen of each user asked for; one who shares no conversation with the
+    caller reads offline with last_seen null (nothing leaks)."""
+    gw, user_id = ctx(request)
+    asked = list(dict.fromkeys(u.strip() for u in request.query.get("user_ids", "").split(",") if u.strip()))
+    if not asked:
+        raise BadRequest("user_ids is required: a comma-separated list of user ids")
+    if len(asked) > gw.settings.max_presence_users:
+        raise TooLarge(f"at most {gw.settings.max_presence_users} user ids per request")
+    visible = sorted(await gw.conversations.sharing(user_id, asked))
+    known = await gw.presence.read(visible) if visible else {}
+    return json({u: known.get(u, {"status": "offline", "last_seen": None}) for u in asked})
 
 
 async def _check(probe: Awaitable[object], timeout: float = 2.0) -> bool:

@@ -23,16 +23,18 @@ log = logging.getLogger(__name__)
 
 
 class CommandProducer:
-    """Commands to the conversation-partitioned commands topic, keyed by conversation id."""
+    """Commands to the conversation-partitioned commands topic, keyed by conversation id (and
+    presence signals to theirs, keyed by user id)."""
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.commands_topic
         self._producer = AsyncProducer(settings.kafka_bootstrap)
         self._codec = default_codec()
 
-    def send(self, event: Event, key: str) -> asyncio.Future[int]:
-        """The future resolves when the broker has the command (acks=all)."""
-        return self._producer.send(self.topic, self._codec.encode(event, key=key), key=key.encode())
+    def send(self, event: Event, key: str, topic: str | None = None) -> asyncio.Future[int]:
+        """The future resolves when the broker has the command (acks=all). ``topic``: another
+        topic keyed the same way (the presence signals, keyed by user id)."""
+        return self._producer.send(topic or self.topic, self._codec.encode(event, key=key), key=key.encode())
 
     def broker_reachable(self, timeout: float = 2.0) -> bool:
         return self._producer.reachable(self.topic, timeout)

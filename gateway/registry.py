@@ -139,6 +139,10 @@ class Registry:
     def __len__(self) -> int:
         return sum(len(c) for devices in self.by_user.values() for c in devices.values())
 
+    def devices(self, user_id: str) -> list[str]:
+        """The user's devices connected to this gateway."""
+        return sorted(self.by_user.get(user_id, ()))
+
     async def add(self, conn: Connection) -> None:
         self.by_user[conn.user_id][conn.device_id].add(conn)
         await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)

@@ -34,6 +34,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # one that lands between registering and syncing cannot overtake the replay.
     conn.hold_until_sync(gw.settings.sync_grace_s)
     await gw.registry.add(conn)
+    gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
     log.info("connected", extra={"user_id": user_id, "device_id": device_id})
     conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
@@ -48,6 +49,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         gw.metrics.connections.dec()
         log.info("disconnected", extra={"user_id": user_id, "device_id": device_id})
         await gw.registry.remove(conn)
+        gw.presence_signals.disconnected(user_id, device_id)
+        if not gw.registry.devices(user_id):
+            await gw.typing.gone(user_id)
     return ws
 
 
@@ -147,4 +151,14 @@ async def on_receipt(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> No
     gw.producer.send(command, conversation_id)
 
 
-HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync, "receipt": on_receipt}
+async def on_typing(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    """The user started (or still is) or stopped typing: to the other members' devices, not stored."""
+    conversation_id = id_field(frame, "conversation_id")
+    typing = frame.get("typing")
+    if not isinstance(typing, bool):
+        raise BadRequest("typing must be true or false")
+    await gw.require_member(conversation_id, conn.user_id)
+    await gw.typing.update(conn.user_id, conversation_id, typing)
+
+
+HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync, "receipt": on_receipt, "typing": on_typing}

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Idempotent installer for `make run` and `make test`: redis-server, Node/npm and s3rver,
-# the Python venv. Each step prints one line; a step with nothing to do says so and is skipped.
+# the Python venv; with --browser (`make test`) also Debian's chromium for the web client's
+# browser tests (Playwright drives /usr/bin/chromium; `playwright install` is never run).
+# Each step prints one line; a step with nothing to do says so and is skipped.
 set -euo pipefail
+
+BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) BROWSER=1 ;;
+    *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
+  esac
+done
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INFRA="$REPO/infra"
@@ -62,4 +72,14 @@ if [ ! -f "$VENV/.installed" ] || [ "$REPO/pyproject.toml" -nt "$VENV/.installed
   touch "$VENV/.installed"
 else
   step "venv: up to date"
+fi
+
+# 5. Debian's chromium, for the browser tests only (`make run` does not need it).
+if [ "$BROWSER" -eq 1 ]; then
+  if [ -x /usr/bin/chromium ]; then
+    step "chromium: already installed"
+  else
+    step "chromium: installing (apt-get)"
+    apt_install chromium
+  fi
 fi

@@ -23,12 +23,16 @@ class TopicMismatch(ChatError):
 
 def core_topics(settings: Settings) -> dict[str, int]:
     """The topics every deployment needs, with their partition counts."""
-    return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions}
+    return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions,
+            settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions}
 
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic configs at creation: the events topic is the system of record, kept forever."""
-    return {settings.events_topic: {"retention.ms": "-1", "cleanup.policy": "delete"}}
+    """Topic configs at creation: the events and presence topics are the system of record, kept
+    forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a day."""
+    forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
+    return {settings.events_topic: forever, settings.presence_topic: forever,
+            settings.presence_signals_topic: {"retention.ms": str(86_400_000), "cleanup.policy": "delete"}}
 
 
 def ensure_topics(

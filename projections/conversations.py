@@ -144,6 +144,27 @@ class ConversationProjection:
     async def conversation_ids(self, user_id: str) -> list[str]:
         return sorted(c.decode() for c in await self.redis.smembers(_user(user_id)))
 
+    async def contacts(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
+        """user -> everyone sharing a conversation with them (themselves excluded), in two round trips."""
+        users = list(user_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in users:
+            pipe.smembers(_user(user_id))
+        convs = {u: [c.decode() for c in cs] for u, cs in zip(users, await pipe.execute())}
+        every = sorted({c for cs in convs.values() for c in cs})
+        for cid in every:
+            pipe.hkeys(_members(cid))
+        members = {cid: {m.decode() for m in ms} for cid, ms in zip(every, await pipe.execute())}
+        return {u: set().union(*(members[c] for c in cs)) - {u} for u, cs in convs.items()}
+
+    async def sharing(self, user_id: str, others: list[str]) -> set[str]:
+        """Those of ``others`` who share a conversation with ``user_id`` (themselves included)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for other in others:
+            pipe.sintercard(2, [_user(user_id), _user(other)], limit=1)
+        shared = await pipe.execute()
+        return {o for o, n in zip(others, shared) if n or o == user_id}
+
     async def last(self, conversation_id: str) -> tuple[int, dict[str, Any] | None]:
         raw = await self.redis.hgetall(_last(conversation_id))
         if not raw:

@@ -15,7 +15,7 @@ from chat import frames
 from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved, MembersAdded,
-    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, ReceiptRecorded, Target,
+    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, PresenceChanged, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -32,7 +32,7 @@ def _reply(origin: Origin, user_id: str, frame: bytes, status: int) -> list[Rout
     return [(origin.gateway_id, Delivery(targets, frame, origin.request_id, status))]
 
 
-def _fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[str, str]]) -> list[Routed]:
+def fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[str, str]]) -> list[Routed]:
     by_gateway: dict[str, list[Target]] = defaultdict(list)
     for user_id in user_ids:
         for gateway in sorted(set(connections.get(user_id, {}).values())):
@@ -50,21 +50,21 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
     """
     if isinstance(event, MessageAccepted):
         return (_reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
-                + _fan_out(frames.message_frame(event), members, connections))
+                + fan_out(frames.message_frame(event), members, connections))
     if isinstance(event, MessageDeduplicated):
         return _reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
     if isinstance(event, ReceiptRecorded):
         # Every device of every member, the reader's own other devices included.
-        return _fan_out(frames.receipt_frame(event), members, connections)
+        return fan_out(frames.receipt_frame(event), members, connections)
     if isinstance(event, ConversationCreated):
         frame = frames.conversation_frame(frames.conversation_object(event))
-        return _reply(event.origin, event.created_by, frame, 201) + _fan_out(frame, members, connections)
+        return _reply(event.origin, event.created_by, frame, 201) + fan_out(frame, members, connections)
     if isinstance(event, (ConversationUpdated, MembersAdded, MemberRemoved)) and conversation is not None:
         frame = frames.conversation_frame(conversation)
         actor = {ConversationUpdated: "updated_by", MembersAdded: "added_by", MemberRemoved: "removed_by"}
         status = 204 if isinstance(event, MemberRemoved) else 200
         return (_reply(event.origin, getattr(event, actor[type(event)]), frame, status)
-                + _fan_out(frame, members, connections))
+                + fan_out(frame, members, connections))
     if isinstance(event, MessageRejected):
         return _reply(event.origin, event.sender_id,
                       frames.error_frame(event.code, event.message, event.client_msg_id), _status(event.code))
@@ -127,4 +127,22 @@ class DeliveryRouter:
         routed: list[Routed] = []
         for event, recipients, conversation in per_event:
             routed.extend(plan(event, recipients, connections, conversation))
+        return routed
+
+
+class PresenceRouter:
+    """``presence`` frames to the devices of everyone who shares a conversation with the user."""
+
+    def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry) -> None:
+        self.conversations = conversations
+        self.connections = connections
+
+    async def route(self, events: Sequence[PresenceChanged]) -> list[Routed]:
+        if not events:
+            return []
+        contacts = await self.conversations.contacts({e.user_id for e in events})
+        connections = await self.connections.gateways(set().union(*contacts.values()))
+        routed: list[Routed] = []
+        for event in events:
+            routed.extend(fan_out(frames.presence_frame(event), sorted(contacts[event.user_id]), connections))
         return routed

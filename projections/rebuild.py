@@ -21,6 +21,7 @@ A dry run writes nothing, not even markers: it reads the log up to the quiet rul
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -32,7 +33,7 @@ from chat.codec import default_codec
 from chat.errors import NotFound, SchemaError
 from chat.events import (
     ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
-    PartitionFenced, ReceiptRecorded,
+    PartitionFenced, PresenceChanged, ReceiptRecorded,
 )
 from chat.kafka import AsyncProducer
 from chat.logread import BEGINNING, TopicReader
@@ -73,8 +74,10 @@ def _redis(name: str, module: str, cls: str) -> Callable[[Settings, int], Rebuil
 
         from projections.shadow_redis import RedisShadowRebuild
         mod = importlib.import_module(module)
-        return RedisShadowRebuild(name, settings.redis_url, scratch_db, getattr(mod, cls),
-                                  mod.OWNED_KEYS, mod.SCAN_PATTERNS)
+        kind = getattr(mod, cls)
+        if name == "presence":  # its projection also takes the presence TTL
+            kind = functools.partial(kind, ttl_s=settings.presence_ttl)
+        return RedisShadowRebuild(name, settings.redis_url, scratch_db, kind, mod.OWNED_KEYS, mod.SCAN_PATTERNS)
     return make
 
 
@@ -82,7 +85,12 @@ def _events_topic(settings: Settings) -> str:
     return settings.events_topic
 
 
-# name -> spec; None: known but not rebuildable yet. Plugging in a projection is one entry.
+def _presence_topic(settings: Settings) -> str:
+    return settings.presence_topic
+
+
+# name -> spec; None: known but not rebuildable yet. Plugging in a projection is one entry
+# (and, for a Redis one, ``OWNED_KEYS`` and ``SCAN_PATTERNS`` in its module).
 REGISTRY: dict[str, ProjectionSpec | None] = {
     "timelines": ProjectionSpec("timelines", _events_topic, (MessageAccepted,), _timelines),
     "conversations": ProjectionSpec(
@@ -91,7 +99,8 @@ REGISTRY: dict[str, ProjectionSpec | None] = {
         _redis("conversations", "projections.conversations", "ConversationProjection")),
     "receipts": ProjectionSpec("receipts", _events_topic, (MessageAccepted, ReceiptRecorded),
                                _redis("receipts", "projections.receipts", "ReceiptProjection")),
-    "presence": None,
+    "presence": ProjectionSpec("presence", _presence_topic, (PresenceChanged,),
+                               _redis("presence", "projections.presence", "PresenceProjection")),
 }
 
 

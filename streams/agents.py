@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any
 
-from chat.events import Delivery, MessageAccepted
+from chat.events import MessageAccepted
 from chat.frames import message_object
 from chat.ids import new_message_id
 from projections.timelines import TimelineMessage
@@ -24,6 +24,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
+from streams.retry import until_written
 from streams.topics import commands_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -92,20 +93,19 @@ async def project(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         events = [e.value.event for e in batch]
         metrics.events.labels("project").inc(len(events))
-        # Timeline first: an ack reaches the client only after history returns the message.
-        with metrics.timed("timelines"):
-            await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
-                                        if isinstance(e, MessageAccepted)])
-        with metrics.timed("conversations"):
-            await res.conversations.apply(events)
-        with metrics.timed("receipts"):
-            await res.receipts.apply(events)
-        await deliver(res, await res.router.route(events))
+        await until_written(lambda: project_batch(res, events), "projecting events")
 
 
-async def deliver(res: Resources, routed: Sequence[tuple[str, Delivery]]) -> None:
-    await asyncio.gather(*(res.publish(settings.delivery_topic(gateway_id), delivery, 0)
-                           for gateway_id, delivery in routed))
+async def project_batch(res: Resources, events: list[Any]) -> None:
+    # Timeline first: an ack reaches the client only after history returns the message.
+    with metrics.timed("timelines"):
+        await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
+                                    if isinstance(e, MessageAccepted)])
+    with metrics.timed("conversations"):
+        await res.conversations.apply(events)
+    with metrics.timed("receipts"):
+        await res.receipts.apply(events)
+    await res.deliver(await res.router.route(events))
 
 
 @app.on_partitions_revoked.connect

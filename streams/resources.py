@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Sequence
 
 import redis.asyncio as redis
 
 from chat.codec import default_codec
 from chat.errors import ChatError
-from chat.events import Event
+from chat.events import Delivery, Event, event_key
 from chat.kafka import AsyncProducer
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
-from projections.delivery import DeliveryRouter
+from projections.delivery import DeliveryRouter, PresenceRouter
+from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
@@ -35,6 +37,8 @@ class Resources:
         self.receipts = ReceiptProjection(self.redis)
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
+        self.presence = PresenceProjection(self.redis, settings.presence_ttl)
+        self.presence_router = PresenceRouter(self.conversations, self.connections)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)
         self.producer: AsyncProducer | None = None
         self.codec = default_codec()
@@ -59,9 +63,14 @@ class Resources:
         Records sent one after another to a partition keep that order (idempotent producer).
         """
         assert self.producer is not None, "publish() before ready()"
-        key = getattr(event, "conversation_id", "")
+        key = event_key(event)
         return self.producer.send(topic, self.codec.encode(event, key=key), key=key.encode() or None,
                                   partition=partition)
+
+    async def deliver(self, routed: Sequence[tuple[str, Delivery]]) -> None:
+        """Each delivery to its gateway's topic; returns once all are durable."""
+        await asyncio.gather(*(self.publish(self.settings.delivery_topic(gateway_id), delivery, 0)
+                               for gateway_id, delivery in routed))
 
     async def _sweep_forever(self) -> None:
         """Expire old messages in stores without TTL (the embedded one)."""

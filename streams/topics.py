@@ -11,6 +11,7 @@ from typing import Any
 from faust.serializers import codecs
 
 from chat.codec import default_codec
+from chat.events import event_key
 from streams.app import app, settings
 
 CODEC_NAME = "chat_avro"
@@ -20,7 +21,7 @@ class AvroEnvelopeCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
         if isinstance(obj, (bytes, bytearray)):
             return bytes(obj)
-        return default_codec().encode(obj, key=getattr(obj, "conversation_id", ""))
+        return default_codec().encode(obj, key=event_key(obj))
 
     def _loads(self, data: bytes) -> Any:
         return default_codec().decode(data)
@@ -37,3 +38,5 @@ def _topic(name: str, partitions: int | None) -> Any:
 commands_topic = _topic(settings.commands_topic, settings.partitions)
 events_topic = _topic(settings.events_topic, settings.partitions)
 
+presence_signals_topic = _topic(settings.presence_signals_topic, settings.partitions)
+presence_topic = _topic(settings.presence_topic, settings.partitions)

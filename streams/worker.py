@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from streams import agents  # noqa: F401  (registers the agents with the app)
+from streams import agents, presence_agents  # noqa: F401  (registers the agents with the app)
 from streams import metrics
 from streams.app import app, settings
+
+
+def faust_loglevel(level: str) -> str:
+    """Faust's command line spells WARNING and CRITICAL its own way (and refuses to start otherwise)."""
+    level = level.lower()
+    return {"warning": "warn", "critical": "crit"}.get(level, level)
 
 
 def main() -> None:
@@ -14,7 +20,7 @@ def main() -> None:
     # second worker on the machine would then crash on port 6066: say it on the command line.
     # --quiet: no start-up banner on stdout, so that JSON logs stay one event per line.
     quiet = ["--quiet"] if settings.log_format == "json" else []
-    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", settings.log_level.lower(), "--without-web"]
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", faust_loglevel(settings.log_level), "--without-web"]
     metrics.serve(settings)
     app.main()
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 from infra.stack import LocalStack
 
@@ -10,3 +12,10 @@ def stack(tmp_path_factory):
     """One real broker (Tansu, memory engine) and one real Redis for the whole run."""
     with LocalStack(tmp_path_factory.mktemp("stack"), durable=False, topics={}) as services:
         yield services
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def session():
+    """One HTTP client session per test, for the protocol clients of tests/client.py."""
+    async with aiohttp.ClientSession() as s:
+        yield s

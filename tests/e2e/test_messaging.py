@@ -182,10 +182,16 @@ async def test_healthz_and_metrics(system, session):
         assert r.status == 200 and "chat_connections_open" in text and "chat_send_to_ack_seconds" in text
 
 
-async def test_index_describes_the_service(system, session):
-    async with session.get(f"{system.url()}/") as r:
+async def test_v1_describes_the_service_and_root_serves_the_web_client(system, session):
+    async with session.get(f"{system.url()}/v1") as r:
         body = await r.json()
         assert r.status == 200 and body["protocol"] == "v1" and body["health"] == "/healthz"
+    async with session.get(f"{system.url()}/") as r:
+        assert r.status == 200 and r.content_type == "text/html" and "app.js" in await r.text()
+    async with session.get(f"{system.url()}/static/app.js") as r:
+        assert r.status == 200 and "javascript" in r.content_type
+    async with session.get(f"{system.url()}/static/..%2Fhttp.py") as r:
+        assert r.status == 404
     async with session.get(f"{system.url()}/nope") as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
 

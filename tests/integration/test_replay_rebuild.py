@@ -17,16 +17,18 @@ import time
 from typing import Any
 
 import fastavro
+from confluent_kafka import Producer
 import orjson
 import pytest
 import redis as sync_redis
 
+from chat.codec import default_codec
 from chat.events import (
     ConversationCreateRequested, MemberRemoveRequested, MembersAddRequested, MessageSendRequested, Origin,
-    ReceiptRecordRequested,
+    PresenceChanged, ReceiptRecordRequested,
 )
 from chat.ids import new_group_id
-from projections import conversations, receipts
+from projections import conversations, presence, receipts
 from projections.shadow_redis import with_db
 from tests.support import ROOT, CommandProducer, System
 
@@ -70,8 +72,39 @@ def history(system) -> dict[str, Any]:
                                            body="bye", origin=ORIGIN))
         last[cid] = (alice, MESSAGES_EACH + 1)
     producer.flush()
+    users = presence_history(system)
     wait_projected(system, last)
+    wait_presence(system, users)
     return {"last": last, "messages": CONVERSATIONS * (MESSAGES_EACH + 1)}
+
+
+def presence_history(system: System) -> dict[str, int]:
+    """PresenceChanged events straight on the presence topic (as the presence agent writes them):
+    each user online, offline, online again; some of them written out of order."""
+    producer = Producer({"bootstrap.servers": system.settings.kafka_bootstrap, "partitioner": "murmur2_random",
+                         "log_level": 0})
+    codec, newest = default_codec(), {}
+    for u in range(40):
+        user, changes = f"user{u}", [("online", 1_000), ("offline", 2_000), ("online", 3_000)]
+        if u % 3 == 0:
+            changes.reverse()  # an older change after a newer one changes nothing
+        for status, at in changes:
+            event = PresenceChanged(user_id=user, status=status, last_seen=at + u, changed_at=at + u)
+            producer.produce(system.settings.presence_topic, codec.encode(event, key=user), key=user.encode())
+        newest[user] = 3_000 + u
+    assert producer.flush(15) == 0
+    return newest
+
+
+def wait_presence(system: System, newest: dict[str, int], timeout: float = 60.0) -> None:
+    client = sync_redis.Redis.from_url(system.settings.redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while any(client.hget(f"presence:{u}", "changed_at") != str(at).encode() for u, at in newest.items()):
+            assert time.monotonic() < deadline, "the worker did not project the presence topic in time"
+            time.sleep(0.2)
+    finally:
+        client.close()
 
 
 def wait_projected(system: System, last: dict[str, tuple[str, int]], timeout: float = 120.0) -> None:
@@ -114,7 +147,7 @@ def redis_state(system: System, module: Any) -> dict[str, Any]:
 
 def snapshot(system: System) -> dict[str, Any]:
     return {"timelines": timeline_rows(system), "conversations": redis_state(system, conversations),
-            "receipts": redis_state(system, receipts)}
+            "receipts": redis_state(system, receipts), "presence": redis_state(system, presence)}
 
 
 def damage(system: System, cid: str) -> None:
@@ -129,6 +162,9 @@ def damage(system: System, cid: str) -> None:
         client.sadd("user:mallory:convs", cid)
         client.hset("conv:g_ghost:receipts", "mallory|r", 5)
         client.set("ratelimit:unrelated", 1)  # not a projection's key: must survive
+        client.hset("presence:user0", mapping={"status": "offline", "changed_at": 9_999})
+        client.delete("presence:user1")
+        client.set("presence:user2:lease", 7)  # a live lease: not rebuilt, must survive
     finally:
         client.close()
 
@@ -137,6 +173,7 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     live = snapshot(system)
     assert len(live["timelines"]) == history["messages"]
     assert len(live["conversations"]) >= CONVERSATIONS * 4 and len(live["receipts"]) == CONVERSATIONS
+    assert len(live["presence"]) == 40
     damage(system, next(iter(history["last"])))
     assert snapshot(system) != live
 
@@ -144,12 +181,13 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     done = chat(system, "rebuild", "all", "--scratch-db", str(scratch), "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "timelines: rebuilt from 2,020 events" in done.stderr, done.stderr
+    assert "presence: rebuilt from 120 events" in done.stderr, done.stderr
 
     rebuilt = snapshot(system)
     for name in live:
         assert rebuilt[name] == live[name], f"{name} differs after the rebuild"
     client = sync_redis.Redis.from_url(system.settings.redis_url)
-    assert client.get("ratelimit:unrelated") == b"1"
+    assert client.get("ratelimit:unrelated") == b"1" and client.get("presence:user2:lease") == b"7"
     client.close()
     copy = sync_redis.Redis.from_url(with_db(system.settings.redis_url, scratch))
     assert copy.dbsize() == 0  # the copy is gone
@@ -190,8 +228,8 @@ def test_dry_run_counts_and_writes_nothing(system, history):
 
 
 def test_rebuild_errors(system, history):
-    presence = chat(system, "rebuild", "presence")
-    assert presence.returncode == 4 and "not in this version" in presence.stderr
+    unknown = chat(system, "rebuild", "everything")
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr
     live_db = int(system.settings.redis_url.rsplit("/", 1)[1])
     same = chat(system, "rebuild", "receipts", "--scratch-db", str(live_db))
     assert same.returncode == 2 and "live one" in same.stderr, same.stderr

@@ -15,7 +15,7 @@ from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
     MembersAddRequested, MembersAdded, ReceiptRecordRequested, ReceiptRecorded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
     Member, MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
-    Target,
+    PresenceChanged, PresenceSignal, Target,
 )
 
 O = Origin("gw", "dev", "req")
@@ -38,6 +38,9 @@ SAMPLES = [
     ReceiptRecordRequested("c", "bob", 7, "read", O),
     ReceiptRecorded("c", "bob", 7, "delivered", 13),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
+    PresenceSignal("alice", "gw", "connected", ["phone", "laptop"], 14, "laptop"),
+    PresenceSignal("alice", "gw", "heartbeat", [], 15, None),
+    PresenceChanged("alice", "offline", 15, 16),
 ]
 
 

@@ -92,3 +92,16 @@ def test_dashboard_uses_only_metrics_that_exist():
             known |= {family.name + suffix for suffix in suffixes}
     known |= {"chat_consumer_lag", "chat_consumer_committed_offset"}  # collected at scrape time
     assert used and used <= known, used - known
+
+
+def test_rebuild_registry_names_what_it_cannot_rebuild(monkeypatch):
+    from chat.errors import NotFound
+    from projections import rebuild
+
+    assert [s.name for s in rebuild.resolve(["all"])] == ["timelines", "conversations", "receipts", "presence"]
+    monkeypatch.setitem(rebuild.REGISTRY, "typing", None)
+    with pytest.raises(NotFound, match="cannot be rebuilt yet"):
+        rebuild.resolve(["typing"])
+    with pytest.raises(NotFound, match="no projection 'nope'"):
+        rebuild.resolve(["nope"])
+    assert "typing" not in [s.name for s in rebuild.resolve(["all"])]

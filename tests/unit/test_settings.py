@@ -15,3 +15,10 @@ def test_production_auth_needs_its_own_secret():
     with pytest.raises(ValueError):
         create_app(Settings(dev_auth=False))
     assert create_app(Settings(dev_auth=False, jwt_secret="s" * 40)) is not None
+
+
+def test_every_log_level_reaches_faust_in_its_own_spelling():
+    from streams.worker import faust_loglevel
+
+    assert [faust_loglevel(v) for v in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")] == [
+        "debug", "info", "warn", "error", "crit"]

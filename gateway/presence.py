@@ -1,0 +1,54 @@
+"""The gateway's word on presence: a ``PresenceSignal`` per user on connect, disconnect and
+heartbeat, listing every device of the user this gateway holds (keyed by user id, on the
+presence signals topic). The presence worker decides what that means (streams/presence_agents.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from chat.events import PresenceSignal
+from chat.settings import Settings
+from gateway.kafka import CommandProducer
+from gateway.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+class PresenceSignals:
+    def __init__(self, settings: Settings, producer: CommandProducer, registry: Registry) -> None:
+        self.topic = settings.presence_signals_topic
+        self.gateway_id = settings.gateway_id
+        self.producer = producer
+        self.registry = registry
+
+    def _send(self, user_id: str, kind: str, device_id: str | None, at: int) -> None:
+        signal = PresenceSignal(user_id=user_id, gateway_id=self.gateway_id, kind=kind,
+                                devices=self.registry.devices(user_id), at=at, device_id=device_id)
+        future = self.producer.send(signal, user_id, self.topic)
+        future.add_done_callback(_log_failure)
+
+    def connected(self, user_id: str, device_id: str) -> None:
+        self._send(user_id, "connected", device_id, _now_ms())
+
+    def disconnected(self, user_id: str, device_id: str) -> None:
+        self._send(user_id, "disconnected", device_id, _now_ms())
+
+    def heartbeat(self) -> int:
+        """Every user connected here: still here, with these devices. Returns how many."""
+        now = _now_ms()
+        users = list(self.registry.by_user)
+        for user_id in users:
+            self._send(user_id, "heartbeat", None, now)
+        return len(users)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _log_failure(future: object) -> None:
+    exc = future.exception() if not future.cancelled() else None  # type: ignore[attr-defined]
+    if exc is not None:
+        log.warning("presence signal not produced: %s", exc)

@@ -1,0 +1,109 @@
+// HTTP side of ../shared/PROTOCOL.md (v1) and what the client keeps in localStorage.
+
+const KEY = "chat.";
+
+export const store = {
+  get(name, fallback = null) {
+    try {
+      const raw = localStorage.getItem(KEY + name);
+      return raw === null ? fallback : JSON.parse(raw);
+    } catch {
+      return fallback;
+    }
+  },
+  set(name, value) {
+    localStorage.setItem(KEY + name, JSON.stringify(value));
+  },
+  remove(name) {
+    localStorage.removeItem(KEY + name);
+  },
+};
+
+export function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** One id per browser profile, kept across sign-ins. */
+export function deviceId() {
+  let id = store.get("device");
+  if (!id) {
+    id = `web-${newId().slice(0, 12)}`;
+    store.set("device", id);
+  }
+  return id;
+}
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Api {
+  constructor(token, onUnauthorized = () => {}) {
+    this.token = token;
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  static async signIn(userId) {
+    const r = await fetch("/v1/dev/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user_id: userId }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new ApiError(r.status, body.error?.code, body.error?.message);
+    return body.token;
+  }
+
+  async call(method, path, body, headers = {}) {
+    const init = { method, headers: { Authorization: `Bearer ${this.token}`, ...headers } };
+    if (body instanceof Blob) {
+      init.body = body;
+    } else if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers["Content-Type"] = "application/json";
+    }
+    const r = await fetch(path, init);
+    if (r.status === 401) this.onUnauthorized();
+    if (r.status === 204) return null;
+    const data = (r.headers.get("Content-Type") || "").includes("json") ? await r.json().catch(() => null) : null;
+    if (!r.ok) throw new ApiError(r.status, data?.error?.code, data?.error?.message);
+    return data;
+  }
+
+  conversations() {
+    return this.call("GET", "/v1/conversations").then((b) => b.conversations);
+  }
+  createGroup(name, members) {
+    return this.call("POST", "/v1/conversations", { type: "group", name, description: "", members });
+  }
+  createDirect(peer) {
+    return this.call("POST", "/v1/conversations", { type: "direct", peer });
+  }
+  messages(conversationId, { beforeSeq, limit = 30 } = {}) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (beforeSeq) q.set("before_seq", String(beforeSeq));
+    return this.call("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages?${q}`);
+  }
+  receipts(conversationId) {
+    return this.call("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/receipts`).then((b) => b.members);
+  }
+  presence(userIds) {
+    return this.call("GET", `/v1/presence?user_ids=${userIds.map(encodeURIComponent).join(",")}`);
+  }
+  uploadMedia(file) {
+    return this.call("POST", "/v1/media", file, { "Content-Type": file.type || "application/octet-stream" });
+  }
+
+  /** An object URL for a media url: our own server's urls need the bearer token. */
+  async mediaUrl(url) {
+    if (!url.startsWith("/") && !url.startsWith(location.origin)) return url;
+    const r = await fetch(url, { headers: { Authorization: `Bearer ${this.token}` } });
+    if (!r.ok) throw new ApiError(r.status);
+    return URL.createObjectURL(await r.blob());
+  }
+}

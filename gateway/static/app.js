@@ -1,0 +1,276 @@
+// The web client: sign-in, the conversation list, new chats, and the wiring between the
+// socket (frames of ../shared/PROTOCOL.md), the model (state.js) and the views.
+
+import { Api, deviceId, store } from "./api.js";
+import { ChatView } from "./chat.js";
+import { Socket } from "./socket.js";
+import { State, peerOf, title } from "./state.js";
+import { $, avatar, clock, el, typingText } from "./ui.js";
+
+class App {
+  constructor(me, token) {
+    this.me = me;
+    this.deviceId = deviceId();
+    this.api = new Api(token, () => this.signOut());
+    this.state = new State(me, this.deviceId, (what, key) => this.changed(what, key));
+    this.chat = new ChatView(this);
+    this.deliveredSent = new Map();
+    this.readSent = new Map();
+    this.timers = new Map();
+    this.socket = new Socket({
+      token, deviceId: this.deviceId, cursors: () => ({ ...this.state.cursors }),
+      onFrame: (f) => this.frame(f), onStatus: (s, info) => this.status(s, info),
+    });
+  }
+
+  async start() {
+    $("#me").replaceChildren(avatar(this.me), el("span", {}, this.me));
+    show("main");
+    try {
+      this.state.setConversations(await this.api.conversations());
+    } catch (err) {
+      console.warn("conversation list", err);
+    }
+    this.loadPresence(this.state.memberIds());
+    this.socket.start();
+    document.addEventListener("visibilitychange", () => this.chat.id && this.markRead(this.chat.id));
+  }
+
+  async loadPresence(userIds) {
+    for (let i = 0; i < userIds.length; i += 100) {
+      try {
+        const answer = await this.api.presence(userIds.slice(i, i + 100));
+        for (const [user, p] of Object.entries(answer || {})) this.state.setPresence(user, p);
+      } catch (err) {
+        if (err.status === 404) return; // a server without presence: no dots
+      }
+    }
+  }
+
+  frame(f) {
+    switch (f.type) {
+      case "message": {
+        const m = f.message;
+        const open = this.isVisible(m.conversation_id);
+        if (this.state.addMessage(m, { live: true, isOpen: open }) && m.sender_id !== this.me) {
+          this.later(`delivered:${m.conversation_id}`, () => this.markDelivered(m.conversation_id));
+          if (open) this.later(`read:${m.conversation_id}`, () => this.markRead(m.conversation_id));
+        }
+        break;
+      }
+      case "ack": this.state.ack(f); break;
+      case "receipt": this.state.receipt(f); break;
+      case "typing": // an indicator expires after ttl_ms without a refresh: re-render then
+        this.state.typingFrame(f);
+        this.later(`typing:${f.conversation_id}`, () => this.changed("typing", f.conversation_id), (f.ttl_ms || 10000) + 50);
+        break;
+      case "presence": this.state.setPresence(f.user_id, f); break;
+      case "conversation": this.conversation(f.conversation); break;
+      case "synced": this.synced(); break;
+      case "error":
+        if (f.ref) this.state.failPending(f.ref, f.message || f.code);
+        else console.warn("server error", f);
+        break;
+      default: break;
+    }
+  }
+
+  conversation(c) {
+    const known = this.state.conversations.get(c.conversation_id);
+    const before = new Set(this.state.memberIds());
+    this.state.upsertConversation(c);
+    if (!this.state.conversations.has(c.conversation_id) && this.chat.id === c.conversation_id) this.close();
+    const added = c.members.map((m) => m.user_id).filter((u) => u !== this.me && !before.has(u));
+    if (added.length) this.loadPresence(added);
+    if (!known && this.chat.id === c.conversation_id) this.chat.renderHeader();
+  }
+
+  /** After each (re)connect's replay: resend what was never acked, catch up the list, send receipts. */
+  async synced() {
+    for (const m of this.state.allPending()) this.socket.send(sendFrame(m));
+    try {
+      const list = await this.api.conversations();
+      this.state.setConversations(list);
+      for (const c of list) {
+        if (c.last_message && c.last_message.sender_id !== this.me) this.markDelivered(c.conversation_id);
+      }
+    } catch (err) {
+      console.warn("conversation list", err);
+    }
+    if (this.chat.id) this.markRead(this.chat.id);
+  }
+
+  send(frame) {
+    return this.socket.send(frame);
+  }
+
+  sendMessage(msg) {
+    this.state.addPending(msg);
+    this.socket.send(sendFrame(msg)); // if offline, sent again after the next sync
+  }
+
+  resend(msg) {
+    msg.failed = null;
+    this.state.addPending(msg);
+    this.socket.send(sendFrame(msg));
+  }
+
+  markDelivered(id) {
+    const seq = Math.max(this.state.cursors[id] || 0, this.state.newestSeq(id));
+    if (seq > (this.deliveredSent.get(id) || 0) && this.send({ type: "receipt", conversation_id: id, seq, status: "delivered" })) {
+      this.deliveredSent.set(id, seq);
+    }
+  }
+
+  markRead(id) {
+    if (!this.isVisible(id)) return;
+    const c = this.state.conversations.get(id);
+    const seq = Math.max(this.state.newestSeq(id), c?.last_seq || 0);
+    if (seq > (this.readSent.get(id) || 0)) {
+      if (this.send({ type: "receipt", conversation_id: id, seq, status: "read" })) {
+        this.readSent.set(id, seq);
+        this.deliveredSent.set(id, Math.max(seq, this.deliveredSent.get(id) || 0));
+      }
+    }
+    if (c && c.unread) {
+      c.unread = 0;
+      this.renderList();
+    }
+  }
+
+  isVisible(id) {
+    return this.chat.id === id && document.visibilityState === "visible";
+  }
+
+  /** Run fn once after ms, coalescing calls with the same key. */
+  later(key, fn, ms = 120) {
+    clearTimeout(this.timers.get(key));
+    this.timers.set(key, setTimeout(() => { this.timers.delete(key); fn(); }, ms));
+  }
+
+  changed(what, key) {
+    if (what !== "messages" && what !== "receipts") this.later("list", () => this.renderList(), 16);
+    this.chat.update(what, key);
+  }
+
+  status(status, info) {
+    const banner = $("#connection");
+    document.body.dataset.connection = status;
+    const text = { connecting: "Connecting…", syncing: "Syncing…", online: "",
+                   offline: `Offline. Reconnecting in ${Math.ceil((info?.retryInMs || 0) / 1000)} s…` }[status];
+    banner.textContent = text;
+    banner.hidden = !text;
+    if (status === "offline" && !info?.greeted) this.api.conversations().catch(() => {}); // a 401 signs out
+  }
+
+  renderList() {
+    const items = this.state.sorted().map((c) => {
+      const id = c.conversation_id;
+      const peer = peerOf(c, this.me);
+      const name = title(c, this.me);
+      const typists = this.state.typists(id);
+      const typing = c.type === "direct" ? (typists.length ? "typing…" : "") : typingText(typists);
+      const last = c.last_message;
+      const preview = typing ? el("span.preview.is-typing", {}, typing)
+        : el("span.preview", {}, last ? `${last.sender_id === this.me ? "You: " : c.type === "group" ? `${last.sender_id}: ` : ""}${last.body || (last.media ? "Photo" : "")}` : "No messages yet");
+      return el(`li.conv${this.chat.id === id ? ".active" : ""}`, { "data-id": id, onclick: () => this.open(id) },
+        avatar(name, { group: c.type === "group", presence: peer ? this.state.presence.get(peer)?.status : null }),
+        el("div.conv-main", {},
+          el("div.conv-row", {}, el("span.conv-title", {}, name), el("time", {}, clock(last?.sent_at ?? c.created_at))),
+          el("div.conv-row", {}, preview, c.unread ? el("span.badge", {}, String(c.unread)) : null)));
+    });
+    $("#conversations").replaceChildren(...items);
+    $("#no-conversations").hidden = items.length > 0;
+  }
+
+  open(id) {
+    document.body.classList.add("show-chat");
+    $("#chat-pane").hidden = false;
+    $("#chat-placeholder").hidden = true;
+    this.chat.open(id);
+    this.renderList();
+  }
+
+  close() {
+    this.chat.close();
+    document.body.classList.remove("show-chat");
+    $("#chat-pane").hidden = true;
+    $("#chat-placeholder").hidden = false;
+    this.renderList();
+  }
+
+  async create(form) {
+    const data = new FormData(form);
+    const error = $("#new-error");
+    error.textContent = "";
+    try {
+      let c;
+      if (data.get("kind") === "direct") {
+        c = await this.api.createDirect(String(data.get("peer")).trim());
+      } else {
+        const members = String(data.get("members")).split(/[\s,]+/).filter(Boolean);
+        c = await this.api.createGroup(String(data.get("name")).trim(), members);
+      }
+      this.conversation(c);
+      $("#new-dialog").close();
+      form.reset();
+      form.dataset.kind = "direct";
+      this.open(c.conversation_id);
+    } catch (err) {
+      error.textContent = err.message;
+    }
+  }
+
+  signOut() {
+    this.socket.stop();
+    store.remove("session");
+    location.reload();
+  }
+}
+
+function sendFrame(m) {
+  const frame = { type: "send", conversation_id: m.conversation_id, client_msg_id: m.client_msg_id, body: m.body };
+  if (m.media) frame.media_id = m.media.media_id;
+  return frame;
+}
+
+function show(screen) {
+  $("#signin").hidden = screen !== "signin";
+  $("#main").hidden = screen !== "main";
+}
+
+function boot() {
+  const session = store.get("session");
+  if (session?.user && session?.token) {
+    start(session.user, session.token);
+    return;
+  }
+  show("signin");
+  $("#signin-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const user = $("#signin-user").value.trim();
+    $("#signin-error").textContent = "";
+    try {
+      const token = await Api.signIn(user);
+      store.set("session", { user, token });
+      start(user, token);
+    } catch (err) {
+      $("#signin-error").textContent = err.message;
+    }
+  });
+}
+
+function start(user, token) {
+  const app = new App(user, token);
+  window.chat = app; // for the console and the browser tests
+  $("#sign-out").addEventListener("click", () => app.signOut());
+  $("#new-chat").addEventListener("click", () => $("#new-dialog").showModal());
+  $("#new-cancel").addEventListener("click", () => $("#new-dialog").close());
+  $("#new-form").addEventListener("submit", (e) => { e.preventDefault(); app.create(e.target); });
+  for (const radio of document.querySelectorAll("#new-form input[name=kind]")) {
+    radio.addEventListener("change", () => { $("#new-form").dataset.kind = radio.value; });
+  }
+  app.start();
+}
+
+boot();

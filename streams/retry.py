@@ -1,0 +1,36 @@
+"""Retrying a batch's writes while a store, Redis or the broker is away.
+
+An agent that raised would be restarted by Faust's supervisor with the next events, and the
+batch it was writing would never reach its projections (found by tests/faults: a Redis
+restart under load left acked messages out of history). So an agent retries the same
+batch until it is written, with capped backoff. Every projection is idempotent, so writing a
+batch again is safe; deliveries sent again are dropped by clients by ``(conversation_id, seq)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, TypeVar
+
+from redis.exceptions import RedisError
+
+from chat.errors import ChatError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FIRST_DELAY_S, MAX_DELAY_S = 0.05, 2.0
+TRANSIENT = (RedisError, ChatError, OSError, asyncio.TimeoutError)
+
+
+async def until_written(step: Callable[[], Awaitable[T]], what: str) -> T:
+    """``await step()`` until it does not raise a transient error; other errors propagate."""
+    delay = FIRST_DELAY_S
+    while True:
+        try:
+            return await step()
+        except TRANSIENT as exc:
+            log.warning("%s failed (%s: %s); retrying in %.2f s", what, type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_DELAY_S)
