@@ -106,3 +106,7 @@ ERRORS_BY_CODE: dict[str, type[ChatError]] = {
 def error_for_code(code: str, message: str = "") -> ChatError:
     """The exception for a protocol error code (unknown codes read as unavailable)."""
     return ERRORS_BY_CODE.get(code, Unavailable)(message)
+
+
+class UnknownTopic(NotFound):
+    """The broker has no such topic."""

@@ -83,6 +83,9 @@ class Settings:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"
     log_level: str = "INFO"
+    log_format: str = "json"  # "json" (one object per line) or "text"
+    # Stream worker's Prometheus endpoint (GET /metrics); 0 = off
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from chat.events import Delivery
+
+
+_TYPE = re.compile(rb'"type":\s*"([a-z_]+)"')
+
+
+def frame_type(frame: bytes) -> str:
+    """A pre-encoded frame's ``type`` (the first one in it: frames put it first)."""
+    found = _TYPE.search(frame, 0, 200)
+    return found[1].decode() if found else "unknown"
 
 
 class Metrics:
@@ -16,7 +26,8 @@ class Metrics:
         self.frames_in = Counter("chat_frames_in_total", "Frames received from clients", ["type"],
                                  registry=self.registry)
         self.deliveries = Counter("chat_deliveries_total", "Delivery records consumed", registry=self.registry)
-        self.frames_out = Counter("chat_frames_out_total", "Frames queued to sockets", registry=self.registry)
+        self.frames_out = Counter("chat_frames_out_total", "Frames routed to this gateway's sockets, by type",
+                                  ["type"], registry=self.registry)
         self.errors = Counter("chat_errors_total", "Errors answered to clients", ["code"], registry=self.registry)
         self.send_to_ack = Histogram(
             "chat_send_to_ack_seconds", "From a send reaching this gateway to its ack leaving it",
@@ -38,6 +49,8 @@ class Metrics:
 
     def delivered(self, deliveries: list[Delivery]) -> None:
         self.deliveries.inc(len(deliveries))
+        for delivery in deliveries:
+            self.frames_out.labels(frame_type(delivery.frame)).inc(len(delivery.targets))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

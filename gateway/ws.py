@@ -38,6 +38,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     await gw.registry.add(conn)
     gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
+    log.info("connected", extra={"user_id": user_id, "device_id": device_id})
     conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
                    "server_id": gw.settings.gateway_id})
     try:
@@ -48,6 +49,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 error(gw, conn, BadRequest("frames are JSON text"))
     finally:
         gw.metrics.connections.dec()
+        log.info("disconnected", extra={"user_id": user_id, "device_id": device_id})
         await gw.registry.remove(conn)
         gw.presence_signals.disconnected(user_id, device_id)
         if not gw.registry.devices(user_id):
@@ -57,6 +59,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 def error(gw: Gateway, conn: Connection, exc: ChatError) -> None:
     gw.metrics.errors.labels(exc.code).inc()
+    log.info("error answered", extra={"code": exc.code, "user_id": conn.user_id, "device_id": conn.device_id})
     frame: dict[str, Any] = {"type": "error", "code": exc.code, "message": exc.message}
     if exc.ref is not None:
         frame["ref"] = exc.ref

@@ -89,7 +89,9 @@ def build_apps(settings: Settings, stack: LocalStack, data_dir: Path, args: argp
         PYTHONUNBUFFERED="1",
     )
     logs = data_dir / "logs"
-    worker = Service("worker", [sys.executable, "-m", args.worker_module], env=env, cwd=REPO,
+    # The worker's Prometheus endpoint: CHAT_WORKER_METRICS_PORT, or 9464 under `make run`.
+    worker_env = {**env, "CHAT_WORKER_METRICS_PORT": str(settings.worker_metrics_port or 9464)}
+    worker = Service("worker", [sys.executable, "-m", args.worker_module], env=worker_env, cwd=REPO,
                      log_path=logs / "worker.log")
     gateway = Gateway("gateway", [sys.executable, "-m", args.gateway_module], env=env, cwd=REPO,
                       log_path=logs / "gateway.log")

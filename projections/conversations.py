@@ -14,6 +14,7 @@ plain writes converge to the same state (the ``last`` message only moves forward
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import orjson
@@ -33,6 +34,10 @@ if tonumber(ARGV[1]) > cur then
 end
 return 0
 """
+
+# The keys this projection owns (``chat rebuild conversations`` replaces exactly these).
+OWNED_KEYS = re.compile(r"conv:[^:]+(:members|:former|:last)?|user:.+:convs")
+SCAN_PATTERNS = ("conv:*", "user:*:convs")
 
 
 def _meta(cid: str) -> str:

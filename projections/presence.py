@@ -16,6 +16,7 @@ lease is live state, back within one heartbeat after a rebuild.
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import redis.asyncio as redis
@@ -31,6 +32,11 @@ if tonumber(ARGV[3]) > cur then
 end
 return 0
 """
+
+# The keys ``chat rebuild presence`` replaces: the statuses from the log, not the live leases
+# and watch lists (a rebuilt status hash lacks ``heartbeat_at`` until the next heartbeat).
+OWNED_KEYS = re.compile(r"presence:(?!live:).+(?<!:lease)")
+SCAN_PATTERNS = ("presence:*",)
 
 
 def _status(user_id: str) -> str:

@@ -7,6 +7,7 @@ message also moves its sender's watermarks: sending reads everything before it.
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import redis.asyncio as redis
@@ -23,6 +24,10 @@ for i = 1, #ARGV, 2 do
 end
 return 0
 """
+
+# The keys this projection owns (``chat rebuild receipts`` replaces exactly these).
+OWNED_KEYS = re.compile(r"conv:[^:]+:receipts")
+SCAN_PATTERNS = ("conv:*:receipts",)
 
 
 def _key(conversation_id: str) -> str:

@@ -19,6 +19,7 @@ from chat.events import MessageAccepted
 from chat.frames import message_object
 from chat.ids import new_message_id
 from projections.timelines import TimelineMessage
+from streams import metrics
 from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
@@ -76,6 +77,7 @@ async def sequence(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         pending: list[asyncio.Future[int]] = []
+        metrics.events.labels("sequence").inc(len(batch))
         for event in batch:
             partition = event.message.partition
             sequencer = await sequencer_for(partition)
@@ -90,15 +92,19 @@ async def project(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         events = [e.value.event for e in batch]
+        metrics.events.labels("project").inc(len(events))
         await until_written(lambda: project_batch(res, events), "projecting events")
 
 
 async def project_batch(res: Resources, events: list[Any]) -> None:
     # Timeline first: an ack reaches the client only after history returns the message.
-    await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
-                                if isinstance(e, MessageAccepted)])
-    await res.conversations.apply(events)
-    await res.receipts.apply(events)
+    with metrics.timed("timelines"):
+        await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
+                                    if isinstance(e, MessageAccepted)])
+    with metrics.timed("conversations"):
+        await res.conversations.apply(events)
+    with metrics.timed("receipts"):
+        await res.receipts.apply(events)
     await res.deliver(await res.router.route(events))
 
 

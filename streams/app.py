@@ -8,6 +8,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from chat.logs import logging_config
 from chat.settings import Settings
 
 settings = Settings.from_env()
@@ -63,4 +64,5 @@ app = faust.App(
     web_enabled=False,
     datadir=_datadir(settings.data_dir),
     stream_wait_empty=False,
+    logging_config=logging_config(settings, process="worker", worker_id=settings.worker_id),
 )

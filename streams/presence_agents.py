@@ -20,6 +20,7 @@ import time
 from typing import Any, Awaitable, Sequence
 
 from chat.events import PresenceChanged
+from streams import metrics
 from streams.agents import resources
 from streams.app import app, settings
 from streams.presence_model import ONLINE, PresenceBook, recovered
@@ -73,6 +74,7 @@ def _publish(res: Resources, partition: int, changes: Sequence[PresenceChanged])
 async def presence(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
+        metrics.events.labels("presence").inc(len(batch))
         now = _now_ms()
         pending: list[Awaitable[Any]] = []
         leases: dict[int, dict[str, int]] = {}
@@ -109,7 +111,9 @@ async def project_presence(stream: Any) -> None:
         # Frames only for what changed the projection: a change projected again after a crash
         # (at-least-once) is not announced twice.
         events = [e.value.event for e in batch]
-        changed = await until_written(lambda: res.presence.apply(events), "projecting presence")
+        metrics.events.labels("project_presence").inc(len(events))
+        with metrics.timed("presence"):
+            changed = await until_written(lambda: res.presence.apply(events), "projecting presence")
         await until_written(lambda: _announce(res, changed), "sending presence frames")
 
 

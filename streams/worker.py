@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from streams import agents, presence_agents  # noqa: F401  (registers the agents with the app)
+from streams import metrics
 from streams.app import app, settings
 
 
@@ -17,7 +18,10 @@ def faust_loglevel(level: str) -> str:
 def main() -> None:
     # The worker command's --with-web default overrides the app's web_enabled=False, and a
     # second worker on the machine would then crash on port 6066: say it on the command line.
-    sys.argv = [sys.argv[0], "worker", "--loglevel", faust_loglevel(settings.log_level), "--without-web"]
+    # --quiet: no start-up banner on stdout, so that JSON logs stay one event per line.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    sys.argv = [sys.argv[0], *quiet, "worker", "--loglevel", faust_loglevel(settings.log_level), "--without-web"]
+    metrics.serve(settings)
     app.main()
 
 

@@ -1,0 +1,56 @@
+"""Topics, partitions, offsets and the stream agents' consumer lag (``chat topics``, worker metrics).
+
+Lag is the reported high watermark minus the consumer group's committed offset. On Tansu the
+high watermark is wrong (the first offset of the last batch + 1: too low), so lag there reads
+low, possibly negative: reported as it is, never clamped. On Kafka it is the real lag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from chat.errors import Unavailable
+from chat.logread import QUIET, partitions_of
+from chat.settings import Settings
+
+
+def agents(settings: Settings) -> dict[str, str]:
+    """topic -> the Faust agent that consumes it (consumer group ``CHAT_APP_ID``)."""
+    return {settings.commands_topic: "sequence", settings.events_topic: "project",
+            settings.presence_signals_topic: "presence", settings.presence_topic: "project_presence"}
+
+
+def rows(settings: Settings, show_all: bool = False, timeout: float = 10.0) -> list[dict[str, Any]]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
+                         "enable.auto.commit": False, **QUIET})
+    try:
+        names = sorted(t for t in _topic_names(consumer, settings, timeout)
+                       if show_all or t.startswith(settings.topic_prefix))
+        by_agent = agents(settings)
+        out = []
+        for topic in names:
+            tps = [TopicPartition(topic, p) for p in partitions_of(consumer, settings.kafka_bootstrap, topic, timeout)]
+            committed = ({tp.partition: tp.offset for tp in consumer.committed(tps, timeout)}
+                         if topic in by_agent else {})
+            for tp in tps:
+                low, high = consumer.get_watermark_offsets(tp, timeout)
+                done = committed.get(tp.partition)
+                out.append({"topic": topic, "partition": tp.partition, "low": low, "high": high,
+                            "agent": by_agent.get(topic), "committed": done if done is None or done >= 0 else None,
+                            "lag": high - done if done is not None and done >= 0 else None})
+        return out
+    except KafkaException as exc:
+        raise Unavailable(f"the broker at {settings.kafka_bootstrap} did not answer: {exc.args[0].str()}") from exc
+    finally:
+        consumer.close()
+
+
+def _topic_names(consumer: Consumer, settings: Settings, timeout: float) -> list[str]:
+    try:
+        return list(consumer.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise Unavailable(f"the broker at {settings.kafka_bootstrap} is unreachable ({exc.args[0].str()})") from exc
+
+
