@@ -24,14 +24,20 @@ class TopicMismatch(ChatError):
 def core_topics(settings: Settings) -> dict[str, int]:
     """The topics every deployment needs, with their partition counts."""
     return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions,
-            settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions}
+            settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions,
+            settings.media_topic: settings.partitions, settings.push_topic: settings.partitions,
+            settings.push_dead_topic: settings.partitions}
 
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic configs at creation: the events and presence topics are the system of record, kept
-    forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a day."""
+    """Topic configs at creation: the events, presence and media topics are the system of record,
+    kept forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a
+    day; push jobs a week; the push dead letters 30 days, for someone to look at."""
     forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    return {settings.events_topic: forever, settings.presence_topic: forever,
+    week = {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"}
+    return {settings.events_topic: forever, settings.presence_topic: forever, settings.media_topic: forever,
+            settings.push_topic: week, settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000),
+                                                                  "cleanup.policy": "delete"},
             settings.presence_signals_topic: {"retention.ms": str(86_400_000), "cleanup.policy": "delete"}}
 
 

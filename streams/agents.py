@@ -94,6 +94,7 @@ async def project(stream: Any) -> None:
                                     if isinstance(e, MessageAccepted)])
         await res.conversations.apply(events)
         await res.receipts.apply(events)
+        await res.media.apply(events)
         await res.deliver(await res.router.route(events))
 
 

@@ -19,6 +19,7 @@ from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import DeliveryRouter, PresenceRouter
+from projections.media import MediaProjection
 from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
 from projections.timelines import TimelineStore, make_timeline_store
@@ -35,6 +36,7 @@ class Resources:
         self.timelines: TimelineStore = make_timeline_store(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
+        self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
         self.presence = PresenceProjection(self.redis, settings.presence_ttl)
