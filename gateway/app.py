@@ -15,7 +15,7 @@ from aiohttp import web
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import DEV_JWT_SECRET, Settings
-from gateway import http, media, ws
+from gateway import http, media, push, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
 from gateway.limits import TokenBucket, send_bucket
@@ -137,5 +137,6 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     app.add_routes(http.routes)
     app.add_routes(media.routes)
+    app.add_routes(push.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

@@ -96,6 +96,7 @@ async def project(stream: Any) -> None:
         await res.receipts.apply(events)
         await res.media.apply(events)
         await res.deliver(await res.router.route(events))
+        await res.push_offline(events)  # devices with no live connection: push notifications
 
 
 @app.on_partitions_revoked.connect
