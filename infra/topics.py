@@ -126,18 +126,22 @@ def warm_partitions(bootstrap: str, topics: list[str] | None = None, idle_s: flo
     if not assignments:
         return counts
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chat-infra-warmup",
-                         "enable.auto.commit": False, "log_level": 0})
+                         "enable.auto.commit": False, "enable.partition.eof": True, "log_level": 0})
     deadline = time.monotonic() + timeout
+    # The idle wait counts only once every partition has answered a fetch (records or its end):
+    # after a restart, Tansu takes a while over the first fetch of many partitions, and an idle
+    # second counted from the start read nothing at all once there were a few more topics.
+    untouched = {(tp.topic, tp.partition) for tp in assignments}
     try:
         consumer.assign(assignments)
         idle_since = time.monotonic()
-        while time.monotonic() - idle_since < idle_s and time.monotonic() < deadline:
+        while (untouched or time.monotonic() - idle_since < idle_s) and time.monotonic() < deadline:
             batch = consumer.consume(num_messages=10_000, timeout=0.2)
             for msg in batch:
+                untouched.discard((msg.topic(), msg.partition()))
                 if not msg.error():
                     counts[msg.topic()] += 1
-            if batch:
-                idle_since = time.monotonic()
+                    idle_since = time.monotonic()
     finally:
         consumer.close()
     return counts
