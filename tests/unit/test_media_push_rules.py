@@ -1,0 +1,56 @@
+"""Pure rules of media and push: byte ranges, the type allow-list, what a push says."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.events import Media, MessageAccepted, Origin
+from gateway.media import allowed_type, byte_range
+from media.urls import media_object
+from projections.push import PRIVATE_TITLE, Registration, notification
+
+
+@pytest.mark.parametrize("header, expected", [
+    (None, None), ("", None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-10", (990, 999)),
+    ("bytes=-5000", (0, 999)), ("bytes=900-5000", (900, 999)), ("bytes=0-1,5-6", None), ("items=0-1", None),
+    ("bytes=-", None),
+])
+def test_byte_ranges(header, expected):
+    assert byte_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-4"])
+def test_unsatisfiable_ranges(header):
+    with pytest.raises(ValueError):
+        byte_range(header, 1000)
+
+
+def test_allow_list_families_and_exact_types():
+    allowed = ["image/png", "video/*", "application/pdf"]
+    assert allowed_type("image/png", allowed) and allowed_type("video/webm", allowed)
+    assert not allowed_type("image/svg+xml", allowed) and not allowed_type("text/html", allowed)
+    assert not allowed_type("video", allowed)
+
+
+def test_media_object_names_a_thumbnail_for_images_only():
+    assert media_object("m", "image/webp", 3)["thumbnail_url"] == "/v1/media/m/thumbnail"
+    assert media_object("m", "video/mp4", 3) == {"media_id": "m", "url": "/v1/media/m", "content_type": "video/mp4",
+                                                 "size": 3}
+
+
+def message(body: str, media: Media | None = None) -> MessageAccepted:
+    return MessageAccepted("c1", 7, "m7", "alice", "cm", body, 1000, Origin("gw"), media)
+
+
+def test_private_pushes_carry_no_content_and_collapse_per_conversation():
+    job = notification(message("the secret"), "bob", "phone", Registration("fcm", "t"), "team", private=True)
+    assert (job.title, job.body, job.collapse_key, job.attempt) == (PRIVATE_TITLE, None, "c1", 0)
+    assert "secret" not in repr(job) and "alice" not in job.title and "team" not in job.title
+
+
+def test_open_pushes_preview_the_text_or_name_the_media():
+    job = notification(message("x" * 500), "bob", "phone", Registration("apns", "t"), "team", private=False)
+    assert job.title == "alice in team" and job.body == "x" * 200 + "…"
+    direct = notification(message("", Media("md", "/v1/media/md", "image/png", 1)), "bob", "p",
+                          Registration("webhook", "http://h"), "", private=False)
+    assert (direct.title, direct.body) == ("alice", "[image]")
