@@ -57,6 +57,13 @@ class DeviceRegistry:
     async def unregister(self, user_id: str, device_id: str) -> None:
         await self.redis.hdel(_devices(user_id), device_id)
 
+    async def forget(self, user_id: str, device_id: str, push_token: str) -> bool:
+        """Unregister a device whose token its provider rejected for good, if it still has that token."""
+        raw = await self.redis.hget(_devices(user_id), device_id)
+        if raw is None or orjson.loads(raw)["push_token"] != push_token:
+            return False
+        return bool(await self.redis.hdel(_devices(user_id), device_id))
+
     async def of(self, user_ids: Iterable[str]) -> dict[str, dict[str, Registration]]:
         users = list(user_ids)
         pipe = self.redis.pipeline(transaction=False)

@@ -23,14 +23,22 @@ if TYPE_CHECKING:
     from chat.settings import Settings
 
 RETRYABLE = {408, 425, 429}
+GONE = {404, 410}
 
 
 class PushError(ChatError):
     """A notification was not accepted by its provider."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.status = status
+
+    @property
+    def token_gone(self) -> bool:
+        """The provider says this device's token is no longer valid (APNs 410, FCM and Web Push
+        404/410): the registration is removed, so no later message tries it again."""
+        return self.status in GONE
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,8 @@ async def send(client: httpx.AsyncClient, request: PushHttpRequest) -> None:
     if 200 <= response.status_code < 300:
         return
     detail = f"HTTP {response.status_code}: {response.text[:200]}"
-    raise PushError(detail, permanent=response.status_code < 500 and response.status_code not in RETRYABLE)
+    raise PushError(detail, permanent=response.status_code < 500 and response.status_code not in RETRYABLE,
+                    status=response.status_code)
 
 
 def providers_for(settings: Settings) -> dict[str, Provider]:

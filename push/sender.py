@@ -12,7 +12,8 @@ pipeline, a dead-letter topic for what keeps failing, and one notification per (
   atomically (a Lua script), so with several workers each retry is taken once; the push agent's
   timer puts them back on the push topic with ``attempt + 1``. Nothing sleeps in an agent.
 - **Dead letters:** a permanent failure (another 4xx, no provider for the platform) or the last
-  attempt goes to ``<prefix>push.dead`` as ``PushFailed``.
+  attempt goes to ``<prefix>push.dead`` as ``PushFailed``. A token the provider calls gone
+  (404/410) is also unregistered, unless the device registered a new one meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import redis.asyncio as redis
 from chat.codec import default_codec
 from chat.events import Event, PushFailed, PushRequested
 from chat.settings import Settings
+from projections.push import DeviceRegistry
 from push.providers import Provider, PushError, send
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class PushSender:
         self.providers = providers
         self.publish = publish
         self.retries = RetryQueue(client, settings)
+        self.devices = DeviceRegistry(client, settings.push_private_default)
         self.http = httpx.AsyncClient(http2=True, timeout=settings.push_timeout_s)
 
     async def close(self) -> None:
@@ -89,6 +92,8 @@ class PushSender:
             await send(self.http, await provider.request(job, self.http))
             return "sent"
         except PushError as exc:
+            if exc.token_gone:
+                await self.devices.forget(job.user_id, job.device_id, job.push_token)
             if exc.permanent or job.attempt + 1 >= self.settings.push_max_attempts:
                 await self.dead(job, exc.message)
                 return "dead"

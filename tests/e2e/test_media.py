@@ -189,3 +189,21 @@ async def test_s3_backend_streams_uploads_serves_ranges_and_thumbnails(s3_system
     assert {media["media_id"], media["media_id"] + ".thumb"} <= keys
     assert not (s3_system.base_dir / "data" / "media").exists()
     assert (await fetch(bob, media["url"]))[0] == 404
+
+
+async def test_former_members_keep_the_media_sent_while_they_belonged(system, session):
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
+    cid = (await alice.create_group("g", [bob.user_id]))["conversation_id"]
+    urls = []
+    for name in ("before", "after"):
+        _, media = await upload(alice, name.encode(), "text/plain")
+        urls.append(media["url"])
+        if name == "after":
+            status, _ = await alice.call("DELETE", f"/v1/conversations/{cid}/members/{bob.user_id}")
+            assert status == 204
+        status, _ = await alice.call("POST", f"/v1/conversations/{cid}/messages",
+                                     json={"client_msg_id": name, "body": "", "media_id": media["media_id"]})
+        assert status == 202
+    assert (await fetch(bob, urls[0]))[:2] == (200, b"before")  # like history: what was sent while a member
+    assert (await fetch(bob, urls[1]))[0] == 404
+    assert (await fetch(alice, urls[1]))[:2] == (200, b"after")

@@ -4,6 +4,7 @@ device however often a job comes, due retries taken once by concurrent workers, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest_asyncio
@@ -73,4 +74,24 @@ async def test_retry_backoff_queue_and_dead_letter(endpoints, client):
     assert topic == "ps2.push.dead" and failed.attempts == 2 and failed.error.startswith("HTTP 500")
     assert await sender.handle(job("ftp://nope", "m3")) == "dead"  # permanent: no retry
     assert 0.4 <= backoff_s(settings, 0) <= 0.5 and 1.6 <= backoff_s(settings, 2) <= 2.0
+    await sender.close()
+
+
+async def test_a_token_the_provider_calls_gone_is_unregistered(endpoints, client):
+    settings = Settings(topic_prefix="ps3.")
+    dead: list[PushFailed] = []
+
+    async def publish(topic, event):
+        dead.append(event)
+    sender = PushSender(settings, client, providers_for(settings), publish)
+    gone, moved = f"{endpoints.base_url}/hook/gone-a", f"{endpoints.base_url}/hook/gone-b"
+    await sender.devices.register("bob", "hook", "webhook", gone)
+    await sender.devices.register("bob", "other", "webhook", f"{endpoints.base_url}/hook/ok-x")
+    assert await sender.handle(job(gone, "g1")) == "dead"
+    assert set((await sender.devices.of(["bob"]))["bob"]) == {"other"}  # unregistered
+    await sender.devices.register("bob", "hook", "webhook", moved)  # re-registered meanwhile: kept
+    stale = dataclasses.replace(job(moved, "g2"), push_token=gone)
+    assert await sender.handle(stale) == "dead"
+    assert (await sender.devices.of(["bob"]))["bob"]["hook"].push_token == moved
+    assert [f.error[:8] for f in dead] == ["HTTP 410", "HTTP 410"]
     await sender.close()
