@@ -1,8 +1,8 @@
 """Thumbnails of images, made with Pillow by the thumbnail agent (``streams/media_agents.py``).
 
 A thumbnail is a JPEG at most ``thumbnail_px`` on its longer side, stored next to the original
-(``<id>.thumb``). Making it again changes nothing (the projection says it exists). Pillow's
-decompression-bomb guard stays on: an image of absurd dimensions gets no thumbnail.
+(``<id>.thumb``). Making it again changes nothing (the projection says it exists). An image of
+more than 50 megapixels gets no thumbnail (checked from its header, before decoding).
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ from projections.media import MediaProjection
 
 log = logging.getLogger(__name__)
 
+MAX_SOURCE_PIXELS = 50_000_000  # a 50 MP photo decodes to 150 MB of RGB
+
 
 def render(data: bytes, px: int) -> bytes:
-    """The JPEG thumbnail of an image (first frame of an animation), orientation applied."""
+    """The JPEG thumbnail of an image (first frame of an animation), orientation applied.
+    ``ValueError`` for an image of more than ``MAX_SOURCE_PIXELS`` (read from its header, before
+    decoding): a small file can decode to gigabytes."""
     with Image.open(io.BytesIO(data)) as image:
+        if image.width * image.height > MAX_SOURCE_PIXELS:
+            raise ValueError(f"{image.width}x{image.height} is too many pixels to thumbnail")
         image.draft("RGB", (px, px))  # JPEG: decode at a reduced scale, much faster
         image = ImageOps.exif_transpose(image)
         image.thumbnail((px, px))

@@ -54,3 +54,30 @@ def test_open_pushes_preview_the_text_or_name_the_media():
     direct = notification(message("", Media("md", "/v1/media/md", "image/png", 1)), "bob", "p",
                           Registration("webhook", "http://h"), "", private=False)
     assert (direct.title, direct.body) == ("alice", "[image]")
+
+
+def test_thumbnails_keep_the_aspect_and_refuse_pixel_bombs():
+    import io
+
+    from PIL import Image
+
+    from media.thumbnails import render
+
+    def image(w: int, h: int, fmt: str = "PNG") -> bytes:
+        out = io.BytesIO()
+        Image.new("RGBA" if fmt == "PNG" else "RGB", (w, h), (10, 20, 30)).save(out, fmt)
+        return out.getvalue()
+    with Image.open(io.BytesIO(render(image(1000, 250), 320))) as t:
+        assert (t.format, t.size) == ("JPEG", (320, 80))
+    with Image.open(io.BytesIO(render(image(100, 50, "GIF"), 320))) as t:
+        assert t.size == (100, 50)  # never enlarged
+    import struct
+    import zlib
+    ihdr = struct.pack(">IIBBBBB", 10_000, 6_000, 8, 2, 0, 0, 0)  # a header claiming 60 MP, no pixels
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    with pytest.raises(ValueError, match="too many pixels"):
+        render(bomb, 320)
+    with pytest.raises(OSError):
+        render(b"not an image", 320)
