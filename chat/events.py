@@ -59,12 +59,14 @@ class Event:
 @dataclass(frozen=True, slots=True)
 class MessageSendRequested(Event):
     TYPE: ClassVar[str] = "MessageSendRequested"
+    VERSION: ClassVar[int] = 2  # v2: media, the metadata of media_id as the gateway found it
     conversation_id: str
     sender_id: str
     client_msg_id: str
     body: str
     origin: Origin
     media_id: str | None = None
+    media: Media | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,55 @@ class PresenceChanged(Event):
     changed_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class MediaUploaded(Event):
+    TYPE: ClassVar[str] = "MediaUploaded"
+    media_id: str
+    uploader_id: str
+    content_type: str
+    size: int
+    sha256: str
+    uploaded_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushRequested(Event):
+    TYPE: ClassVar[str] = "PushRequested"
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    user_id: str
+    device_id: str
+    platform: str  # "fcm" | "apns" | "webpush" | "webhook"
+    push_token: str
+    collapse_key: str
+    title: str
+    body: str | None
+    sent_at: int
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PushFailed(Event):
+    TYPE: ClassVar[str] = "PushFailed"
+    conversation_id: str
+    seq: int
+    message_id: str
+    sender_id: str
+    user_id: str
+    device_id: str
+    platform: str
+    push_token: str
+    collapse_key: str
+    title: str
+    body: str | None
+    sent_at: int
+    attempts: int
+    error: str
+    failed_at: int
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
                 MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested]
 
@@ -286,6 +337,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Delivery,
         PresenceSignal,
         PresenceChanged,
+        MediaUploaded,
+        PushRequested,
+        PushFailed,
     )
 }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from media.urls import media_object
 from chat.events import ConversationCreated, MessageAccepted, MessageDeduplicated, PresenceChanged, ReceiptRecorded
 
 
@@ -24,8 +25,7 @@ def decode(data: bytes | str) -> Any:
 def message_object(m: MessageAccepted) -> dict[str, Any]:
     media = None
     if m.media is not None:
-        media = {"media_id": m.media.media_id, "url": m.media.url,
-                 "content_type": m.media.content_type, "size": m.media.size}
+        media = media_object(m.media.media_id, m.media.content_type, m.media.size, m.media.url)
     return {"conversation_id": m.conversation_id, "seq": m.seq, "message_id": m.message_id,
             "sender_id": m.sender_id, "client_msg_id": m.client_msg_id, "body": m.body,
             "media": media, "sent_at": m.sent_at}

@@ -34,3 +34,7 @@ def new_message_id() -> str:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_media_id() -> str:
+    return uuid.uuid4().hex

@@ -79,6 +79,37 @@ class Settings:
     typing_rate_burst: int = 20
     typing_rate_per_s: float = 5.0
     request_timeout_s: float = 15.0
+    # Media (issue 5): uploads streamed to a MediaStore ("fs": files under media_dir, default
+    # <data_dir>/media; "s3": any S3-compatible service), at most media_max_bytes, content types
+    # on an allow-list (``type/*`` allows a whole family).
+    media_backend: str = "fs"
+    media_dir: str = ""
+    media_max_bytes: int = 26_214_400
+    media_types: str = ("image/jpeg,image/png,image/gif,image/webp,image/heic,image/avif,video/*,audio/*,"
+                        "application/pdf,text/plain,application/octet-stream")
+    media_s3_endpoint: str = ""  # empty: AWS itself
+    media_s3_bucket: str = "chat-media"
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key: str = ""
+    media_s3_secret_key: str = ""
+    media_part_bytes: int = 8_388_608  # S3 multipart part size: the most an upload holds in memory
+    thumbnail_px: int = 320
+    # Push notifications to devices with no live connection (issue 5)
+    push_max_attempts: int = 5
+    push_backoff_s: float = 1.0  # the first retry's delay, doubled on each further attempt
+    push_backoff_max_s: float = 300.0
+    push_timeout_s: float = 10.0
+    push_private_default: bool = True  # no message content in pushes unless a conversation opts out
+    push_dedup_ttl_s: float = 604_800.0
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    fcm_credentials_file: str = ""  # a Google service-account JSON (project_id, client_email, private_key, token_uri)
+    apns_endpoint: str = "https://api.push.apple.com"
+    apns_key_file: str = ""  # the .p8 signing key (ES256)
+    apns_key_id: str = ""
+    apns_team_id: str = ""
+    apns_topic: str = ""  # the app's bundle id
+    webpush_vapid_key_file: str = ""  # PEM of the VAPID private key (P-256)
+    webpush_vapid_subject: str = "mailto:admin@localhost"
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"
@@ -147,3 +178,24 @@ class Settings:
     @property
     def cassandra_host_list(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    # Media and push (issue 5)
+    @property
+    def media_topic(self) -> str:
+        return f"{self.topic_prefix}media"
+
+    @property
+    def push_topic(self) -> str:
+        return f"{self.topic_prefix}push"
+
+    @property
+    def push_dead_topic(self) -> str:
+        return f"{self.topic_prefix}push.dead"
+
+    @property
+    def resolved_media_dir(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else Path(self.data_dir) / "media"
+
+    @property
+    def media_type_list(self) -> list[str]:
+        return [t.strip().lower() for t in self.media_types.split(",") if t.strip()]

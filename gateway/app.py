@@ -16,7 +16,7 @@ from chat import redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import DEV_JWT_SECRET, Settings
-from gateway import http, ws
+from gateway import http, media, push, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
 from gateway.limits import TokenBucket, send_bucket
@@ -137,7 +137,10 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(resources)
+    app.cleanup_ctx.append(media.resources)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(http.routes)
+    app.add_routes(media.routes)
+    app.add_routes(push.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

@@ -45,6 +45,7 @@ class Gateway:
     presence: PresenceProjection
     presence_signals: PresenceSignals
     typing: Typing
+    media: Any = None  # gateway.media.MediaService, set by its cleanup_ctx
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
         return Origin(self.settings.gateway_id, device_id, request_id)

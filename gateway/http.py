@@ -20,6 +20,7 @@ from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
 from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms
 from gateway.limits import admit_send
+from gateway.media import attach_media
 
 routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent / "static"
@@ -253,6 +254,7 @@ async def post_message(request: web.Request) -> web.Response:
     request_id = new_request()
     command = gw.send_command(user_id, data, None, request_id)
     await admit_send(gw, command)
+    command = await attach_media(gw, command)
     await gw.require_member(command.conversation_id, user_id)
     status, frame = await gw.request(command, command.conversation_id, request_id)
     gw.metrics.acked(user_id, command.client_msg_id)

@@ -17,6 +17,7 @@ from gateway.auth import request_user
 from chat.events import ReceiptRecordRequested
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field
 from gateway.limits import admit_connection, admit_send
+from gateway.media import attach_media
 from gateway.registry import Connection
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
 async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     command = gw.send_command(conn.user_id, frame, conn.device_id)
     await admit_send(gw, command)
+    command = await attach_media(gw, command)
     await gw.require_member(command.conversation_id, conn.user_id)
     future = gw.producer.send(command, command.conversation_id)
 

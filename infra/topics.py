@@ -24,14 +24,20 @@ class TopicMismatch(ChatError):
 def core_topics(settings: Settings) -> dict[str, int]:
     """The topics every deployment needs, with their partition counts."""
     return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions,
-            settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions}
+            settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions,
+            settings.media_topic: settings.partitions, settings.push_topic: settings.partitions,
+            settings.push_dead_topic: settings.partitions}
 
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic configs at creation: the events and presence topics are the system of record, kept
-    forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a day."""
+    """Topic configs at creation: the events, presence and media topics are the system of record,
+    kept forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a
+    day; push jobs a week; the push dead letters 30 days, for someone to look at."""
     forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    return {settings.events_topic: forever, settings.presence_topic: forever,
+    week = {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"}
+    return {settings.events_topic: forever, settings.presence_topic: forever, settings.media_topic: forever,
+            settings.push_topic: week, settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000),
+                                                                  "cleanup.policy": "delete"},
             settings.presence_signals_topic: {"retention.ms": str(86_400_000), "cleanup.policy": "delete"}}
 
 
@@ -120,18 +126,22 @@ def warm_partitions(bootstrap: str, topics: list[str] | None = None, idle_s: flo
     if not assignments:
         return counts
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chat-infra-warmup",
-                         "enable.auto.commit": False, "log_level": 0})
+                         "enable.auto.commit": False, "enable.partition.eof": True, "log_level": 0})
     deadline = time.monotonic() + timeout
+    # The idle wait counts only once every partition has answered a fetch (records or its end):
+    # after a restart, Tansu takes a while over the first fetch of many partitions, and an idle
+    # second counted from the start read nothing at all once there were a few more topics.
+    untouched = {(tp.topic, tp.partition) for tp in assignments}
     try:
         consumer.assign(assignments)
         idle_since = time.monotonic()
-        while time.monotonic() - idle_since < idle_s and time.monotonic() < deadline:
+        while (untouched or time.monotonic() - idle_since < idle_s) and time.monotonic() < deadline:
             batch = consumer.consume(num_messages=10_000, timeout=0.2)
             for msg in batch:
+                untouched.discard((msg.topic(), msg.partition()))
                 if not msg.error():
                     counts[msg.topic()] += 1
-            if batch:
-                idle_since = time.monotonic()
+                    idle_since = time.monotonic()
     finally:
         consumer.close()
     return counts

@@ -105,7 +105,9 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
         await res.conversations.apply(events)
     with metrics.timed("receipts"):
         await res.receipts.apply(events)
+    await res.media.apply(events)  # where each media was sent, before its message is delivered
     await res.deliver(await res.router.route(events))
+    await res.push_offline(events)  # devices with no live connection: push notifications
 
 
 @app.on_partitions_revoked.connect

@@ -124,14 +124,16 @@ def _decide_send(state: ConversationState | None, cmd: MessageSendRequested, now
         return _reject(cmd, "bad_request", "client_msg_id is required")
     if len(cmd.body.encode()) > limits.max_body_bytes:
         return _reject(cmd, "too_large", f"body is over {limits.max_body_bytes} bytes")
-    if cmd.media_id is not None:
+    # The gateway looked media_id up (it exists, the sender may read it) and put its metadata in
+    # the command: the sequencer cannot look it up. A media_id without it is unknown.
+    if cmd.media_id is not None and (cmd.media is None or cmd.media.media_id != cmd.media_id):
         return _reject(cmd, "bad_request", "unknown media_id")
-    if not cmd.body:
+    if not cmd.body and cmd.media is None:
         return _reject(cmd, "bad_request", "body is empty")
     return MessageAccepted(
         conversation_id=cmd.conversation_id, seq=state.last_seq + 1, message_id=new_id,
         sender_id=cmd.sender_id, client_msg_id=cmd.client_msg_id, body=cmd.body,
-        sent_at=now_ms, origin=cmd.origin, media=None,
+        sent_at=now_ms, origin=cmd.origin, media=cmd.media if cmd.media_id is not None else None,
     )
 
 

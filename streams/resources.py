@@ -19,6 +19,8 @@ from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import DeliveryRouter, PresenceRouter
+from projections.media import MediaProjection
+from projections.push import DeviceRegistry, PushPlanner
 from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
 from projections.timelines import TimelineStore, make_timeline_store
@@ -35,8 +37,11 @@ class Resources:
         self.timelines: TimelineStore = make_timeline_store(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
+        self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
+        self.push = PushPlanner(self.conversations, self.connections,
+                                DeviceRegistry(self.redis, settings.push_private_default))
         self.presence = PresenceProjection(self.redis, settings.presence_ttl)
         self.presence_router = PresenceRouter(self.conversations, self.connections)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)
@@ -66,6 +71,19 @@ class Resources:
         key = event_key(event)
         return self.producer.send(topic, self.codec.encode(event, key=key), key=key.encode() or None,
                                   partition=partition)
+
+    def publish_keyed(self, topic: str, event: Event) -> asyncio.Future[int]:
+        """Produce an event to the partition of its key (murmur2, as the gateways do)."""
+        assert self.producer is not None, "publish_keyed() before ready()"
+        key = event_key(event)
+        return self.producer.send(topic, self.codec.encode(event, key=key), key=key.encode() or None)
+
+    async def push_offline(self, events: Sequence[Event]) -> None:
+        """A ``PushRequested`` per accepted message and offline registered device (see
+        ``projections/push.py``) on the push topic; returns once they are durable. Sending, with
+        its retries, happens in the push agent, off this pipeline."""
+        jobs = await self.push.plan(events)
+        await asyncio.gather(*(self.publish_keyed(self.settings.push_topic, job) for job in jobs))
 
     async def deliver(self, routed: Sequence[tuple[str, Delivery]]) -> None:
         """Each delivery to its gateway's topic; returns once all are durable."""

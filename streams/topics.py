@@ -40,3 +40,6 @@ events_topic = _topic(settings.events_topic, settings.partitions)
 
 presence_signals_topic = _topic(settings.presence_signals_topic, settings.partitions)
 presence_topic = _topic(settings.presence_topic, settings.partitions)
+
+media_topic = _topic(settings.media_topic, settings.partitions)
+push_topic = _topic(settings.push_topic, settings.partitions)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from streams import agents, presence_agents  # noqa: F401  (registers the agents with the app)
+from streams import agents, media_agents, presence_agents, push_agents  # noqa: F401  (registers the agents with the app)
 from streams import metrics
 from streams.app import app, settings
 

@@ -19,3 +19,14 @@ async def session():
     """One HTTP client session per test, for the protocol clients of tests/client.py."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real local S3-compatible server (npm ``s3rver``, as Tansu's durable storage uses) for
+    the S3 media backend: ``s3.endpoint``; access key and secret ``S3RVER``."""
+    from infra.services import S3rver, free_port
+
+    base = tmp_path_factory.mktemp("s3")
+    with S3rver(free_port(), base / "data", log_path=base / "s3rver.log") as server:
+        yield server

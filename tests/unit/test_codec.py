@@ -14,13 +14,14 @@ from chat.errors import SchemaError
 from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
     MembersAddRequested, MembersAdded, ReceiptRecordRequested, ReceiptRecorded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
-    Member, MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
+    MediaUploaded, Member, MessageAccepted, PushFailed, PushRequested, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
     PresenceChanged, PresenceSignal, Target,
 )
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
     MessageSendRequested("c", "alice", "cm1", "héllo 👋", O, None),
+    MessageSendRequested("c", "alice", "cm2", "", O, "md", Media("md", "/v1/media/md", "video/mp4", 2**33)),
     ConversationCreateRequested("c", "group", "alice", ["bob", "carol"], Origin("gw"), "n", "d"),
     ConversationCreated("c", "direct", "", "", [Member("a", "member"), Member("b", "member")], "a", 7, O),
     MessageAccepted("c", 1, "m", "a", "cm", "b", 9, O, Media("md", "/v1/media/md", "image/png", 10)),
@@ -41,6 +42,9 @@ SAMPLES = [
     PresenceSignal("alice", "gw", "connected", ["phone", "laptop"], 14, "laptop"),
     PresenceSignal("alice", "gw", "heartbeat", [], 15, None),
     PresenceChanged("alice", "offline", 15, 16),
+    MediaUploaded("md", "alice", "image/png", 10, "ab" * 32, 17),
+    PushRequested("c", 1, "m", "alice", "bob", "phone", "fcm", "tok", "c", "alice", None, 9, 2),
+    PushFailed("c", 1, "m", "alice", "bob", "phone", "webhook", "http://x", "c", "alice", "hi", 9, 5, "HTTP 500", 18),
 ]
 
 
@@ -55,7 +59,24 @@ def test_round_trip(event):
     decoded = codec.decode(data)
     assert decoded.event == event
     assert (decoded.event_id, decoded.type, decoded.schema_version, decoded.occurred_at, decoded.key) == (
-        "e1", event.TYPE, 1, 123, "k1")
+        "e1", event.TYPE, event.VERSION, 123, "k1")
+
+
+def test_message_send_requested_v1_records_read_as_v2_with_no_media():
+    """Commands written by a gateway of the previous version still decode (Avro resolution)."""
+    codec = default_codec()
+    v1 = codec.schemas[("MessageSendRequested", 1)]
+    payload = io.BytesIO()
+    fastavro.schemaless_writer(payload, v1, {"conversation_id": "c", "sender_id": "a", "client_msg_id": "m",
+                                             "body": "hi", "media_id": None,
+                                             "origin": {"gateway_id": "gw", "device_id": None, "request_id": None}})
+    env = io.BytesIO()
+    fastavro.schemaless_writer(env, codec.envelope, {"event_id": "e", "type": "MessageSendRequested",
+                                                      "schema_version": 1, "occurred_at": 0, "key": "c",
+                                                      "payload": payload.getvalue()})
+    decoded = codec.decode(env.getvalue())
+    assert decoded.schema_version == 1
+    assert decoded.event == MessageSendRequested("c", "a", "m", "hi", Origin("gw"), None, None)
 
 
 @pytest.mark.parametrize("cls", list(EVENT_TYPES.values()), ids=lambda c: c.TYPE)

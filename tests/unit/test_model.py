@@ -8,7 +8,7 @@ import pytest
 
 from chat.events import (
     CommandRejected, ConversationCreateRequested, ConversationCreated, ConversationUpdateRequested,
-    ConversationUpdated, Member, MemberRemoveRequested, MemberRemoved, MembersAddRequested, MembersAdded,
+    ConversationUpdated, Media, Member, MemberRemoveRequested, MemberRemoved, MembersAddRequested, MembersAdded,
     MessageAccepted, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, ReceiptRecordRequested,
     ReceiptRecorded,
 )
@@ -255,3 +255,17 @@ def test_sending_reads_everything_before(seq):
     state = seq.conversations["g1"]
     assert (state.read["alice"], state.read["bob"]) == (2, 1)
     assert seq.run(receipt(2, user="alice")) == []
+
+
+def test_media_needs_the_metadata_the_gateway_found(seq):
+    media = Media("md1", "/v1/media/md1", "image/png", 123)
+    (rejected,) = seq.run(send("x1", media_id="md1"))
+    assert isinstance(rejected, MessageRejected) and rejected.message == "unknown media_id"
+    (mismatch,) = seq.run(send("x2", media_id="md2", media=media))
+    assert isinstance(mismatch, MessageRejected) and mismatch.code == "bad_request"
+    (accepted,) = seq.run(send("x3", body="", media_id="md1", media=media))
+    assert isinstance(accepted, MessageAccepted) and accepted.seq == 1 and accepted.media == media
+    (stray,) = seq.run(send("x4", media=media))  # metadata without a media_id is ignored
+    assert isinstance(stray, MessageAccepted) and stray.media is None
+    (empty,) = seq.run(send("x5", body=""))
+    assert isinstance(empty, MessageRejected) and empty.message == "body is empty"

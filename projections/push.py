@@ -1,0 +1,131 @@
+"""Push projection: device registrations, conversation privacy, and which offline devices get
+a notification for each accepted message.
+
+Keys:
+- ``push:devices:{user}``   hash device id -> JSON ``{"platform", "push_token", "registered_at"}``
+- ``push:private:{conv}``   "1" / "0": whether pushes of the conversation may carry its content
+  (absent: ``CHAT_PUSH_PRIVATE_DEFAULT``, true: no content leaves the server by default)
+
+``PushPlanner.plan`` runs in the projector right after delivery, so "offline" means what the
+delivery just saw: a registered device of a member (the sender's own devices excepted) with no
+live entry in the connection registry. It is pure apart from its reads; the push sender
+(``push/sender.py``) makes sure each (message, device) is notified once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import orjson
+import redis.asyncio as redis
+
+from chat.events import Event, MessageAccepted, PushRequested
+from projections.connections import ConnectionRegistry
+from projections.conversations import ConversationProjection
+
+PLATFORMS = ("fcm", "apns", "webpush", "webhook")
+PREVIEW_CHARS = 200
+PRIVATE_TITLE = "New message"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    platform: str
+    push_token: str
+
+
+def _devices(user_id: str) -> str:
+    return f"push:devices:{user_id}"
+
+
+def _private(conversation_id: str) -> str:
+    return f"push:private:{conversation_id}"
+
+
+class DeviceRegistry:
+    def __init__(self, client: redis.Redis, private_default: bool = True) -> None:
+        self.redis = client
+        self.private_default = private_default
+
+    async def register(self, user_id: str, device_id: str, platform: str, push_token: str) -> None:
+        value = orjson.dumps({"platform": platform, "push_token": push_token,
+                              "registered_at": int(time.time() * 1000)})
+        await self.redis.hset(_devices(user_id), device_id, value)
+
+    async def unregister(self, user_id: str, device_id: str) -> None:
+        await self.redis.hdel(_devices(user_id), device_id)
+
+    async def forget(self, user_id: str, device_id: str, push_token: str) -> bool:
+        """Unregister a device whose token its provider rejected for good, if it still has that token."""
+        raw = await self.redis.hget(_devices(user_id), device_id)
+        if raw is None or orjson.loads(raw)["push_token"] != push_token:
+            return False
+        return bool(await self.redis.hdel(_devices(user_id), device_id))
+
+    async def of(self, user_ids: Iterable[str]) -> dict[str, dict[str, Registration]]:
+        users = list(user_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in users:
+            pipe.hgetall(_devices(user_id))
+        result: dict[str, dict[str, Registration]] = {}
+        for user_id, raw in zip(users, await pipe.execute() if users else []):
+            regs = {d.decode(): orjson.loads(v) for d, v in raw.items()}
+            result[user_id] = {d: Registration(r["platform"], r["push_token"]) for d, r in regs.items()}
+        return result
+
+    async def set_private(self, conversation_id: str, private: bool) -> None:
+        await self.redis.set(_private(conversation_id), "1" if private else "0")
+
+    async def private(self, conversation_ids: Sequence[str]) -> dict[str, bool]:
+        if not conversation_ids:
+            return {}
+        values = await self.redis.mget([_private(c) for c in conversation_ids])
+        return {c: self.private_default if v is None else v == b"1" for c, v in zip(conversation_ids, values)}
+
+
+def notification(m: MessageAccepted, user_id: str, device_id: str, reg: Registration,
+                 conversation_name: str, private: bool) -> PushRequested:
+    """The push for one message to one device. Private: no body, no names, only ids; the app
+    fetches the message over its own authenticated connection. One collapse key per conversation."""
+    if private:
+        title, body = PRIVATE_TITLE, None
+    else:
+        title = f"{m.sender_id} in {conversation_name}" if conversation_name else m.sender_id
+        body = m.body if len(m.body) <= PREVIEW_CHARS else m.body[:PREVIEW_CHARS] + "…"
+        if not body and m.media is not None:
+            body = f"[{m.media.content_type.split('/')[0]}]"
+    return PushRequested(conversation_id=m.conversation_id, seq=m.seq, message_id=m.message_id,
+                         sender_id=m.sender_id, user_id=user_id, device_id=device_id, platform=reg.platform,
+                         push_token=reg.push_token, collapse_key=m.conversation_id, title=title, body=body,
+                         sent_at=m.sent_at, attempt=0)
+
+
+class PushPlanner:
+    def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry,
+                 devices: DeviceRegistry) -> None:
+        self.conversations = conversations
+        self.connections = connections
+        self.devices = devices
+
+    async def plan(self, events: Iterable[Event]) -> list[PushRequested]:
+        messages = [e for e in events if isinstance(e, MessageAccepted)]
+        if not messages:
+            return []
+        members = {cid: set(await self.conversations.members(cid)) for cid in {m.conversation_id for m in messages}}
+        registered = {u: d for u, d in (await self.devices.of(set().union(*members.values()))).items() if d}
+        if not registered:
+            return []
+        live = await self.connections.gateways(registered)
+        cids = sorted({m.conversation_id for m in messages if members[m.conversation_id] & registered.keys()})
+        private = await self.devices.private(cids)
+        names = {cid: ((await self.conversations.get(cid)) or {}).get("name", "") for cid in cids}
+        jobs = []
+        for m in messages:
+            for user_id in sorted(members[m.conversation_id] & registered.keys() - {m.sender_id}):
+                for device_id, reg in sorted(registered[user_id].items()):
+                    if device_id not in live.get(user_id, {}):
+                        jobs.append(notification(m, user_id, device_id, reg, names[m.conversation_id],
+                                                 private[m.conversation_id]))
+        return jobs

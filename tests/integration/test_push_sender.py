@@ -1,0 +1,97 @@
+"""The push sender on a real Redis and a local webhook server: one notification per message and
+device however often a job comes, due retries taken once by concurrent workers, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import pytest_asyncio
+import redis.asyncio as redis
+
+from chat.events import PushFailed, PushRequested
+from chat.settings import Settings
+from infra.services import free_port
+from push.providers import providers_for
+from push.sender import PushSender, RetryQueue, backoff_s
+from tests.push_server import PushEndpoints
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def endpoints():
+    server = await PushEndpoints(free_port()).start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(stack):
+    c = redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/15")
+    await c.flushdb()
+    yield c
+    await c.aclose()
+
+
+def job(url: str, message_id: str = "m1", attempt: int = 0) -> PushRequested:
+    return PushRequested("c1", 1, message_id, "alice", "bob", "hook", "webhook", url, "c1", "New message", None,
+                         1, attempt)
+
+
+async def test_one_notification_per_message_and_device(endpoints, client):
+    settings = Settings(topic_prefix="ps1.")
+    dead: list[PushFailed] = []
+
+    async def publish(topic, event):
+        dead.append(event)
+    sender = PushSender(settings, client, providers_for(settings), publish)
+    url = f"{endpoints.base_url}/hook/ok-dedup"
+    outcomes = await asyncio.gather(*(sender.handle(job(url)) for _ in range(5)))  # replays, concurrently
+    assert sorted(outcomes) == ["duplicate"] * 4 + ["sent"]
+    assert await sender.handle(job(url, "m2")) == "sent"  # another message: another notification
+    assert len(endpoints.of("webhook", "ok-dedup")) == 2 and dead == []
+    await sender.close()
+
+
+async def test_retry_backoff_queue_and_dead_letter(endpoints, client):
+    settings = Settings(topic_prefix="ps2.", push_max_attempts=2, push_backoff_s=0.5)
+    dead: list[tuple[str, PushFailed]] = []
+
+    async def publish(topic, event):
+        dead.append((topic, event))
+    sender = PushSender(settings, client, providers_for(settings), publish)
+    url = f"{endpoints.base_url}/hook/down-q"
+    before = time.time() * 1000
+    assert await sender.handle(job(url)) == "retry"
+    queue = RetryQueue(client, settings)
+    assert await queue.due(int(before)) == []  # not due yet
+    later = int(before + 600)
+    taken = await asyncio.gather(*(queue.due(later) for _ in range(4)))  # four workers' timers
+    (retry,) = [j for batch in taken for j in batch]  # exactly one of them got it
+    assert retry.attempt == 1 and retry.message_id == "m1"
+    assert await sender.handle(retry) == "dead"  # the last attempt
+    ((topic, failed),) = dead
+    assert topic == "ps2.push.dead" and failed.attempts == 2 and failed.error.startswith("HTTP 500")
+    assert await sender.handle(job("ftp://nope", "m3")) == "dead"  # permanent: no retry
+    assert 0.4 <= backoff_s(settings, 0) <= 0.5 and 1.6 <= backoff_s(settings, 2) <= 2.0
+    await sender.close()
+
+
+async def test_a_token_the_provider_calls_gone_is_unregistered(endpoints, client):
+    settings = Settings(topic_prefix="ps3.")
+    dead: list[PushFailed] = []
+
+    async def publish(topic, event):
+        dead.append(event)
+    sender = PushSender(settings, client, providers_for(settings), publish)
+    gone, moved = f"{endpoints.base_url}/hook/gone-a", f"{endpoints.base_url}/hook/gone-b"
+    await sender.devices.register("bob", "hook", "webhook", gone)
+    await sender.devices.register("bob", "other", "webhook", f"{endpoints.base_url}/hook/ok-x")
+    assert await sender.handle(job(gone, "g1")) == "dead"
+    assert set((await sender.devices.of(["bob"]))["bob"]) == {"other"}  # unregistered
+    await sender.devices.register("bob", "hook", "webhook", moved)  # re-registered meanwhile: kept
+    stale = dataclasses.replace(job(moved, "g2"), push_token=gone)
+    assert await sender.handle(stale) == "dead"
+    assert (await sender.devices.of(["bob"]))["bob"]["hook"].push_token == moved
+    assert [f.error[:8] for f in dead] == ["HTTP 410", "HTTP 410"]
+    await sender.close()
