@@ -24,7 +24,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
-from streams.retry import until_written
+from streams.retry import survives, until_written
 from streams.topics import commands_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ async def announce() -> None:
 
 
 @app.timer(interval=settings.heartbeat_interval_s)
+@survives("worker heartbeat")
 async def heartbeat() -> None:
     await announce()
 

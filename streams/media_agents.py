@@ -7,12 +7,11 @@ import asyncio
 import logging
 from typing import Any
 
-import redis.asyncio as redis
-
 from chat.events import MediaUploaded
 from media.store import MediaStore, make_media_store
 from media.thumbnails import Thumbnailer
 from projections.media import MediaProjection
+from streams.agents import resources
 from streams.app import app, settings
 from streams.topics import media_topic
 
@@ -28,8 +27,8 @@ async def thumbnailer() -> Thumbnailer:
         if _thumbnailer is None:
             store: MediaStore = make_media_store(settings)
             await store.open()
-            client = redis.Redis.from_url(settings.redis_url)
-            _thumbnailer = Thumbnailer(store, MediaProjection(client), settings.thumbnail_px)
+            res = await resources.ready()
+            _thumbnailer = Thumbnailer(store, MediaProjection(res.redis), settings.thumbnail_px)
     return _thumbnailer
 
 
@@ -49,5 +48,4 @@ async def thumbnail(stream: Any) -> None:
 @app.on_before_shutdown.connect
 async def close_store(sender: Any, **kwargs: Any) -> None:
     if _thumbnailer is not None:
-        await _thumbnailer.store.close()
-        await _thumbnailer.media.redis.aclose()
+        await _thumbnailer.store.close()  # Redis is the shared resources', closed with them

@@ -25,7 +25,7 @@ from streams.agents import resources
 from streams.app import app, settings
 from streams.presence_model import ONLINE, PresenceBook, recovered
 from streams.resources import Resources
-from streams.retry import until_written
+from streams.retry import survives, until_written
 from streams.topics import presence_signals_topic, presence_topic
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ async def _lease(res: Resources, leases: dict[int, dict[str, int]], now: int) ->
 
 
 @app.timer(interval=TICK_S)
+@survives("presence clock")
 async def presence_clock() -> None:
     res = await resources.ready()
     now = _now_ms()

@@ -16,6 +16,7 @@ from push.providers import providers_for
 from push.sender import PushSender
 from streams.agents import resources
 from streams.app import app, settings
+from streams.retry import survives, until_written
 from streams.topics import push_topic
 
 log = logging.getLogger(__name__)
@@ -41,11 +42,15 @@ async def push(stream: Any) -> None:
     sender = await push_sender()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         jobs = [e.value.event for e in batch if isinstance(e.value.event, PushRequested)]
-        outcomes = await asyncio.gather(*(sender.handle(job) for job in jobs))
+        # handle() turns provider failures into retries and dead letters; Redis away is retried
+        # here (a job already sent is then a "duplicate", by its marker).
+        outcomes = await until_written(lambda: asyncio.gather(*(sender.handle(job) for job in jobs)),
+                                       "sending pushes")
         log.debug("push batch: %s", Counter(outcomes))
 
 
 @app.timer(interval=RETRY_TICK_S)
+@survives("requeueing push retries")
 async def requeue_due_pushes() -> None:
     sender = await push_sender()
     res = await resources.ready()

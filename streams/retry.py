@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, TypeVar
+import functools
+from typing import Any, Awaitable, Callable, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -34,3 +35,18 @@ async def until_written(step: Callable[[], Awaitable[T]], what: str) -> T:
             log.warning("%s failed (%s: %s); retrying in %.2f s", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_DELAY_S)
+
+
+def survives(what: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """For a Faust timer: a transient error is logged and the timer runs again next time.
+    (A timer that raises crashes the whole worker; found by tests/faults under a Redis restart.)"""
+    def wrap(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except TRANSIENT as exc:
+                log.warning("%s failed (%s: %s); again on the next tick", what, type(exc).__name__, exc)
+                return None
+        return run
+    return wrap
