@@ -62,8 +62,9 @@ class ProjectionSpec:
 
 
 def _timelines(settings: Settings, scratch_db: int) -> RebuildTarget:
-    if settings.timeline_backend != "sqlite":
-        raise NotFound("rebuilding the Cassandra timeline is not available yet (see README, Operations)")
+    if settings.timeline_backend == "cassandra":
+        from projections.timelines_cassandra_rebuild import CassandraTimelineRebuild
+        return CassandraTimelineRebuild(settings)
     from projections.timelines_sqlite_rebuild import SqliteTimelineRebuild
     return SqliteTimelineRebuild(settings)
 

@@ -57,6 +57,7 @@ def statements_cql(keyspace: str) -> dict[str, str]:
     return {
         "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
         "stored_seqs": f"SELECT seq FROM {table} WHERE conversation_id = ? AND seq >= ? AND seq <= ?",
+        "delete": f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?",
         "page_oldest_first": page.format(order="ASC"),
         "page_newest_first": page.format(order="DESC"),
         "last_seq": f"SELECT seq FROM {table} WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
@@ -158,6 +159,20 @@ class CassandraTimelineStore:
         await asyncio.gather(
             *(self._run("insert", *self._insert_values(m, now)) for key, m in fresh.items() if key not in stored)
         )
+
+    async def overwrite(self, messages: Sequence[TimelineMessage]) -> int:
+        """Write every unexpired message over what is stored at its key (a rebuild's repair);
+        returns how many were written."""
+        now = current_ms()
+        fresh = [m for m in messages if m.sent_at + self.retention_ms > now]
+        await asyncio.gather(*(self._run("insert", *self._insert_values(m, now)) for m in fresh))
+        return len(fresh)
+
+    async def stored_seqs(self, conversation_id: str, low: int, high: int) -> set[int]:
+        return {row[0] for row in await self._run("stored_seqs", conversation_id, low, high)}
+
+    async def delete(self, conversation_id: str, seqs: Sequence[int]) -> None:
+        await asyncio.gather(*(self._run("delete", conversation_id, seq) for seq in seqs))
 
     async def page(
         self,

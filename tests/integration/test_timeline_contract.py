@@ -383,6 +383,25 @@ class TestCassandraTimelineStore(TimelineStoreContract):
         for store in opened:
             await store.close()
 
+    async def test_rebuild_repairs_the_live_table_in_place(self, store_factory: StoreFactory,
+                                                           cassandra_settings: Settings) -> None:
+        from chat.events import MessageAccepted, Origin
+        from projections.timelines_cassandra_rebuild import CassandraTimelineRebuild
+
+        store = await store_factory()
+        now = current_ms()
+        log = [MessageAccepted("c-rebuild", seq, f"m{seq}", "u", f"cm{seq}", f"message {seq}", now, Origin("gw"))
+               for seq in (1, 2, 3, 5)]
+        await store.overwrite([message("c-rebuild", 2, body="damaged"), message("c-rebuild", 4, body="stray"),
+                               message("c-rebuild", 9, body="written live after the marker")])
+        rebuild = CassandraTimelineRebuild(cassandra_settings, store=store)
+        await rebuild.apply(log)
+        assert await rebuild.switch() == 4
+        page = await store.page("c-rebuild", limit=50)
+        assert [(m.seq, m.body) for m in page.messages] == [
+            (1, "message 1"), (2, "message 2"), (3, "message 3"), (5, "message 5"),
+            (9, "written live after the marker")]
+
     @pytest.fixture(scope="class", autouse=True)
     def drop_keyspace_afterwards(self, cassandra_settings: Settings) -> Iterator[None]:
         yield
