@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, LocalStack(tmp, topics={}) as stack:
-        system = System(stack, Path(tmp), CHAT_TYPING_RATE_BURST="100000")
+        system = System(stack, Path(tmp), CHAT_TYPING_RATE_BURST="100000", CHAT_RATE_BURST="100000")
         try:
             system.start_worker()
             gw1, gw2 = system.start_gateway(), system.start_gateway()
