@@ -25,9 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run_local import RESULTS_HEADER, machine, proc_sample
+from bench.run_local import append_results, machine_line, proc_sample
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def raise_fd_limit() -> int:
@@ -107,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             system.stop()
     per_conn_kib = (after["rss_mib"] - before["rss_mib"]) * 1024 / max(opened, 1)
-    m = machine()
     lines = [f"\n## Idle connections on one gateway process, {date.today().isoformat()}\n",
-             f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}; fd limit {hard}.",
+             f"{machine_line()} fd limit {hard}.",
              f"Command: `.venv/bin/python -m bench.idle --connections {args.connections} --clients {args.clients} "
              f"--per-user {args.per_user} --hold {args.hold:g}`\n",
              f"- opened {opened} WebSockets in {connect_s:.1f} s ({opened / connect_s:.0f}/s), "
@@ -117,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- gateway RSS {before['rss_mib']:.1f} MiB before, {after['rss_mib']:.1f} MiB with them open: "
              f"{per_conn_kib:.1f} KiB per connection"]
     print("\n".join(lines))
-    if not RESULTS.exists():
-        RESULTS.write_text(RESULTS_HEADER)
-    with RESULTS.open("a") as out:
-        out.write("\n".join(lines) + "\n")
+    append_results(lines)
     return 0
 
 

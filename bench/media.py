@@ -23,13 +23,12 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run_local import RESULTS_HEADER, machine
+from bench.run_local import append_results, machine_line
 from infra.services import S3_CREDENTIALS, S3rver, Service, free_port
 from infra.stack import LocalStack
 from tests.client import sign_in_users
 from tests.support import System
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 MiB = 1024 * 1024
 
 
@@ -76,9 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((backend, statistics.median(rates), max(rates), min(rates), before, peak_rss_mib(gateway)))
         finally:
             system.stop()
-    m = machine()
     lines = [f"\n## Media upload throughput, {date.today().isoformat()}\n",
-             f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}; Python {m['python']}.",
+             machine_line(),
              f"Command: `.venv/bin/python -m bench.media --runs {args.runs} --mib {args.mib}` (one {args.mib} MiB "
              "file from memory, one request at a time; client, gateway, worker, broker, Redis and s3rver "
              "on the same machine).\n",
@@ -87,10 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend, median, best, worst, before, after in rows:
         lines.append(f"| {backend} | {median:.1f} | {best:.1f} | {worst:.1f} | {before:.0f} → {after:.0f} |")
     print("\n".join(lines))
-    if not RESULTS.exists():
-        RESULTS.write_text(RESULTS_HEADER)
-    with RESULTS.open("a") as out:
-        out.write("\n".join(lines) + "\n")
+    append_results(lines)
     return 0
 
 

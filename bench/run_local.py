@@ -73,6 +73,19 @@ def machine() -> dict[str, Any]:
             "cpu_model": model, "platform": platform.platform(), "python": platform.python_version()}
 
 
+def machine_line() -> str:
+    m = machine()
+    return f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}; Python {m['python']}."
+
+
+def append_results(lines: list[str], path: Path = BENCH_DIR / "RESULTS.md") -> None:
+    """Append a section (its lines) to RESULTS.md, starting the file if there is none."""
+    if not path.exists():
+        path.write_text(RESULTS_HEADER)
+    with path.open("a") as out:
+        out.write("\n".join(lines) + "\n")
+
+
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 

@@ -29,12 +29,11 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.run_local import RESULTS_HEADER, machine
+from bench.run_local import append_results, machine_line
 from infra.stack import LocalStack
 from tests.client import Client, sign_in_users, timed_device
 from tests.support import System
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def summary(samples_ms: list[float]) -> str:
@@ -97,18 +96,14 @@ def main(argv: list[str] | None = None) -> int:
             results = asyncio.run(measure(system.url(gw1), system.url(gw2), args.samples))
         finally:
             system.stop()
-    m = machine()
     lines = [f"\n## Signal latency, {date.today().isoformat()}\n",
-             f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu_model']}; Python {m['python']}.",
+             machine_line(),
              f"Command: `.venv/bin/python -m bench.signals --samples {args.samples}` (one worker, two gateways, "
              "sender and receiver on different gateways; one frame at a time, client-side clock).\n"]
     for kind, samples in results.items():
         lines.append(f"- {kind}: {summary(samples)}")
         print(f"{kind}: {summary(samples)}")
-    if not RESULTS.exists():
-        RESULTS.write_text(RESULTS_HEADER)
-    with RESULTS.open("a") as out:
-        out.write("\n".join(lines) + "\n")
+    append_results(lines)
     return 0
 
 
