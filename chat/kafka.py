@@ -3,11 +3,20 @@
 librdkafka's idempotent producer (which works on Tansu, unlike aiokafka's) keeps each
 partition's records in order and never writes a retried record twice. Its callbacks run
 in a polling thread and settle asyncio futures on the loop that sent.
+
+A fatal producer error (the idempotent producer's sequence numbers out of step with the
+broker's: seen on Tansu's s3 engine, possible on Kafka) would leave the producer unusable for
+good, and the polling thread died of it, so no future settled again: the process hung. Now the
+producer is replaced by a new one (a new producer id); what the old one had not had
+acknowledged fails with ``Unavailable``, for its senders to send again (commands are
+idempotent by ``client_msg_id``; clients re-send).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import threading
 from typing import Any
 
@@ -15,10 +24,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from chat.errors import Unavailable
 
+log = logging.getLogger(__name__)
+
 
 class AsyncProducer:
     def __init__(self, bootstrap: str, **config: Any) -> None:
-        self._producer = Producer({
+        self._config = {
             "bootstrap.servers": bootstrap,
             "acks": "all",
             "enable.idempotence": True,
@@ -26,14 +37,46 @@ class AsyncProducer:
             # The Java client's partitioner, as aiokafka's: one key, one partition, whoever produces.
             "partitioner": "murmur2_random",
             **config,
-        })
+        }
+        self._generations = itertools.count()
+        self._fatal = threading.Event()
+        self._producer = self._new_producer()
+        self.renewals = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="kafka-producer", daemon=True)
         self._thread.start()
 
+    def _new_producer(self) -> Producer:
+        generation = self._generation = next(self._generations)
+
+        def on_error(error: KafkaError) -> None:  # on the polling thread, from poll()
+            if error.fatal() and generation == self._generation:
+                self._fatal.set()
+
+        return Producer({**self._config, "error_cb": on_error})
+
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # poll() raises what no callback took: never let it end the thread
+                log.error("kafka producer: %s", exc.args[0])
+                if exc.args[0].fatal():
+                    self._fatal.set()
+            if self._fatal.is_set():
+                self.renew()
+
+    def renew(self) -> None:
+        """Replace the producer; the old one's unacknowledged records fail (``Unavailable``)."""
+        self._fatal.clear()
+        old, self._producer = self._producer, self._new_producer()
+        self.renewals += 1
+        log.error("kafka producer hit a fatal error: replaced by a new one; its unacknowledged records fail")
+        try:
+            old.purge()
+            old.poll(0)  # the purged records' delivery callbacks
+        except KafkaException as exc:
+            log.warning("purging the failed producer: %s", exc.args[0])
 
     def send(self, topic: str, value: bytes, *, key: bytes | None = None,
              partition: int | None = None) -> asyncio.Future[int]:
