@@ -20,6 +20,7 @@ from chat.frames import message_object
 from chat.ids import new_message_id
 from projections.timelines import TimelineMessage
 from streams import metrics
+from streams import partition_tasks
 from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
@@ -51,7 +52,7 @@ async def _recover(partition: int) -> Sequencer:
 async def announce() -> None:
     """Tell gateways which partitions this worker serves now (see projections/workers.py)."""
     res = await resources.ready()
-    recovered = [p for p, t in recoveries.items() if t.done() and not t.cancelled() and t.exception() is None]
+    recovered = [p for p, t in recoveries.items() if partition_tasks.succeeded(t)]
     await res.workers.announce(settings.worker_id, recovered, projecting)
 
 
@@ -62,10 +63,7 @@ async def heartbeat() -> None:
 
 
 def start_recovery(partition: int) -> asyncio.Task[Sequencer]:
-    task = recoveries.get(partition)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-        task = recoveries[partition] = asyncio.ensure_future(_recover(partition))
-    return task
+    return partition_tasks.ensure(recoveries, partition, _recover)
 
 
 async def sequencer_for(partition: int) -> Sequencer:

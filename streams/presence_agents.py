@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Sequence
 from chat.events import PresenceChanged
 from streams import metrics
 from streams.agents import resources
+from streams import partition_tasks
 from streams.app import app, settings
 from streams.presence_model import ONLINE, PresenceBook, recovered
 from streams.resources import Resources
@@ -55,10 +56,7 @@ async def _load(partition: int) -> PresenceBook:
 
 
 def book_for(partition: int) -> asyncio.Task[PresenceBook]:
-    task = books.get(partition)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-        task = books[partition] = asyncio.ensure_future(_load(partition))
-    return task
+    return partition_tasks.ensure(books, partition, _load)
 
 
 def _publish(res: Resources, partition: int, changes: Sequence[PresenceChanged]) -> Awaitable[Any]:
@@ -99,7 +97,7 @@ async def presence_clock() -> None:
     res = await resources.ready()
     now = _now_ms()
     for partition, task in list(books.items()):
-        if task.done() and not task.cancelled() and task.exception() is None:
+        if partition_tasks.succeeded(task):
             changes = task.result().tick(now)
             if changes:
                 await _publish(res, partition, changes)
