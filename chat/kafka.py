@@ -40,6 +40,9 @@ class AsyncProducer:
         }
         self._generations = itertools.count()
         self._fatal = threading.Event()
+        # Each producer's unsettled futures: what its purge does not report is failed by hand.
+        self._pending_lock = threading.Lock()
+        self._pending: set[asyncio.Future[int]] = set()
         self._producer = self._new_producer()
         self.renewals = 0
         self._stop = threading.Event()
@@ -69,14 +72,23 @@ class AsyncProducer:
     def renew(self) -> None:
         """Replace the producer; the old one's unacknowledged records fail (``Unavailable``)."""
         self._fatal.clear()
-        old, self._producer = self._producer, self._new_producer()
+        with self._pending_lock:
+            old, self._producer = self._producer, self._new_producer()
+            old_pending, self._pending = self._pending, set()
         self.renewals += 1
         log.error("kafka producer hit a fatal error: replaced by a new one; its unacknowledged records fail")
         try:
             old.purge()
-            old.poll(0)  # the purged records' delivery callbacks
+            # The purged records' delivery callbacks: those of in-flight records come from the
+            # broker threads a little later, so one poll(0) missed some and their senders hung.
+            old.flush(5)
         except KafkaException as exc:
             log.warning("purging the failed producer: %s", exc.args[0])
+        with self._pending_lock:
+            unsettled = list(old_pending)
+        for future in unsettled:  # whatever the old producer never reported
+            future.get_loop().call_soon_threadsafe(
+                _fail, future, Unavailable("the producer failed before the broker acknowledged the record"))
 
     def send(self, topic: str, value: bytes, *, key: bytes | None = None,
              partition: int | None = None) -> asyncio.Future[int]:
@@ -85,6 +97,8 @@ class AsyncProducer:
         future: asyncio.Future[int] = loop.create_future()
 
         def settle(err: KafkaError | None, offset: int) -> None:
+            with self._pending_lock:
+                pending.discard(future)
             if future.done():
                 return
             if err is None:
@@ -98,13 +112,20 @@ class AsyncProducer:
         kwargs: dict[str, Any] = {"key": key, "on_delivery": done}
         if partition is not None:
             kwargs["partition"] = partition
+        with self._pending_lock:  # one producer and its own pending set, never a mix
+            producer, pending = self._producer, self._pending
+            pending.add(future)
         try:
-            self._producer.produce(topic, value, **kwargs)
+            producer.produce(topic, value, **kwargs)
         except BufferError:
-            self._producer.poll(0)
-            future.set_exception(Unavailable("the producer queue is full"))
+            producer.poll(0)
+            _fail(future, Unavailable("the producer queue is full"))
         except KafkaException as exc:
-            future.set_exception(Unavailable(f"cannot queue a record for {topic}: {exc}"))
+            _fail(future, Unavailable(f"cannot queue a record for {topic}: {exc}"))
+        else:
+            return future
+        with self._pending_lock:
+            pending.discard(future)
         return future
 
     def reachable(self, topic: str, timeout: float = 2.0) -> bool:
@@ -118,6 +139,11 @@ class AsyncProducer:
         self._producer.flush(timeout)
         self._stop.set()
         self._thread.join(timeout)
+
+
+def _fail(future: asyncio.Future[int], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 def consume_available(consumer: Any, max_records: int, timeout: float) -> list[Message]:
