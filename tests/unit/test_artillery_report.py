@@ -1,0 +1,57 @@
+"""bench.artillery_run's reading of an Artillery report and of the histories (no npm, no server)."""
+
+from bench.artillery_run import check_history, parse_report
+
+SUMMARY = {"min": 20.9, "max": 43.6, "count": 100, "mean": 30.2, "p50": 29.7, "median": 29.7, "p75": 32.8,
+           "p90": 36.2, "p95": 37.7, "p99": 43.4, "p999": 43.4}
+
+# The shape of `artillery run --output` (2.0.21), abridged from a real run.
+REPORT = {
+    "aggregate": {
+        "counters": {"vusers.created": 10, "vusers.completed": 9, "vusers.failed": 1,
+                     "websocket.messages_sent": 110, "chat.sends": 100, "chat.acks": 98, "chat.rejected": 1,
+                     "chat.unacked": 1, "chat.deliveries": 368, "chat.echoes": 98, "chat.replayed": 26,
+                     "chat.frames.ack": 98, "chat.frames.hello": 10, "chat.errors.rate_limited": 1,
+                     "errors.ECONNREFUSED": 1},
+        "rates": {"websocket.send_rate": 18},
+        "firstMetricAt": 1796025996808, "lastMetricAt": 1796026003621,
+        "summaries": {"chat.send_to_ack": SUMMARY, "chat.sign_in": {**SUMMARY, "count": 10}},
+    },
+    "intermediate": [],
+}
+
+
+def test_parse_report_counters_and_latencies():
+    r = parse_report(REPORT)
+    assert r["vusers"] == {"created": 10, "completed": 9, "failed": 1}
+    assert (r["ws_frames_sent"], r["sends"], r["acks"], r["rejected"], r["unacked"]) == (110, 100, 98, 1, 1)
+    assert (r["deliveries"], r["echoes"], r["replayed"], r["closed_early"]) == (368, 98, 26, 0)
+    assert r["errors"] == {"chat.errors.rate_limited": 1, "errors.ECONNREFUSED": 1}
+    assert r["frames"] == {"ack": 98, "hello": 10}
+    assert r["latency_ms"]["chat.send_to_ack"] == {"count": 100, "min": 20.9, "mean": 30.2, "p50": 29.7,
+                                                   "p95": 37.7, "p99": 43.4, "max": 43.6}
+    assert r["latency_ms"]["chat.send_to_deliver"] is None
+    assert r["send_rate"] == 18
+    assert r["wall_s"] == 6.813
+
+
+def test_parse_report_of_a_run_that_sent_nothing():
+    r = parse_report({"aggregate": {"counters": {"vusers.created": 1, "vusers.failed": 1}}})
+    assert r["sends"] == r["acks"] == 0 and r["wall_s"] is None
+    assert all(v is None for v in r["latency_ms"].values())
+
+
+def msg(cid, seq, sender, cmid, sent_at):
+    return {"conversation_id": cid, "seq": seq, "sender_id": sender, "client_msg_id": cmid, "sent_at": sent_at}
+
+
+def test_check_history_counts_gaps_duplicates_and_rate():
+    h = {"c1": [msg("c1", 1, "art1-u0", "a", 1000), msg("c1", 2, "art1-u1", "b", 2000)],
+         "c2": [msg("c2", 1, "art1-u2", "c", 1500), msg("c2", 3, "art1-u2", "c", 3000)],
+         "c3": [msg("c3", 1, "someone", "x", 1200)]}
+    found = check_history(h, "art1")
+    assert found["messages"] == 5 and found["conversations"] == 3
+    assert found["seq_problems"] == ["c2"]
+    assert found["duplicate_client_msg_ids"] == 1
+    assert found["foreign"] == 1
+    assert found["accepted_span_s"] == 2.0 and found["accepted_per_s"] == 2.0
