@@ -56,7 +56,7 @@ def artillery_command(target: str, report: Path, csv: Path, vus: int, ramp_s: fl
     overrides = {"config": {
         "phases": [{"name": "arrive", "duration": ramp_s, "arrivalCount": vus}],
         "payload": [{"path": str(csv), "fields": ["user_id", "conversation_id"], "order": "sequence",
-                     "skipHeader": True}],  # a list: Artillery's overrides replace lists whole
+                     "skipHeader": True, "cast": False}],  # a list: Artillery's overrides replace lists whole
         "variables": {"messages": messages, "think": f"{think_ms:g}ms", "body_bytes": body_bytes,
                       "ack_timeout_ms": int(ack_timeout_s * 1000)}}}
     return [str(ART_DIR / "node_modules" / ".bin" / "artillery"), "run", "--target", target,
@@ -197,12 +197,14 @@ def section(r: dict[str, Any]) -> list[str]:
         f"| checked from our side (`GET /v1/conversations/{{id}}/messages`, every group) | {h['messages']:,} messages "
         f"in {h['conversations']} conversations; seqs 1..n without gap: "
         f"{'yes' if not h['seq_problems'] else 'no, in ' + str(len(h['seq_problems']))}; client_msg_id twice: "
-        f"{h['duplicate_client_msg_ids']}; {'equal to' if all_there else 'NOT equal to'} the sends and acks "
+        f"{h['duplicate_client_msg_ids']}; from senders not in this run: {h['foreign']}; "
+        f"{'equal to' if all_there else 'NOT equal to'} the sends and acks "
         f"Artillery counted |",
     ]
     cpu = r.get("cpu", {})
     if cpu:
-        lines += ["", f"CPU while Artillery ran ({r['artillery_wall_s']:.1f} s wall):", "",
+        lines += ["", f"CPU while the Artillery process ran ({r['artillery_wall_s']:.1f} s wall, its start-up "
+                  "and end included, so the means understate the load during the sends):", "",
                   "| process | CPU s | mean % of one core |", "|---|---|---|"]
         lines += [f"| {n} | {v:.1f} | {v / r['artillery_wall_s'] * 100:.0f} |" for n, v in cpu.items()]
     notes = [f"{log}: " + "; ".join(f"{n}× {k}" for k, n in f["kinds"]) for log, f in r.get("logs", {}).items()]
