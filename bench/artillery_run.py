@@ -93,6 +93,15 @@ def parse_report(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat), to tell other load apart."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------------------- our side
 
 async def prepare(url: str, run_id: str, vus: int, group_size: int) -> dict[str, list[tuple[str, str]]]:
@@ -207,6 +216,9 @@ def section(r: dict[str, Any]) -> list[str]:
                   "and end included, so the means understate the load during the sends):", "",
                   "| process | CPU s | mean % of one core |", "|---|---|---|"]
         lines += [f"| {n} | {v:.1f} | {v / r['artillery_wall_s'] * 100:.0f} |" for n, v in cpu.items()]
+        other = r["machine_busy_s"] - sum(cpu.values())
+        lines.append(f"| everything else on the machine (other people's runs; /proc/stat) | {other:.1f} | "
+                     f"{other / r['artillery_wall_s'] * 100:.0f} |")
     notes = [f"{log}: " + "; ".join(f"{n}× {k}" for k, n in f["kinds"]) for log, f in r.get("logs", {}).items()]
     if a["closed_early"]:
         notes.insert(0, f"{a['closed_early']} sockets closed by the server before their VU was done")
@@ -276,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
                  "tansu": stack.tansu.pid if stack.tansu else None, "redis": stack.redis.pid if stack.redis else None}
         before = {n: proc_sample(pid) for n, pid in procs.items()}
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy = machine_busy_s()
         t = time.monotonic()
         with open(base / "artillery.log", "w") as log:
             done = subprocess.run(cmd, cwd=ART_DIR, stdout=log, stderr=subprocess.STDOUT,
                                   timeout=args.ramp + args.duration * 3 + args.ack_timeout + 120,
                                   env={**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "NO_COLOR": "1"})
         r["artillery_wall_s"] = time.monotonic() - t
+        r["machine_busy_s"] = machine_busy_s() - busy
         after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
         after = {n: proc_sample(pid) for n, pid in procs.items()}
         if done.returncode != 0 or not report.exists():
