@@ -88,6 +88,11 @@ def parse_report(report: dict[str, Any]) -> dict[str, Any]:
         "frames": {k[len("chat.frames."):]: v for k, v in sorted(c.items()) if k.startswith("chat.frames.")},
         "latency_ms": {k: _summary(agg.get("summaries", {}).get(k)) for k in LATENCIES},
         "send_rate": agg.get("rates", {}).get("websocket.send_rate"),
+        "periods": [{"end": time.strftime("%H:%M:%S", time.gmtime(int(p["period"]) / 1000 + 10)),
+                     "sends": p.get("counters", {}).get("chat.sends", 0),
+                     "acks": p.get("counters", {}).get("chat.acks", 0),
+                     "ack_ms": _summary(p.get("summaries", {}).get("chat.send_to_ack"))}
+                    for p in report.get("intermediate", [])],
         "wall_s": (int(agg["lastMetricAt"]) - int(agg["firstMetricAt"])) / 1000
         if agg.get("firstMetricAt") and agg.get("lastMetricAt") else None,
     }
@@ -210,6 +215,11 @@ def section(r: dict[str, Any]) -> list[str]:
         f"{'equal to' if all_there else 'NOT equal to'} the sends and acks "
         f"Artillery counted |",
     ]
+    if a["periods"]:
+        lines += ["", "Artillery's 10 s periods (UTC end, partial at the edges):", "",
+                  "| period to | sends | acks | send→ack ms p50 / p95 / p99 / max |", "|---|---|---|---|"]
+        lines += [f"| {p['end']} | {p['sends']:,} | {p['acks']:,} | {_ms(p['ack_ms']).split(' (')[0]} |"
+                  for p in a["periods"]]
     cpu = r.get("cpu", {})
     if cpu:
         lines += ["", f"CPU while the Artillery process ran ({r['artillery_wall_s']:.1f} s wall, its start-up "

@@ -17,7 +17,9 @@ REPORT = {
         "firstMetricAt": 1796025996808, "lastMetricAt": 1796026003621,
         "summaries": {"chat.send_to_ack": SUMMARY, "chat.sign_in": {**SUMMARY, "count": 10}},
     },
-    "intermediate": [],
+    "intermediate": [{"period": "1796025990000", "counters": {"chat.sends": 50, "chat.acks": 40},
+                      "summaries": {"chat.send_to_ack": SUMMARY}},
+                     {"period": "1796026000000", "counters": {"vusers.completed": 9}}],
 }
 
 
@@ -33,6 +35,8 @@ def test_parse_report_counters_and_latencies():
     assert r["latency_ms"]["chat.send_to_deliver"] is None
     assert r["send_rate"] == 18
     assert r["wall_s"] == 6.813
+    assert [(p["end"], p["sends"], p["acks"]) for p in r["periods"]] == [("08:06:40", 50, 40), ("08:06:50", 0, 0)]
+    assert r["periods"][0]["ack_ms"]["p99"] == 43.4 and r["periods"][1]["ack_ms"] is None
 
 
 def test_parse_report_of_a_run_that_sent_nothing():
