@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import resource
@@ -88,7 +89,8 @@ def parse_report(report: dict[str, Any]) -> dict[str, Any]:
         "frames": {k[len("chat.frames."):]: v for k, v in sorted(c.items()) if k.startswith("chat.frames.")},
         "latency_ms": {k: _summary(agg.get("summaries", {}).get(k)) for k in LATENCIES},
         "send_rate": agg.get("rates", {}).get("websocket.send_rate"),
-        "periods": [{"end": time.strftime("%H:%M:%S", time.gmtime(int(p["period"]) / 1000 + 10)),
+        "periods": [{"start_ms": int(p["period"]),
+                     "end": time.strftime("%H:%M:%S", time.gmtime(int(p["period"]) / 1000 + 10)),
                      "sends": p.get("counters", {}).get("chat.sends", 0),
                      "acks": p.get("counters", {}).get("chat.acks", 0),
                      "ack_ms": _summary(p.get("summaries", {}).get("chat.send_to_ack"))}
@@ -138,7 +140,7 @@ def check_history(histories: dict[str, list[dict[str, Any]]], run_id: str) -> di
     keys = [(m["sender_id"], m["client_msg_id"]) for h in histories.values() for m in h]
     sent_at = sorted(m["sent_at"] for h in histories.values() for m in h)
     span_s = (sent_at[-1] - sent_at[0]) / 1000 if len(sent_at) > 1 else 0.0
-    return {"messages": total, "conversations": len(histories), "seq_problems": gaps,
+    return {"messages": total, "conversations": len(histories), "seq_problems": gaps, "sent_at": sent_at,
             "accepted_span_s": span_s, "accepted_per_s": (total - 1) / span_s if span_s else None,
             "duplicate_client_msg_ids": len(keys) - len(set(keys)),
             "foreign": sum(1 for s, _ in keys if not s.startswith(f"{run_id}-"))}
@@ -216,10 +218,14 @@ def section(r: dict[str, Any]) -> list[str]:
         f"Artillery counted |",
     ]
     if a["periods"]:
-        lines += ["", "Artillery's 10 s periods (UTC end, partial at the edges):", "",
-                  "| period to | sends | acks | send→ack ms p50 / p95 / p99 / max |", "|---|---|---|---|"]
-        lines += [f"| {p['end']} | {p['sends']:,} | {p['acks']:,} | {_ms(p['ack_ms']).split(' (')[0]} |"
-                  for p in a["periods"]]
+        lines += ["", "Artillery's 10 s periods (UTC end, partial at the edges), with the messages the server "
+                      "accepted in each (their `sent_at`, read back):", "",
+                  "| period to | sends | accepted | acks | send→ack ms p50 / p95 / p99 / max |", "|---|---|---|---|---|"]
+        for p in a["periods"]:
+            accepted = (bisect.bisect_left(h["sent_at"], p["start_ms"] + 10_000)
+                        - bisect.bisect_left(h["sent_at"], p["start_ms"]))
+            lines.append(f"| {p['end']} | {p['sends']:,} | {accepted:,} | {p['acks']:,} | "
+                         f"{_ms(p['ack_ms']).split(' (')[0]} |")
     cpu = r.get("cpu", {})
     if cpu:
         lines += ["", f"CPU while the Artillery process ran ({r['artillery_wall_s']:.1f} s wall, its start-up "
@@ -243,7 +249,7 @@ def print_summary(r: dict[str, Any]) -> None:
           f"unacked {a['unacked']}; errors {a['errors'] or 'none'}")
     for key, label in LATENCIES.items():
         print(f"{label}: {_ms(a['latency_ms'].get(key))}")
-    print(f"history: {r['history']}")
+    print(f"history: { {k: v for k, v in r['history'].items() if k != 'sent_at'} }")
 
 
 # ---------------------------------------------------------------------------- main

@@ -122,6 +122,7 @@ function drain(context, events, done) {
     st.finished = true;
     clearTimeout(timer);
     if (st.pending.size) events.emit('counter', 'chat.unacked', st.pending.size);
+    st.pending.clear(); // an ack that comes before the engine closes the socket is not counted too
     done();
   };
   const timer = setTimeout(finish, Number(context.vars.ack_timeout_ms));

@@ -35,6 +35,7 @@ def test_parse_report_counters_and_latencies():
     assert r["latency_ms"]["chat.send_to_deliver"] is None
     assert r["send_rate"] == 18
     assert r["wall_s"] == 6.813
+    assert r["periods"][0]["start_ms"] == 1796025990000
     assert [(p["end"], p["sends"], p["acks"]) for p in r["periods"]] == [("08:06:40", 50, 40), ("08:06:50", 0, 0)]
     assert r["periods"][0]["ack_ms"]["p99"] == 43.4 and r["periods"][1]["ack_ms"] is None
 
@@ -59,3 +60,23 @@ def test_check_history_counts_gaps_duplicates_and_rate():
     assert found["duplicate_client_msg_ids"] == 1
     assert found["foreign"] == 1
     assert found["accepted_span_s"] == 2.0 and found["accepted_per_s"] == 2.0
+    assert found["sent_at"] == [1000, 1200, 1500, 2000, 3000]
+
+
+def test_section_renders_the_figures_and_the_check():
+    from bench.artillery_run import section
+
+    history = check_history({"c1": [msg("c1", i, "art1-u0", f"m{i}", 1796025991000 + i) for i in (1, 2)]}, "art1")
+    a = parse_report(REPORT)
+    a.update(sends=2, acks=2, unacked=0)
+    r = {"artillery": a, "history": history, "groups": 1, "version": "2.0.21", "node": "v20", "code": "HEAD x",
+         "date": "d", "command": "cmd", "loadavg": {"before": 0.1, "after": 0.2},
+         "config": {"vus": 2, "ramp_s": 1, "group_size": 2, "messages": 1, "think_ms": 100, "body_bytes": 64,
+                    "ack_timeout_s": 15, "partitions": 4},
+         "cpu": {"gateway": 1.0}, "machine_busy_s": 3.0, "artillery_wall_s": 10.0}
+    text = "\n".join(section(r))
+    assert "## Artillery (independent load tool), d" in text
+    assert "| 10 / 9 / 1 |" in text and "| 2 / 1 / 0 |" in text and "29.7 / 37.7 / 43.4 / 43.6" in text
+    assert "equal to the sends and acks" in text and "NOT equal" not in text
+    assert "| 08:06:40 | 50 | 2 | 40 |" in text
+    assert "| everything else on the machine (other people's runs; /proc/stat) | 2.0 | 20 |" in text
