@@ -154,6 +154,10 @@ class Stats:
         self.unknown_acks = 0
         self.error_frames: list[dict[str, Any]] = []
 
+    def reset(self) -> None:
+        """Count afresh, in place: the frame readers hold on to this object."""
+        self.__init__()  # type: ignore[misc]
+
 
 # ---------------------------------------------------------------------------- helpers
 

@@ -25,6 +25,7 @@ import asyncio
 import ctypes
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import signal
 import time
@@ -132,6 +133,9 @@ async def _recv(conn: multiprocessing.connection.Connection) -> Any:
         await ready
     finally:
         loop.remove_reader(conn.fileno())
+        # the loop (uvloop) made the socket non-blocking; Connection.send of a large report
+        # would then fail half-way with EAGAIN
+        os.set_blocking(conn.fileno(), True)
     return conn.recv()
 
 
@@ -176,23 +180,25 @@ class Worker:
     async def measure(self, arg: tuple[str, float, int, float]) -> dict[str, Any]:
         phase, rate, count, t0 = arg
         gen = self.gen
-        gen.stats = Stats()
+        gen.stats.reset()
         self.lag = LoopLag()
         self.lag.start()
         self.cpu0 = _cpu()
         self.msgs, _, _ = await gen.measure(phase, rate, count, self._perf(t0), drain=False)
         self.t_sent = time.time()
-        mine = [m for m in self.msgs if m.local and m.t_send is not None]
+        pending = [m for m in self.msgs if m.local and m.t_send is not None]
         end = perf_counter() + gen.cfg.drain_timeout_s
-        while perf_counter() < end and any(m.t_ack is None and m.error is None for m in mine):
+        while pending and perf_counter() < end:
             await asyncio.sleep(0.02)
+            pending = [m for m in pending if m.t_ack is None and m.error is None]
         excluded = [m.k for m in self.msgs if m.local and (m.t_send is None or (m.error and m.t_ack is None))]
         return {"excluded": excluded, "t_sent": self.t_sent}
 
     async def drain(self, arg: tuple[list[int], float]) -> dict[str, Any]:
         excluded, deadline = set(arg[0]), self._perf(arg[1])
-        wait = [m for m in self.msgs if m.k not in excluded and m.expected]
-        while perf_counter() < deadline and any(len(m.got) < len(m.expected) for m in wait):
+        pending = [m for m in self.msgs if m.k not in excluded and m.expected]
+        while pending and perf_counter() < deadline:
+            pending = [m for m in pending if len(m.got) < len(m.expected)]
             await asyncio.sleep(0.02)
         self.drained = time.time()
         self.lag.stop()
@@ -247,7 +253,7 @@ def worker_main(conn: multiprocessing.connection.Connection, cfg: Config, part: 
         _install_uvloop()
     try:
         asyncio.run(_serve(conn, cfg, part))
-    except (EOFError, OSError):
+    except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent went away
 
 

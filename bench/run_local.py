@@ -385,6 +385,29 @@ def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: b
 
 # ---------------------------------------------------------------------------- report
 
+def cpu_lines(cpu: dict[str, dict[str, Any]], wall: float, cores: int | None) -> list[str]:
+    """A markdown table of ``CpuSampler.usage()`` (plus any other rows of the same shape)."""
+    lines = [f"CPU during the measured phase ({wall:.1f} s wall, "
+             f"{cores} cores = {wall * (cores or 1):.1f} core-seconds available):", "",
+             "| process | CPU s | mean % of one core | peak % (0.5 s samples) | RSS MiB after |",
+             "|---|---|---|---|---|"]
+    for name, v in cpu.items():
+        peak = "–" if v.get("peak_pct_core") is None else f"{v['peak_pct_core']:.0f}"
+        rss = "–" if v.get("rss_mib") is None else f"{v['rss_mib']:.0f}"
+        lines.append(f"| {name} | {v['cpu_s']:.2f} | {v['pct_core']:.0f} | {peak} | {rss} |")
+    return lines
+
+
+def timeline_lines(tl: list[dict[str, Any]]) -> list[str]:
+    """A markdown table of a run's ``timeline`` (loadgen results)."""
+    lines = ["Over the send window (by send time): messages sent, acks arriving, send→ack of what was sent:", "",
+             "| t (s) | sent | acks arriving | ack p50 ms | ack max ms |", "|---|---|---|---|---|"]
+    for row in tl:
+        lines.append(f"| {row['t_s']:.2f} | {row['sent']} | {row['acks_arriving']} | "
+                     f"{loadgen._f(row['ack_p50_ms'])} | {loadgen._f(row['ack_max_ms'])} |")
+    return lines
+
+
 def section(r: dict[str, Any]) -> str:
     m = r["machine"]
     s = r["startup"]
@@ -414,20 +437,10 @@ def section(r: dict[str, Any]) -> str:
         lines.append(f"| {k} | {v} |")
     cpu = r.get("process_cpu", {})
     if cpu:
-        lines += ["", f"CPU during the measured phase ({r['measured_wall_s']:.1f} s wall, "
-                      f"{m['cores']} cores = {r['measured_wall_s'] * m['cores']:.1f} core-seconds available):", "",
-                  "| process | CPU s | mean % of one core | peak % (0.5 s samples) | RSS MiB after |",
-                  "|---|---|---|---|---|"]
-        for name, v in cpu.items():
-            peak = "–" if v.get("peak_pct_core") is None else f"{v['peak_pct_core']:.0f}"
-            lines.append(f"| {name} | {v['cpu_s']:.2f} | {v['pct_core']:.0f} | {peak} | {v['rss_mib']:.0f} |")
+        lines += [""] + cpu_lines(cpu, r["measured_wall_s"], m["cores"])
     tl = r.get("timeline", [])
     if tl:
-        lines += ["", "Over the send window (by send time): messages sent, acks arriving, send→ack of what was sent:", "",
-                  "| t (s) | sent | acks arriving | ack p50 ms | ack max ms |", "|---|---|---|---|---|"]
-        for row in tl:
-            lines.append(f"| {row['t_s']:.2f} | {row['sent']} | {row['acks_arriving']} | "
-                         f"{loadgen._f(row['ack_p50_ms'])} | {loadgen._f(row['ack_max_ms'])} |")
+        lines += [""] + timeline_lines(tl)
     tr = r.get("trace", {})
     if tr.get("stages_ms"):
         lines += ["", f"Where send→ack goes (records' CreateTime vs client clock; {tr['matched']} of {tr['of']} "

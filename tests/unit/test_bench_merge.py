@@ -99,3 +99,11 @@ def test_merge_stats_adds_counters_and_concatenates_samples():
     a.dup_acks, b.dup_acks = 1, 3
     m = merge_stats([vars(a), vars(b)])
     assert m.errors == {"rate_limited": 3, "too_large": 1} and m.dup_acks == 4 and len(m.error_frames) == 2
+
+
+def test_stats_reset_in_place_for_the_readers_that_hold_it():
+    s = Stats()
+    s.duplicates, held = 3, s
+    s.frames["message"] += 1
+    s.reset()
+    assert held is s and s.duplicates == 0 and not s.frames
