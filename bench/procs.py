@@ -296,6 +296,7 @@ class Fleet:
                 try:
                     kind, value = c.recv()  # type: ignore[union-attr]
                 except EOFError:
+                    self.procs[i].join(1)
                     raise RuntimeError(f"load generator process {i} exited (code {self.procs[i].exitcode}) "
                                        f"during {cmd!r}") from None
                 if kind == "error":
@@ -339,6 +340,7 @@ class MultiLoad:
         self.fleet: Fleet | None = None
         self.warmup: dict[str, Any] = {}
         self.msgs: list[Msg] = []  # the last step's messages, merged
+        self.earlier: list[Msg] = []  # the warm-up's and earlier steps': their seqs come first
 
     def __enter__(self) -> "MultiLoad":
         self.fleet = Fleet(self.cfg, self.uvloop)
@@ -373,6 +375,7 @@ class MultiLoad:
         warm = fleet.ask("warmup", None, cfg.drain_timeout_s * max(1, n) + 30)
         gen.timings["warmup_s"] = time.monotonic() - t
         self.warmup = merge_warmup(gen, n, warm)
+        self.earlier = list(gen.warmup_msgs)  # type: ignore[attr-defined]
 
     def step(self, phase: str, rate: float, count: int, on_start: Callable[[], Any] | None = None,
              on_end: Callable[[], Any] | None = None) -> dict[str, Any]:
@@ -389,7 +392,9 @@ class MultiLoad:
         if on_end:
             on_end()
         self.msgs = self.gen.plan(phase, count)
+        self.gen.warmup_msgs = self.earlier  # type: ignore[attr-defined]  (results() checks seqs 1..n over these too)
         result = merge_step(self.gen, self.msgs, rate, reports, t0)
+        self.earlier += self.msgs
         result["warmup"] = self.warmup
         return result
 

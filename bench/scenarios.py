@@ -79,12 +79,16 @@ def sustained(r: dict[str, Any], threshold_ms: float) -> bool:
             and (r["throughput_msg_s"] or 0) >= 0.95 * r["offered_msg_s"])
 
 
-def _stop_b(r: dict[str, Any], args: argparse.Namespace) -> str | None:
-    p99 = r["deliver_ms"]["p99"]
-    if p99 is None or p99 > 2 * args.threshold_ms:
-        return f"p99 send→deliver {_f(p99)} ms is over twice the {args.threshold_ms:g} ms threshold"
+def _stop_b(steps: list[dict[str, Any]], args: argparse.Namespace) -> str | None:
+    """Past the threshold clearly: saturated (accepted < 90% of offered), or p99 over twice the
+    threshold in two steps running (one more point for the plot after the first)."""
+    r = steps[-1]
     if (r["throughput_msg_s"] or 0) < 0.9 * r["offered_msg_s"]:
         return f"accepted {_f(r['throughput_msg_s'])} msg/s is under 90% of the {_f(r['offered_msg_s'])} offered"
+    over = [x["deliver_ms"]["p99"] is None or x["deliver_ms"]["p99"] > 2 * args.threshold_ms for x in steps[-2:]]
+    if len(over) == 2 and all(over):
+        return (f"p99 send→deliver was over twice the {args.threshold_ms:g} ms threshold in two steps running "
+                f"({_f(steps[-2]['deliver_ms']['p99'])} and {_f(r['deliver_ms']['p99'])} ms)")
     return None
 
 
@@ -123,7 +127,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 r["target_rate"] = rate
                 out["steps"].append(r)
                 print(f"[{name}] {_step_line(r)}", file=sys.stderr)
-                why = spec.get("stop", lambda *_: None)(r, args)
+                why = spec.get("stop", lambda *_: None)(out["steps"], args)
                 if why:
                     out["stopped_because"] = why
                     break
@@ -245,6 +249,7 @@ def plot_b(steps: list[dict[str, Any]], path: Path, threshold_ms: float, title: 
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
@@ -255,6 +260,7 @@ def plot_b(steps: list[dict[str, Any]], path: Path, threshold_ms: float, title: 
         ax.axhline(threshold_ms, color="grey", ls="--", lw=1, label=f"{threshold_ms:g} ms")
         ax.set_xlabel(label)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("latency (ms)")
     axes[0].legend()
