@@ -1,12 +1,12 @@
 """Unit tests of the load generator's pure parts: percentiles, how users are split over
-processes, and how the processes' raw samples are merged into one summary (bench.procs)."""
+processes, and how the processes' raw samples are merged into one summary (bench.merge)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from bench.loadgen import Config, LoadGen, Stats, owner_of, percentiles
-from bench.procs import merge_stats, merge_step
+from bench.merge import merge_stats, merge_step
 
 
 def test_percentiles_are_nearest_rank_with_p95():
