@@ -314,7 +314,8 @@ def _report(name: str, out: dict[str, Any], args: argparse.Namespace, command: s
     if name == "d":
         return section_d(out, args, command)
     plot = args.plot or args.results.parent / "latency_vs_load.png"
-    title = f"{out['date']}: {machine_line()}"
+    title = (f"bench.scenarios b, {out['date']}: {out['title']}\n1 worker, 1 gateway, {out['procs']} load generator "
+             f"processes. {machine_line()} Load average before: {out['load_average_before'][0]:.2f}")
     drawn = plot_b(out["steps"], plot, args.threshold_ms, title) if out["steps"] else False
     rel = os.path.relpath(plot, args.results.parent) if drawn else None
     return section_b(out, args, command, rel)
