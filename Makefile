@@ -1,7 +1,7 @@
 # The two commands: `make run` (the whole system on this machine) and `make test`.
 # Each installs what it needs first (apt: redis-server, nodejs; npm: s3rver; the .venv;
 # for tests also apt: chromium).
-.PHONY: install run test unit screenshots clean-data
+.PHONY: install run test unit screenshots clean-data bench
 
 PY := .venv/bin/python
 PYTEST_ARGS ?=
@@ -23,6 +23,12 @@ screenshots:
 
 unit: install
 	@bash infra/test.sh tests/unit
+
+# The benchmark scenarios (bench/README.md): a fresh local system per scenario, about 10 minutes;
+# appends to bench/RESULTS.md and writes bench/latency_vs_load.png. Not part of `make test`.
+bench: install
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
+	@$(PY) -m bench.scenarios all
 
 # Forget every conversation and message of `make run` (its broker, Redis and store data).
 clean-data:

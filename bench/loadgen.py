@@ -20,6 +20,8 @@ apart ("echo"). Per (device, conversation) it counts duplicates (a ``seq`` seen 
 out-of-order frames (a ``seq`` lower than one already seen). All times are ``perf_counter``
 readings taken in the frame reader, so they include this process's own event-loop delay,
 which is measured too (``loop_lag_ms``): on a machine shared with the server it is not small.
+With ``--procs N`` the users are split over N processes (``bench.procs``, which says how the
+clocks are compared there); the summary is the same.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Config:
     request_timeout_s: float = 20.0
     concurrency: int = 16           # parallel HTTP calls / connects during setup
     run_id: str = ""                # prefix of the user ids; default: random
+    senders: int = 0                # 0: every member of a group takes turns; N: its first N members only
+    procs: int = 1                  # load generator processes (bench.procs); 1: this process alone
 
     def n_groups(self) -> int:
         return self.groups or max(1, self.users // self.group_size)
@@ -108,9 +112,10 @@ class Group:
 
 class Msg:
     __slots__ = ("k", "phase", "group", "sender", "cmid", "frame", "t_sched", "t_send", "t_ack",
-                 "seq", "message_id", "error", "expected", "got", "echo", "wall_send", "sent_at")
+                 "seq", "message_id", "error", "expected", "got", "echo", "wall_send", "sent_at", "local")
 
-    def __init__(self, k: int, phase: str, group: Group, sender: Dev, cmid: str, body: str) -> None:
+    def __init__(self, k: int, phase: str, group: Group, sender: Dev, cmid: str, body: str,
+                 expected: set[int] | None = None, local: bool = True) -> None:
         self.k = k
         self.phase = phase
         self.group = group
@@ -124,8 +129,11 @@ class Msg:
         self.seq: int | None = None
         self.message_id: str | None = None
         self.error: str | None = None
-        self.expected = {d.idx for d in group.devices} - {sender.idx}
-        self.got: dict[int, float] = {}   # device idx -> perf_counter at arrival
+        # devices that should get it: the group's, less the sender (in bench.procs, this process's only)
+        self.expected = ({d.idx for d in group.devices} if expected is None else expected) - {sender.idx}
+        # device idx -> perf_counter at arrival; time.time() instead when the sender is not local
+        self.got: dict[int, float] = {}
+        self.local = local                # sent from this process (always, without bench.procs)
         self.echo: float | None = None    # arrival of the message frame at the sending device
         self.wall_send: float | None = None  # time.time() at the send, to compare with sent_at
         self.sent_at: int | None = None      # the sequencer's clock (ms) when it accepted the message
@@ -146,6 +154,10 @@ class Stats:
         self.unknown_acks = 0
         self.error_frames: list[dict[str, Any]] = []
 
+    def reset(self) -> None:
+        """Count afresh, in place: the frame readers hold on to this object."""
+        self.__init__()  # type: ignore[misc]
+
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -161,6 +173,22 @@ def percentiles(values: list[float]) -> dict[str, float | int | None]:
 
     return {"n": n, "mean": round(sum(s) / n, 3), "p50": round(rank(50), 3), "p95": round(rank(95), 3),
             "p99": round(rank(99), 3), "max": round(s[-1], 3)}
+
+
+def owner_of(user_idx: int, cfg: Config) -> int:
+    """Which of ``cfg.procs`` load generator processes holds a user's connections.
+
+    Runs of ``group_size`` consecutive users (one group each, when groups do not overlap) stay
+    together while there are at least as many runs as processes, so a group's deliveries are
+    timed in the process that sent them; otherwise (one big group) the users are split evenly.
+    """
+    n = cfg.procs
+    if n <= 1:
+        return 0
+    runs = -(-cfg.users // cfg.group_size)
+    if runs >= n:
+        return (user_idx // cfg.group_size) * n // runs
+    return user_idx * n // cfg.users
 
 
 def _install_uvloop() -> bool:
@@ -197,7 +225,11 @@ class LoopLag:
 # ---------------------------------------------------------------------------- the run
 
 class LoadGen:
-    def __init__(self, cfg: Config) -> None:
+    """The whole load (``part`` None), or, in a ``bench.procs`` worker, the users that
+    ``owner_of`` gives to process ``part``: it knows every user, group and message of the run
+    but signs in, connects, creates groups and sends only for its own users."""
+
+    def __init__(self, cfg: Config, part: int | None = None) -> None:
         if cfg.group_size < 2 or cfg.group_size > cfg.users:
             raise ValueError("group size must be between 2 and the number of users")
         if cfg.devices_per_user < 1 or cfg.messages < 1 or cfg.rate <= 0:
@@ -217,6 +249,11 @@ class LoadGen:
             members = list(dict.fromkeys(self.users[(g * cfg.group_size + j) % cfg.users]
                                          for j in range(cfg.group_size)))
             self.groups.append(Group(g, members))
+        self.part = part
+        self.local_users = [u for u in self.users if part is None or owner_of(u.idx, cfg) == part]
+        self.local_devices = [d for u in self.local_users for d in u.devices]
+        self.local_idx = {d.idx for d in self.local_devices}
+        self._group_local = {g.idx: {d.idx for d in g.devices if d.idx in self.local_idx} for g in self.groups}
         self.msgs: dict[tuple[str, str], Msg] = {}
         self.stats = Stats()
         self.session: aiohttp.ClientSession | None = None
@@ -291,7 +328,7 @@ class LoadGen:
         elif dev is msg.sender:
             msg.echo = t
         elif dev.idx in msg.expected:
-            msg.got[dev.idx] = t
+            msg.got[dev.idx] = t if msg.local else time.time()
         else:
             stats.wrong_device += 1
 
@@ -343,26 +380,38 @@ class LoadGen:
         await asyncio.gather(*(one(i) for i in items))
 
     async def setup(self) -> None:
-        cfg = self.cfg
-        deadline = perf_counter() + cfg.setup_timeout_s
+        deadline = perf_counter() + self.cfg.setup_timeout_s
+        await self.connect_all()
+        await self.create_groups(deadline)
+        await self.await_conversations(deadline)
+
+    async def connect_all(self) -> None:
+        """Sign in (this process's) users and open their devices' WebSockets."""
         t = perf_counter()
-        await self._bounded(self._sign_in, self.users)
+        await self._bounded(self._sign_in, self.local_users)
         self.timings["sign_in_s"] = perf_counter() - t
         t = perf_counter()
-        await self._bounded(self._connect, self.devices)
+        await self._bounded(self._connect, self.local_devices)
         self.timings["connect_s"] = perf_counter() - t
+
+    async def create_groups(self, deadline: float) -> None:
+        """Create the groups whose creator (first member) is one of this process's users."""
         t = perf_counter()
-        await self._bounded(lambda g: self._create_group(g, deadline), self.groups)
+        mine = [g for g in self.groups if g.members[0].devices[0].idx in self.local_idx]
+        await self._bounded(lambda g: self._create_group(g, deadline), mine)
         self.timings["groups_s"] = perf_counter() - t
-        # Every member device should get each group's `conversation` frame (fan-out check).
+
+    async def await_conversations(self, deadline: float) -> None:
+        """Every (local) member device should get its groups' `conversation` frames (fan-out check)."""
         t = perf_counter()
-        while perf_counter() < min(deadline, t + 10.0):
-            missing = sum(1 for g in self.groups for d in g.devices if g.conversation_id not in d.conversations)
-            if not missing:
-                break
+
+        def missing() -> int:
+            return sum(1 for g in self.groups for d in g.devices
+                       if d.idx in self.local_idx and g.conversation_id not in d.conversations)
+
+        while perf_counter() < min(deadline, t + 10.0) and missing():
             await asyncio.sleep(0.02)
-        self.missing_conversation_frames = sum(
-            1 for g in self.groups for d in g.devices if g.conversation_id not in d.conversations)
+        self.missing_conversation_frames = missing()
         self.timings["conversation_frames_s"] = perf_counter() - t
 
     # --- phases ----------------------------------------------------------------------------
@@ -375,10 +424,12 @@ class LoadGen:
         for i in range(start, start + count):
             g = self.groups[i % n]
             turn = i // n
-            user = g.members[turn % len(g.members)]
-            dev = user.devices[(turn // len(g.members)) % len(user.devices)]
+            senders = min(cfg.senders, len(g.members)) if cfg.senders > 0 else len(g.members)
+            user = g.members[turn % senders]
+            dev = user.devices[(turn // senders) % len(user.devices)]
             cmid = f"{self.run_id}.{phase}.{i}"
-            msg = Msg(i, phase, g, dev, cmid, f"{phase} {i} {pad}")
+            msg = Msg(i, phase, g, dev, cmid, f"{phase} {i} {pad}", self._group_local[g.idx],
+                      dev.idx in self.local_idx)
             self.msgs[(user.user_id, cmid)] = msg
             out.append(msg)
         return out
@@ -399,21 +450,30 @@ class LoadGen:
         n = len(self.groups) if self.cfg.warmup < 0 else self.cfg.warmup
         t = perf_counter()
         for msg in self.plan("warmup", n):
+            if not msg.local:
+                continue
             msg.t_send = msg.t_sched = perf_counter()
             await msg.sender.ws.send_str(msg.frame)  # type: ignore[union-attr]
             await self._drain([msg], self.cfg.drain_timeout_s)
         self.warmup_msgs = [m for m in self.msgs.values() if m.phase == "warmup"]
         self.timings["warmup_s"] = perf_counter() - t
 
-    async def measure(self) -> tuple[list[Msg], float, float]:
+    async def measure(self, phase: str = "m", rate: float | None = None, count: int | None = None,
+                      t0: float | None = None, drain: bool = True) -> tuple[list[Msg], float, float]:
+        """Send ``count`` messages (default ``--messages``) at ``rate`` msg/s in total from ``t0``
+        (a perf_counter time; default now); this process sends only its own users' share."""
         cfg = self.cfg
-        msgs = self.plan("m", cfg.messages)
-        budget = cfg.messages / cfg.rate * 3 + 30.0
-        t0 = perf_counter() + 0.01
+        rate = rate or cfg.rate
+        count = count or cfg.messages
+        msgs = self.plan(phase, count)
+        t0 = perf_counter() + 0.01 if t0 is None else t0
+        budget = count / rate * 3 + 30.0 + max(0.0, t0 - perf_counter())
         try:
             async with asyncio.timeout(budget):
                 for i, msg in enumerate(msgs):
-                    target = t0 + i / cfg.rate
+                    if not msg.local:
+                        continue
+                    target = t0 + i / rate
                     delay = target - perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
@@ -427,7 +487,8 @@ class LoadGen:
         except TimeoutError:
             pass  # the unsent ones keep t_send None and are reported as not sent
         t_sent = perf_counter()
-        self.timings["drain_s"] = await self._drain(msgs, cfg.drain_timeout_s)
+        if drain:
+            self.timings["drain_s"] = await self._drain(msgs, cfg.drain_timeout_s)
         return msgs, t0, t_sent
 
     async def close(self) -> None:
@@ -452,6 +513,9 @@ class LoadGen:
         ack_ms = [(m.t_ack - m.t_send) * 1000 for m in acked]  # type: ignore[operator]
         deliver_ms = [(t - m.t_send) * 1000 for m in sent for t in m.got.values()]  # type: ignore[operator]
         echo_ms = [(m.echo - m.t_send) * 1000 for m in sent if m.echo is not None]  # type: ignore[operator]
+        # per message that reached every expected device: send -> the last of them has it (fan-out)
+        last_ms = [(max(m.got.values()) - m.t_send) * 1000 for m in sent  # type: ignore[operator]
+                   if m.got and len(m.got) == len(m.expected)]
         lag_ms = [(m.t_send - m.t_sched) * 1000 for m in sent]  # type: ignore[operator]
         expected = sum(len(m.expected) for m in sent if m.error is None or m.t_ack is not None)
         received = sum(len(m.got) for m in sent)
@@ -502,6 +566,7 @@ class LoadGen:
             "ack_ms": percentiles(ack_ms),
             "deliver_ms": percentiles(deliver_ms),
             "echo_ms": percentiles(echo_ms),
+            "last_delivery_ms": percentiles(last_ms),
             "send_to_sequenced_ms": percentiles(to_seq),
             "sequenced_to_ack_ms": percentiles(seq_to_ack),
             "timeline": timeline,
@@ -534,7 +599,13 @@ async def run(cfg: Config, on_measure_start: Callable[[], Any] | None = None,
 
     ``raw``: also return ``result["_messages"]`` (per message: sender, client_msg_id, wall-clock
     send and ack times), for tracing the message through the topics (bench.trace_topics).
+    With ``cfg.procs`` > 1 the load runs in that many worker processes (``bench.procs``); this
+    process only drives and merges them, and blocks while it does.
     """
+    if cfg.procs > 1:
+        from bench import procs
+        uv = type(asyncio.get_event_loop_policy()).__module__.startswith("uvloop")
+        return procs.run(cfg, on_measure_start, on_measure_end, raw, uvloop=uv)
     gen = LoadGen(cfg)
     gen.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     lag = LoopLag()
@@ -643,6 +714,10 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout_s)
     p.add_argument("--request-timeout", type=float, default=d.request_timeout_s)
     p.add_argument("--run-id", default="")
+    p.add_argument("--senders", type=int, default=d.senders,
+                   help="only the first N members of each group send (default 0: all take turns)")
+    p.add_argument("--procs", type=int, default=d.procs,
+                   help="load generator processes; each holds its share of the users and sends at rate/N")
     p.add_argument("--no-uvloop", action="store_true")
     p.add_argument("--json", type=Path, help="write the results dict here")
     p.add_argument("--markdown", type=Path, help="append a markdown section here")
@@ -654,7 +729,7 @@ def config_from(args: argparse.Namespace) -> Config:
                   devices_per_user=args.devices_per_user, messages=args.messages, rate=args.rate,
                   body_bytes=args.body_bytes, warmup=args.warmup, setup_timeout_s=args.setup_timeout,
                   drain_timeout_s=args.drain_timeout, request_timeout_s=args.request_timeout,
-                  run_id=args.run_id)
+                  run_id=args.run_id, senders=args.senders, procs=args.procs)
 
 
 def main(argv: list[str] | None = None) -> int:

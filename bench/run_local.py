@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import re
@@ -26,9 +27,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, Iterator
 
 import aiohttp
 import orjson
@@ -102,6 +104,55 @@ def proc_sample(pid: int | None) -> dict[str, float] | None:
         return {"cpu_s": (int(stat[11]) + int(stat[12])) / _TICK, "rss_mib": rss_kb / 1024}
     except (OSError, IndexError, ValueError):
         return None
+
+
+class CpuSampler:
+    """CPU of named processes over a measured phase: totals between ``start()`` and ``stop()``,
+    and samples every ``interval`` seconds (a helper thread) for the peaks."""
+
+    def __init__(self, pids: dict[str, int | None], interval: float = 0.5) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.marks: dict[str, dict[str, Any]] = {}
+        self.series: list[dict[str, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _snap(self) -> dict[str, Any]:
+        return {"t": perf_counter(), **{n: proc_sample(pid) for n, pid in self.pids.items()}}
+
+    def _sample(self) -> None:
+        prev = self._snap()
+        while not self._stop.wait(self.interval):
+            cur = self._snap()
+            dt = cur["t"] - prev["t"]
+            self.series.append({n: round((cur[n]["cpu_s"] - prev[n]["cpu_s"]) / dt * 100)
+                                for n in self.pids if cur.get(n) and prev.get(n)})
+            prev = cur
+
+    def start(self) -> None:
+        self.marks["start"] = self._snap()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.marks["end"] = self._snap()
+        self._stop.set()
+
+    def wall_s(self) -> float:
+        return self.marks["end"]["t"] - self.marks["start"]["t"]
+
+    def usage(self) -> dict[str, dict[str, Any]]:
+        """Per process: CPU s, mean and peak % of one core, RSS MiB at the end."""
+        wall = self.wall_s()
+        cpu = {}
+        for name in self.pids:
+            a, b = self.marks["start"].get(name), self.marks["end"].get(name)
+            if a and b:
+                used = b["cpu_s"] - a["cpu_s"]
+                peak = max((x.get(name, 0) for x in self.series), default=0)
+                cpu[name] = {"cpu_s": used, "pct_core": used / wall * 100, "peak_pct_core": peak,
+                             "rss_mib": b["rss_mib"]}
+        return cpu
 
 
 PRODUCT_DIRS = ("chat", "gateway", "streams", "projections", "infra", "schemas")
@@ -276,7 +327,86 @@ def log_findings(base: Path) -> dict[str, Any]:
     return found
 
 
+@dataclass
+class Running:
+    """A started local system (``local_system``): its directory, stack, system and start-up times."""
+    base: Path
+    stack: LocalStack
+    system: System
+    startup: dict[str, float]
+    logs: dict[str, Any] = field(default_factory=dict)  # log_findings(), filled in once it is stopped
+
+    def pids(self) -> dict[str, int | None]:
+        return {"worker": self.system.workers[0].pid, "gateway": self.system.gateways[0].pid,
+                "tansu": self.stack.tansu.pid if self.stack.tansu else None,
+                "redis": self.stack.redis.pid if self.stack.redis else None}
+
+    def died(self) -> list[str]:
+        return [s.name for s in self.system.workers + self.system.gateways + self.stack.services if not s.running]
+
+
+@contextlib.contextmanager
+def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: bool = False) -> Iterator[Running]:
+    """A memory ``LocalStack`` and a ``System`` (one worker, one gateway) in a temporary directory,
+    up to the first full message round trip; always stopped on leaving (error and Ctrl-C too).
+    The directory (logs) is removed after a clean exit unless ``keep``."""
+    base = Path(tempfile.mkdtemp(prefix="chat-bench-"))
+    print(f"working directory: {base}", file=sys.stderr)
+    ok = False
+    stack = LocalStack(base / "stack", durable=False, topics={})
+    system: System | None = None
+    running: Running | None = None
+    try:
+        t = perf_counter()
+        stack.start()
+        stack_s = perf_counter() - t
+        system = System(stack, base / "system", partitions=partitions, **(env or {}))
+        startup = start_and_time_health(system)
+        t0 = startup.pop("t0")
+        startup.update(asyncio.run(first_round_trip(system.url(), t0)))
+        startup["stack_start_s"] = stack_s
+        print("start-up: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()), file=sys.stderr)
+        running = Running(base, stack, system, startup)
+        yield running
+        ok = True
+    finally:
+        try:
+            if system is not None:
+                system.stop()
+        finally:
+            stack.stop()
+        if running is not None:
+            running.logs = log_findings(base)
+        if ok and not keep:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"kept {base} (logs under logs/ and system/logs/)", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------- report
+
+def cpu_lines(cpu: dict[str, dict[str, Any]], wall: float, cores: int | None) -> list[str]:
+    """A markdown table of ``CpuSampler.usage()`` (plus any other rows of the same shape)."""
+    lines = [f"CPU during the measured phase ({wall:.1f} s wall, "
+             f"{cores} cores = {wall * (cores or 1):.1f} core-seconds available):", "",
+             "| process | CPU s | mean % of one core | peak % (0.5 s samples) | RSS MiB after |",
+             "|---|---|---|---|---|"]
+    for name, v in cpu.items():
+        peak = "–" if v.get("peak_pct_core") is None else f"{v['peak_pct_core']:.0f}"
+        rss = "–" if v.get("rss_mib") is None else f"{v['rss_mib']:.0f}"
+        lines.append(f"| {name} | {v['cpu_s']:.2f} | {v['pct_core']:.0f} | {peak} | {rss} |")
+    return lines
+
+
+def timeline_lines(tl: list[dict[str, Any]]) -> list[str]:
+    """A markdown table of a run's ``timeline`` (loadgen results)."""
+    lines = ["Over the send window (by send time): messages sent, acks arriving, send→ack of what was sent:", "",
+             "| t (s) | sent | acks arriving | ack p50 ms | ack max ms |", "|---|---|---|---|---|"]
+    for row in tl:
+        lines.append(f"| {row['t_s']:.2f} | {row['sent']} | {row['acks_arriving']} | "
+                     f"{loadgen._f(row['ack_p50_ms'])} | {loadgen._f(row['ack_max_ms'])} |")
+    return lines
+
 
 def section(r: dict[str, Any]) -> str:
     m = r["machine"]
@@ -307,20 +437,10 @@ def section(r: dict[str, Any]) -> str:
         lines.append(f"| {k} | {v} |")
     cpu = r.get("process_cpu", {})
     if cpu:
-        lines += ["", f"CPU during the measured phase ({r['measured_wall_s']:.1f} s wall, "
-                      f"{m['cores']} cores = {r['measured_wall_s'] * m['cores']:.1f} core-seconds available):", "",
-                  "| process | CPU s | mean % of one core | peak % (0.5 s samples) | RSS MiB after |",
-                  "|---|---|---|---|---|"]
-        for name, v in cpu.items():
-            peak = "–" if v.get("peak_pct_core") is None else f"{v['peak_pct_core']:.0f}"
-            lines.append(f"| {name} | {v['cpu_s']:.2f} | {v['pct_core']:.0f} | {peak} | {v['rss_mib']:.0f} |")
+        lines += [""] + cpu_lines(cpu, r["measured_wall_s"], m["cores"])
     tl = r.get("timeline", [])
     if tl:
-        lines += ["", "Over the send window (by send time): messages sent, acks arriving, send→ack of what was sent:", "",
-                  "| t (s) | sent | acks arriving | ack p50 ms | ack max ms |", "|---|---|---|---|---|"]
-        for row in tl:
-            lines.append(f"| {row['t_s']:.2f} | {row['sent']} | {row['acks_arriving']} | "
-                         f"{loadgen._f(row['ack_p50_ms'])} | {loadgen._f(row['ack_max_ms'])} |")
+        lines += [""] + timeline_lines(tl)
     tr = r.get("trace", {})
     if tr.get("stages_ms"):
         lines += ["", f"Where send→ack goes (records' CreateTime vs client clock; {tr['matched']} of {tr['of']} "
@@ -392,54 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {cfg.rate / cfg.users:.0f} msg/s per user is above PROTOCOL.md's 50/s sustained limit",
               file=sys.stderr)
 
-    base = Path(tempfile.mkdtemp(prefix="chat-bench-"))
-    print(f"working directory: {base}", file=sys.stderr)
-    ok = False
-    stack = LocalStack(base / "stack", durable=False, topics={})
-    system: System | None = None
-    result: dict[str, Any] = {}
-    try:
-        t = perf_counter()
-        stack.start()
-        stack_s = perf_counter() - t
-        system = System(stack, base / "system", partitions=args.partitions, **extra_env)
-        startup = start_and_time_health(system)
-        t0 = startup.pop("t0")
-        startup.update(asyncio.run(first_round_trip(system.url(), t0)))
-        startup["stack_start_s"] = stack_s
-        print("start-up: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()), file=sys.stderr)
-
-        procs = {"worker": system.workers[0].pid, "gateway": system.gateways[0].pid,
-                 "tansu": stack.tansu.pid if stack.tansu else None,
-                 "redis": stack.redis.pid if stack.redis else None}
-        marks: dict[str, Any] = {}
-        sampler_stop = threading.Event()
-        series: list[dict[str, Any]] = []
-
-        def snap() -> dict[str, Any]:
-            return {"t": perf_counter(), **{n: proc_sample(pid) for n, pid in procs.items()}}
-
-        def sample(interval: float = 0.5) -> None:
-            prev = snap()
-            while not sampler_stop.wait(interval):
-                cur = snap()
-                dt = cur["t"] - prev["t"]
-                series.append({n: round((cur[n]["cpu_s"] - prev[n]["cpu_s"]) / dt * 100)
-                               for n in procs if cur.get(n) and prev.get(n)})
-                prev = cur
-
-        sampler = threading.Thread(target=sample, daemon=True)
-
-        def on_start() -> None:
-            marks["start"] = snap()
-            sampler.start()
-
-        def on_end() -> None:
-            marks["end"] = snap()
-            sampler_stop.set()
-
+    with local_system(args.partitions, extra_env, args.keep) as running:
+        system, stack, startup = running.system, running.stack, running.startup
+        sampler = CpuSampler(running.pids())
         cfg.url = system.url()
-        result = asyncio.run(loadgen.run(cfg, on_start, on_end, raw=True))
+        result = asyncio.run(loadgen.run(cfg, sampler.start, sampler.stop, raw=True))
         result["server_metrics"] = scrape_metrics(system.url())
         try:
             st = system.settings
@@ -450,34 +527,17 @@ def main(argv: list[str] | None = None) -> int:
                                                  result.pop("_messages"))
         except Exception as exc:  # a diagnostic: never fail the run for it
             result["trace"] = {"error": repr(exc)}
-        wall = marks["end"]["t"] - marks["start"]["t"]
+        wall = sampler.wall_s()
         result["measured_wall_s"] = wall
-        cpu = {}
-        for name in procs:
-            a, b = marks["start"].get(name), marks["end"].get(name)
-            if a and b:
-                used = b["cpu_s"] - a["cpu_s"]
-                peak = max((x.get(name, 0) for x in series), default=0)
-                cpu[name] = {"cpu_s": used, "pct_core": used / wall * 100, "peak_pct_core": peak,
-                             "rss_mib": b["rss_mib"]}
+        cpu = sampler.usage()
         cpu["load generator"] = {"cpu_s": result["loadgen_cpu_s"],
                                  "pct_core": result["loadgen_cpu_s"] / wall * 100, "peak_pct_core": None,
                                  "rss_mib": proc_sample(os.getpid())["rss_mib"]}  # type: ignore[index]
         result["process_cpu"] = cpu
-        result["cpu_series_pct"] = series
-        result["died"] = [s.name for s in system.workers + system.gateways + stack.services if not s.running]
+        result["cpu_series_pct"] = sampler.series
+        result["died"] = running.died()
         result.pop("hooks", None)
-        ok = True
-    finally:
-        if system is not None:
-            system.stop()
-        stack.stop()
-        if result:
-            result["logs"] = log_findings(base)
-        if ok and not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"kept {base} (logs under logs/ and system/logs/)", file=sys.stderr)
+    result["logs"] = running.logs
 
     result["startup"] = {k: round(v, 3) for k, v in startup.items()}
     result["machine"] = machine()

@@ -15,10 +15,11 @@ idempotent by ``client_msg_id``; clients re-send).
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -43,6 +44,10 @@ class AsyncProducer:
         # Each producer's unsettled futures: what its purge does not report is failed by hand.
         self._pending_lock = threading.Lock()
         self._pending: set[asyncio.Future[int]] = set()
+        # Delivery reports gathered during one poll(), handed to their loops in one wake-up
+        # each (a call_soon_threadsafe per record was a tenth of a busy process's time).
+        self._reports: collections.deque[tuple[asyncio.AbstractEventLoop, Callable[..., None], Any, int]] = \
+            collections.deque()
         self._producer = self._new_producer()
         self.renewals = 0
         self._stop = threading.Event()
@@ -66,6 +71,7 @@ class AsyncProducer:
                 log.error("kafka producer: %s", exc.args[0])
                 if exc.args[0].fatal():
                     self._fatal.set()
+            self._hand_over()
             if self._fatal.is_set():
                 self.renew()
 
@@ -82,6 +88,7 @@ class AsyncProducer:
             # The purged records' delivery callbacks: those of in-flight records come from the
             # broker threads a little later, so one poll(0) missed some and their senders hung.
             old.flush(5)
+            self._hand_over()
         except KafkaException as exc:
             log.warning("purging the failed producer: %s", exc.args[0])
         with self._pending_lock:
@@ -106,8 +113,8 @@ class AsyncProducer:
             else:
                 future.set_exception(Unavailable(f"broker refused a record for {topic}: {err.str()}"))
 
-        def done(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(settle, err, msg.offset() if err is None else -1)
+        def done(err: KafkaError | None, msg: Message) -> None:  # in poll() or flush()
+            self._reports.append((loop, settle, err, msg.offset() if err is None else -1))
 
         kwargs: dict[str, Any] = {"key": key, "on_delivery": done}
         if partition is not None:
@@ -119,6 +126,7 @@ class AsyncProducer:
             producer.produce(topic, value, **kwargs)
         except BufferError:
             producer.poll(0)
+            self._hand_over()
             _fail(future, Unavailable("the producer queue is full"))
         except KafkaException as exc:
             _fail(future, Unavailable(f"cannot queue a record for {topic}: {exc}"))
@@ -127,6 +135,21 @@ class AsyncProducer:
         with self._pending_lock:
             pending.discard(future)
         return future
+
+    def _hand_over(self) -> None:
+        """The delivery reports gathered so far, to their loops: one call per loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Callable[..., None], Any, int]]] = {}
+        while True:
+            try:
+                loop, settle, err, offset = self._reports.popleft()
+            except IndexError:
+                break
+            by_loop.setdefault(loop, []).append((settle, err, offset))
+        for loop, reports in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, reports)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
 
     def reachable(self, topic: str, timeout: float = 2.0) -> bool:
         try:
@@ -137,8 +160,14 @@ class AsyncProducer:
 
     def close(self, timeout: float = 10.0) -> None:
         self._producer.flush(timeout)
+        self._hand_over()
         self._stop.set()
         self._thread.join(timeout)
+
+
+def _settle_all(reports: list[tuple[Callable[..., None], Any, int]]) -> None:
+    for settle, err, offset in reports:
+        settle(err, offset)
 
 
 def _fail(future: asyncio.Future[int], error: Exception) -> None:

@@ -52,7 +52,10 @@ class Gateway:
 
     async def require_member(self, conversation_id: str, user_id: str) -> str:
         """The user's role; unknown conversations and non-members read the same (nothing leaks)."""
-        role = await self.conversations.role(conversation_id, user_id)
+        return self.member(await self.conversations.role(conversation_id, user_id))
+
+    @staticmethod
+    def member(role: str | None) -> str:
         if role is None:
             raise NotFound("no such conversation")
         return role

@@ -253,9 +253,9 @@ async def post_message(request: web.Request) -> web.Response:
     data["conversation_id"] = request.match_info["conversation_id"]
     request_id = new_request()
     command = gw.send_command(user_id, data, None, request_id)
-    await admit_send(gw, command)
+    role = await admit_send(gw, command)  # with the sender's role, in one round trip
     command = await attach_media(gw, command)
-    await gw.require_member(command.conversation_id, user_id)
+    gw.member(role)
     status, frame = await gw.request(command, command.conversation_id, request_id)
     gw.metrics.acked(user_id, command.client_msg_id)
     return json(frame, status)

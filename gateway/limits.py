@@ -13,13 +13,14 @@ Connections: the user's live device entries in the connection registry (see
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from chat.errors import RateLimited, Unavailable
 from chat.events import MessageSendRequested
+from chat.redis_pool import Script, run_pipeline
 from chat.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class TokenBucket:
         self.prefix = prefix
         self.burst = burst
         self.per_s = per_s
-        self._script = client.register_script(TOKEN_BUCKET_LUA)
+        self.script = Script(client, TOKEN_BUCKET_LUA)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -72,10 +73,14 @@ class TokenBucket:
     async def take(self, name: str) -> int:
         """Spend one token of ``name``: 0 if there was one, else the ms until one is back."""
         try:
-            allowed, retry_after_ms = await self._script(keys=[self.key(name)], args=[self.burst, self.per_s])
+            allowed, retry_after_ms = await self.script(keys=[self.key(name)], args=[self.burst, self.per_s])
         except RedisError as exc:
             raise Unavailable("the rate limiter is unreachable") from exc
         return 0 if allowed else int(retry_after_ms)
+
+    def take_in(self, pipe: Any, name: str) -> None:
+        """``take`` queued on a pipeline; its reply is ``[allowed, retry_after_ms]``."""
+        self.script.queue(pipe, [self.key(name)], [self.burst, self.per_s])
 
 
 def send_bucket(client: redis.Redis, settings: Settings) -> TokenBucket:
@@ -83,18 +88,30 @@ def send_bucket(client: redis.Redis, settings: Settings) -> TokenBucket:
     return TokenBucket(client, SEND_PREFIX, settings.rate_burst, settings.rate_per_s)
 
 
-async def admit_send(gw: Gateway, command: MessageSendRequested) -> None:
+async def admit_send(gw: Gateway, command: MessageSendRequested) -> str | None:
     """Spend one of the sender's tokens; ``RateLimited`` (ref: the client_msg_id) if none is left.
+    Returns the sender's role in the conversation (None: not a member), read in the same round
+    trip, for the caller to check (``Gateway.member``) once the rest of the send is checked.
 
     Called on every send path (WebSocket ``send``, HTTP POST) once the send is valid and
     before its command is produced.
     """
-    retry_after_ms = await gw.send_limit.take(command.sender_id)
+    def build(pipe: Any) -> None:
+        gw.send_limit.take_in(pipe, command.sender_id)
+        gw.conversations.role_in(pipe, command.conversation_id, command.sender_id)
+
+    try:
+        # A NOSCRIPT ran nothing of the script, and reading the role twice changes nothing.
+        (allowed, retry_after_ms), role = await run_pipeline(gw.redis, build, gw.send_limit.script)
+    except RedisError as exc:
+        raise Unavailable("the rate limiter is unreachable") from exc
+    retry_after_ms = 0 if allowed else int(retry_after_ms)
     if retry_after_ms:
         gw.metrics.forget(command.sender_id, command.client_msg_id)  # never acked: no latency sample
         raise RateLimited(f"more than {gw.settings.rate_burst} messages at once or {gw.settings.rate_per_s:g} "
                           f"per second; retry in {retry_after_ms} ms",
                           retry_after_ms=retry_after_ms, ref=command.client_msg_id)
+    return role.decode() if role is not None else None
 
 
 async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> None:

@@ -1,7 +1,8 @@
 """This gateway's sockets, and the requests waiting for an answer from the stream workers.
 
 Each connection has an outbound queue drained by its own writer task, so frames reach a
-device in the order the delivery topic holds them and a slow socket delays nobody else.
+device in the order the delivery topic holds them and a slow socket delays nobody else. The
+task exists only while there is something to write: an idle connection holds none.
 """
 
 from __future__ import annotations
@@ -36,21 +37,21 @@ class Connection:
     conversation's messages in seq order, with no gap between the replay and live delivery.
     """
 
-    __slots__ = ("ws", "user_id", "device_id", "outbox", "ready", "writer", "held", "holds", "grace", "floor")
+    __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor", "closed")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
         self.ws = ws
         self.user_id = user_id
         self.device_id = device_id
         self.outbox: deque[bytes] = deque()
-        self.ready = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+        self.closed = False
         self.held: list[bytes] = []
         self.holds = 0
         self.grace: asyncio.TimerHandle | None = None
         # After a replay: conversation -> the seq it reached. Live frames still in flight at or
         # below it are dropped; an entry ends with the first newer frame (frames come in order).
         self.floor: dict[str, int] = {}
-        self.writer = asyncio.create_task(self._write())
 
     def push(self, frame: bytes) -> None:
         """Queue a live frame."""
@@ -77,7 +78,8 @@ class Connection:
             asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
             return
         self.outbox.append(frame)
-        self.ready.set()
+        if self.writer is None and not self.closed:
+            self.writer = asyncio.create_task(self._write())
 
     def hold(self) -> None:
         """Hold live messages back, with those queued but not yet written."""
@@ -113,17 +115,23 @@ class Connection:
             self.push(frame)
 
     async def _write(self) -> None:
-        while True:
-            await self.ready.wait()
+        try:
             while self.outbox:
                 frame = self.outbox.popleft()
                 if self.ws.closed:
+                    self.closed = True
                     return
-                try:
-                    await self.ws.send_frame(frame, WSMsgType.TEXT)
-                except (ConnectionError, RuntimeError):
-                    return
-            self.ready.clear()
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+        finally:
+            self.writer = None  # (no await between the last look at the outbox and this)
+
+    def close(self) -> None:
+        """The socket is gone: write nothing more."""
+        self.closed = True
+        if self.writer is not None:
+            self.writer.cancel()
 
     def send_now(self, frame: dict[str, Any]) -> None:
         self.replay(frames.encode(frame))
@@ -150,7 +158,7 @@ class Registry:
     async def remove(self, conn: Connection) -> None:
         # Local bookkeeping first and without awaiting: another device of the same user
         # may be closing at the same moment.
-        conn.writer.cancel()
+        conn.close()
         if conn.grace is not None:
             conn.grace.cancel()
         devices = self.by_user.get(conn.user_id)

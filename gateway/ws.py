@@ -97,9 +97,9 @@ async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
 
 async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     command = gw.send_command(conn.user_id, frame, conn.device_id)
-    await admit_send(gw, command)
+    role = await admit_send(gw, command)  # with the sender's role, in one round trip
     command = await attach_media(gw, command)
-    await gw.require_member(command.conversation_id, conn.user_id)
+    gw.member(role)
     future = gw.producer.send(command, command.conversation_id)
 
     def failed(fut: Any) -> None:

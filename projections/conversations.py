@@ -24,6 +24,7 @@ from chat.events import (
     ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
 )
 from chat.frames import message_object
+from chat.redis_pool import Script, run_pipeline
 
 # Moves conv:{id}:last forward only, so replaying old events changes nothing.
 _SET_LAST = """
@@ -64,24 +65,28 @@ def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
 
 
+_PROJECTED = (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded, MemberRemoved)
+
+
 class ConversationProjection:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._set_last = client.register_script(_SET_LAST)
+        self._set_last = Script(client, _SET_LAST)
 
     async def apply(self, events: Iterable[Event]) -> None:
-        """Write a batch of events in one pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
-        touched = False
-        for event in events:
-            if isinstance(event, MessageAccepted):
-                await self._set_last(keys=[_last(event.conversation_id)],
-                                     args=[event.seq, orjson.dumps(message_object(event))], client=pipe)
-            elif not self._membership(pipe, event):
-                continue
-            touched = True
-        if touched:
-            await pipe.execute()
+        """Write a batch of events in one pipeline (safe to write twice)."""
+        relevant = [e for e in events if isinstance(e, _PROJECTED)]
+
+        def build(pipe: Any) -> None:
+            for event in relevant:
+                if isinstance(event, MessageAccepted):
+                    self._set_last.queue(pipe, [_last(event.conversation_id)],
+                                         [event.seq, orjson.dumps(message_object(event))])
+                else:
+                    self._membership(pipe, event)
+
+        if relevant:
+            await run_pipeline(self.redis, build, self._set_last)
 
     @staticmethod
     def _membership(pipe: Any, event: Event) -> bool:
@@ -118,6 +123,11 @@ class ConversationProjection:
 
     async def role(self, conversation_id: str, user_id: str) -> str | None:
         return _text(await self.redis.hget(_members(conversation_id), user_id))
+
+    @staticmethod
+    def role_in(pipe: Any, conversation_id: str, user_id: str) -> None:
+        """``role`` queued on a pipeline; its reply is the role's bytes or None."""
+        pipe.hget(_members(conversation_id), user_id)
 
     async def access(self, conversation_id: str, user_id: str) -> tuple[str | None, int | None]:
         """(role if a member, else None; the last readable seq if a former member, else None)."""

@@ -93,7 +93,7 @@ class DeliveryRouter:
     def forget(self) -> None:
         self._members.clear()
 
-    async def _members_of(self, conversation_id: str) -> list[str]:
+    async def members_of(self, conversation_id: str) -> list[str]:
         members = self._members.get(conversation_id)
         if members is None:
             members = sorted(await self.conversations.members(conversation_id))
@@ -111,7 +111,7 @@ class DeliveryRouter:
                 self._members[cid] = sorted(m.user_id for m in event.members)
             if isinstance(event, (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded,
                                   MemberRemoved, ReceiptRecorded)):
-                members = await self._members_of(cid)
+                members = await self.members_of(cid)
                 if isinstance(event, MembersAdded):
                     members = self._members[cid] = sorted(set(members) | {m.user_id for m in event.members})
                 elif isinstance(event, MemberRemoved):

@@ -17,11 +17,12 @@ lease is live state, back within one heartbeat after a rebuild.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis.asyncio as redis
 
 from chat.events import Event, PresenceChanged
+from chat.redis_pool import Script, run_pipeline
 
 # KEYS[1]: presence:{user}. ARGV: status, last_seen, changed_at. Only newer changes apply.
 _APPLY = """
@@ -55,7 +56,7 @@ class PresenceProjection:
     def __init__(self, client: redis.Redis, ttl_s: float) -> None:
         self.redis = client
         self.ttl_ms = int(ttl_s * 1000)
-        self._apply = client.register_script(_APPLY)
+        self._apply = Script(client, _APPLY)
 
     async def apply(self, events: Iterable[Event]) -> list[PresenceChanged]:
         """Project ``PresenceChanged`` events (others are ignored), in one pipeline; returns those
@@ -63,11 +64,13 @@ class PresenceProjection:
         changes = [e for e in events if isinstance(e, PresenceChanged)]
         if not changes:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for event in changes:
-            await self._apply(keys=[_status(event.user_id)],
-                              args=[event.status, event.last_seen, event.changed_at], client=pipe)
-        return [e for e, applied in zip(changes, await pipe.execute()) if applied]
+
+        def build(pipe: Any) -> None:
+            for event in changes:
+                self._apply.queue(pipe, [_status(event.user_id)], [event.status, event.last_seen, event.changed_at])
+
+        # Run twice only when the script was missing, and then none of it ran the first time.
+        return [e for e, applied in zip(changes, await run_pipeline(self.redis, build, self._apply)) if applied]
 
     async def lease(self, partition: int, leases: dict[str, int], now_ms: int) -> None:
         """Users seen online now (user -> last connect or heartbeat): renew their leases."""

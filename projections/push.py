@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence
 
 import orjson
 import redis.asyncio as redis
@@ -104,16 +104,20 @@ def notification(m: MessageAccepted, user_id: str, device_id: str, reg: Registra
 
 class PushPlanner:
     def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry,
-                 devices: DeviceRegistry) -> None:
+                 devices: DeviceRegistry,
+                 members_of: Callable[[str], Awaitable[Iterable[str]]] | None = None) -> None:
         self.conversations = conversations
         self.connections = connections
         self.devices = devices
+        # The worker passes its delivery router's member cache: a Redis round trip per
+        # conversation and batch was the projector's slowest step.
+        self.members_of = members_of or conversations.members
 
     async def plan(self, events: Iterable[Event]) -> list[PushRequested]:
         messages = [e for e in events if isinstance(e, MessageAccepted)]
         if not messages:
             return []
-        members = {cid: set(await self.conversations.members(cid)) for cid in {m.conversation_id for m in messages}}
+        members = {cid: set(await self.members_of(cid)) for cid in {m.conversation_id for m in messages}}
         registered = {u: d for u, d in (await self.devices.of(set().union(*members.values()))).items() if d}
         if not registered:
             return []

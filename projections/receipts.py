@@ -8,11 +8,12 @@ message also moves its sender's watermarks: sending reads everything before it.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Any, Iterable
 
 import redis.asyncio as redis
 
 from chat.events import Event, MessageAccepted, ReceiptRecorded
+from chat.redis_pool import Script, run_pipeline
 
 # ARGV: field, seq, field, seq, ...; each field takes the larger value.
 _ADVANCE = """
@@ -37,24 +38,28 @@ def _key(conversation_id: str) -> str:
 class ReceiptProjection:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._advance = client.register_script(_ADVANCE)
+        self._advance = Script(client, _ADVANCE)
 
     async def apply(self, events: Iterable[Event]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        touched = False
+        """Advance the watermarks of a batch in one pipeline (forward only: safe twice)."""
+        advances: list[tuple[str, list[Any]]] = []
         for event in events:
             if isinstance(event, MessageAccepted):
-                marks = [f"{event.sender_id}|d", event.seq, f"{event.sender_id}|r", event.seq]
+                marks: list[Any] = [f"{event.sender_id}|d", event.seq, f"{event.sender_id}|r", event.seq]
             elif isinstance(event, ReceiptRecorded):
                 marks = [f"{event.user_id}|d", event.seq]
                 if event.status == "read":
                     marks += [f"{event.user_id}|r", event.seq]
             else:
                 continue
-            await self._advance(keys=[_key(event.conversation_id)], args=marks, client=pipe)
-            touched = True
-        if touched:
-            await pipe.execute()
+            advances.append((_key(event.conversation_id), marks))
+
+        def build(pipe: Any) -> None:
+            for key, marks in advances:
+                self._advance.queue(pipe, [key], marks)
+
+        if advances:
+            await run_pipeline(self.redis, build, self._advance)
 
     async def watermarks(self, conversation_id: str) -> dict[str, dict[str, int]]:
         """user -> {"delivered_seq", "read_seq"} for everyone who has any."""

@@ -25,7 +25,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
-from streams.retry import survives, until_written
+from streams.retry import survives, together, until_written
 from streams.topics import commands_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -96,17 +96,28 @@ async def project(stream: Any) -> None:
 
 
 async def project_batch(res: Resources, events: list[Any]) -> None:
-    # Timeline first: an ack reaches the client only after history returns the message.
-    with metrics.timed("timelines"):
-        await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
-                                    if isinstance(e, MessageAccepted)])
-    with metrics.timed("conversations"):
-        await res.conversations.apply(events)
-    with metrics.timed("receipts"):
-        await res.receipts.apply(events)
-    await res.media.apply(events)  # where each media was sent, before its message is delivered
-    await res.deliver(await res.router.route(events))
-    await res.push_offline(events)  # devices with no live connection: push notifications
+    """Write every projection of a batch, then deliver it: an ack reaches the client only once
+    history, the conversation list, the receipts and the media's whereabouts have the message.
+    The writes are independent of each other and run concurrently (they were one round trip
+    after another); the routing reads the conversation as its projection holds it after the batch."""
+
+    async def timelines() -> None:
+        with metrics.timed("timelines"):
+            await res.timelines.append([TimelineMessage(**message_object(e)) for e in events
+                                        if isinstance(e, MessageAccepted)])
+
+    async def conversations_then_route() -> list[Any]:
+        with metrics.timed("conversations"):
+            await res.conversations.apply(events)
+        return await res.router.route(events)
+
+    async def receipts() -> None:
+        with metrics.timed("receipts"):
+            await res.receipts.apply(events)
+
+    routed, *_ = await together(conversations_then_route(), timelines(), receipts(), res.media.apply(events))
+    # Devices with no live connection get push notifications.
+    await together(res.deliver(routed), res.push_offline(events))
 
 
 @app.on_partitions_revoked.connect

@@ -41,7 +41,7 @@ class Resources:
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
         self.push = PushPlanner(self.conversations, self.connections,
-                                DeviceRegistry(self.redis, settings.push_private_default))
+                                DeviceRegistry(self.redis, settings.push_private_default), self.router.members_of)
         self.presence = PresenceProjection(self.redis, settings.presence_ttl)
         self.presence_router = PresenceRouter(self.conversations, self.connections)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)

@@ -37,6 +37,17 @@ async def until_written(step: Callable[[], Awaitable[T]], what: str) -> T:
             delay = min(delay * 2, MAX_DELAY_S)
 
 
+async def together(*steps: Awaitable[Any]) -> list[Any]:
+    """Run steps concurrently and return their results in order. The first to fail cancels the
+    others and is raised as itself (not in an ExceptionGroup), so ``until_written`` sees it."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(step) for step in steps]  # type: ignore[arg-type]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
 def survives(what: str) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
     """For a Faust timer: a transient error is logged and the timer runs again next time.
     (A timer that raises crashes the whole worker; found by tests/faults under a Redis restart.)"""

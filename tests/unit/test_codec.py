@@ -9,7 +9,7 @@ import json
 import fastavro
 import pytest
 
-from chat.codec import SCHEMA_DIR, Codec, default_codec
+from chat.codec import ENVELOPE_LAYOUT, SCHEMA_DIR, Codec, default_codec, new_event_id, read_envelope, write_envelope
 from chat.errors import SchemaError
 from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
@@ -121,3 +121,33 @@ def test_old_writer_version_resolves_to_new_reader(tmp_path):
 
 def _payload(codec, data):
     return fastavro.schemaless_reader(io.BytesIO(data), codec.envelope)["payload"]
+
+
+ENVELOPES = [
+    ("", "", 0, 0, "", b""),
+    ("e" * 32, "MessageAccepted", 2, 1_764_000_000_000, "conv-é", b"\x00\xff" * 100),
+    ("x", "T", -1, -(2**63), "k" * 300, b"p" * 70_000),
+    ("x", "T", 2**31 - 1, 2**63 - 1, "👋", b"\x80"),
+]
+
+
+@pytest.mark.parametrize("fields", ENVELOPES)
+def test_the_hand_written_envelope_is_fastavros(fields):
+    """write_envelope/read_envelope give and take exactly the bytes of envelope.avsc."""
+    names = [name for name, _ in ENVELOPE_LAYOUT]
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, default_codec().envelope, dict(zip(names, fields)))
+    assert write_envelope(*fields) == expected.getvalue()
+    assert read_envelope(expected.getvalue()) == fields
+
+
+@pytest.mark.parametrize("data", [b"", b"\x02", b"\x02e\x7f", b"\xff" * 12, b"\x01", b"\x04\xff\xfe\x00\x00\x00\x00\x00"])
+def test_a_truncated_or_bad_envelope_raises_schema_error(data):
+    with pytest.raises(SchemaError):
+        read_envelope(data)
+
+
+def test_event_ids_are_unique_32_hex_digits():
+    ids = {new_event_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

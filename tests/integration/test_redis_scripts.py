@@ -1,0 +1,57 @@
+"""Lua scripts queued on pipelines (EVALSHA alone, no SCRIPT EXISTS first) on the real Redis:
+when Redis has lost its script cache (a restart, SCRIPT FLUSH) the pipeline is run again once
+the script is loaded, and what it wrote is as if it had run once."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest_asyncio
+import redis.asyncio as redis
+
+from chat.events import MessageAccepted, Origin, ReceiptRecorded
+from chat.redis_pool import Script, run_pipeline
+from projections.conversations import ConversationProjection
+from projections.receipts import ReceiptProjection
+
+INCR_BY = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(stack):
+    client = redis.Redis.from_url(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_a_pipeline_with_a_script_runs_after_the_script_cache_is_flushed(client):
+    key = f"t:{uuid.uuid4().hex}"
+    script = Script(client, INCR_BY)
+    await client.script_flush()
+    built = 0
+
+    def build(pipe):
+        nonlocal built
+        built += 1
+        script.queue(pipe, [key], [5])
+        pipe.get(key)
+
+    assert await run_pipeline(client, build, script) == [5, b"5"]
+    assert built == 2  # NOSCRIPT the first time: loaded, then built and run again
+    assert await run_pipeline(client, build, script) == [10, b"10"]
+    assert built == 3  # loaded now: one round trip
+    assert await script([key], [1]) == 11
+
+
+async def test_projections_write_through_a_flushed_script_cache(client):
+    cid = f"c-{uuid.uuid4().hex[:8]}"
+    conversations, receipts = ConversationProjection(client), ReceiptProjection(client)
+    accepted = MessageAccepted(cid, 3, "m3", "alice", "cm3", "hi", 1_000, Origin("gw"))
+    await client.script_flush()
+    await conversations.apply([accepted])
+    await client.script_flush()
+    await receipts.apply([accepted, ReceiptRecorded(cid, "bob", 2, "read", 1_001)])
+    seq, last = await conversations.last(cid)
+    assert (seq, last["body"]) == (3, "hi")
+    assert await receipts.watermarks(cid) == {"alice": {"delivered_seq": 3, "read_seq": 3},
+                                              "bob": {"delivered_seq": 2, "read_seq": 2}}
