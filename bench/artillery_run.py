@@ -20,21 +20,17 @@ import json
 import os
 import resource
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bench.run_local import (BENCH_DIR, append_results, code_version, first_round_trip, log_findings,
-                             machine_line, proc_sample, start_and_time_health)
-from infra.stack import LocalStack
+from bench.run_local import (BENCH_DIR, CpuSampler, Running, append_results, code_version, cpu_lines, local_system,
+                             machine_line)
 from tests.client import Client, full_history
-from tests.support import System
 
 ART_DIR = BENCH_DIR / "artillery"
 LATENCIES = {"chat.send_to_ack": "send→ack", "chat.send_to_deliver": "send→deliver (other members' devices)",
@@ -228,14 +224,12 @@ def section(r: dict[str, Any]) -> list[str]:
                          f"{_ms(p['ack_ms']).split(' (')[0]} |")
     cpu = r.get("cpu", {})
     if cpu:
-        lines += ["", f"CPU while the Artillery process ran ({r['artillery_wall_s']:.1f} s wall, its start-up "
-                  "and end included, so the means understate the load during the sends):", "",
-                  "| process | CPU s | mean % of one core |", "|---|---|---|"]
-        lines += [f"| {n} | {v:.1f} | {v / r['artillery_wall_s'] * 100:.0f} |" for n, v in cpu.items()]
-        other = r["machine_busy_s"] - sum(cpu.values())
-        lines.append(f"| everything else on the machine (other people's runs; /proc/stat) | {other:.1f} | "
-                     f"{other / r['artillery_wall_s'] * 100:.0f} |")
+        lines += ["", "The measured phase below is the Artillery process's whole life, its start-up and its "
+                      "last report included, so the means understate the load while the sends came in; the "
+                      "peaks do not.", ""]
+        lines += cpu_lines(cpu, r["artillery_wall_s"], os.cpu_count())
     notes = [f"{log}: " + "; ".join(f"{n}× {k}" for k, n in f["kinds"]) for log, f in r.get("logs", {}).items()]
+    notes[:0] = [f"process {name} exited during the run" for name in r.get("died", [])]
     if a["closed_early"]:
         notes.insert(0, f"{a['closed_early']} sockets closed by the server before their VU was done")
     if notes:
@@ -253,6 +247,35 @@ def print_summary(r: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- main
+
+def run_artillery(cmd: list[str], running: Running, timeout_s: float) -> tuple[dict[str, Any], float, int]:
+    """Run Artillery (output to artillery.log in the run's directory), sampling the CPU of the
+    system's processes, of Artillery's node process and of the whole machine meanwhile."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy = machine_busy_s()
+    with open(running.base / "artillery.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ART_DIR, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "NO_COLOR": "1"})
+        sampler = CpuSampler({**running.pids(), "artillery (node)": proc.pid})
+        sampler.start()
+        try:
+            rc = proc.wait(timeout_s)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            sampler.stop()
+    wall = sampler.wall_s()
+    cpu = sampler.usage()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    node_s = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime  # it has exited: from rusage
+    cpu["artillery (node)"] = {"cpu_s": node_s, "pct_core": node_s / wall * 100, "rss_mib": None,
+                               "peak_pct_core": max((x.get("artillery (node)", 0) for x in sampler.series), default=0)}
+    other = machine_busy_s() - busy - sum(v["cpu_s"] for v in cpu.values())
+    cpu["everything else on the machine (other people's runs; /proc/stat)"] = {
+        "cpu_s": other, "pct_core": other / wall * 100, "peak_pct_core": None, "rss_mib": None}
+    return cpu, wall, rc
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -279,60 +302,27 @@ def main(argv: list[str] | None = None) -> int:
     version = ensure_artillery()
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
 
-    base = Path(tempfile.mkdtemp(prefix="chat-artillery-"))
-    print(f"working directory: {base}", file=sys.stderr)
     run_id = f"art{int(time.time()) % 100000}"
     loadavg_before = os.getloadavg()[0]
-    stack = LocalStack(base / "stack", durable=False, topics={})
-    system: System | None = None
     r: dict[str, Any] = {}
-    ok = False
-    try:
-        stack.start()
-        system = System(stack, base / "system", partitions=args.partitions)
-        t0 = start_and_time_health(system)["t0"]
-        asyncio.run(first_round_trip(system.url(), t0))
-        url = system.url()
+    with local_system(args.partitions, keep=args.keep) as running:
+        url = running.system.url()
         groups = asyncio.run(prepare(url, run_id, args.vus, args.group_size))
-        csv = base / "users.csv"
+        csv = running.base / "users.csv"
         csv.write_text("user_id,conversation_id\n" + "".join(
             f"{user},{cid}\n" for cid, members in groups.items() for user, _ in members))
-        report = base / "report.json"
+        report = running.base / "report.json"
         cmd = artillery_command(url.replace("http", "ws", 1), report, csv, args.vus, args.ramp, messages,
                                 think_ms, args.body_bytes, args.ack_timeout)
-        procs = {"gateway": system.gateways[0].pid, "worker": system.workers[0].pid,
-                 "tansu": stack.tansu.pid if stack.tansu else None, "redis": stack.redis.pid if stack.redis else None}
-        before = {n: proc_sample(pid) for n, pid in procs.items()}
-        children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        busy = machine_busy_s()
-        t = time.monotonic()
-        with open(base / "artillery.log", "w") as log:
-            done = subprocess.run(cmd, cwd=ART_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                  timeout=args.ramp + args.duration * 3 + args.ack_timeout + 120,
-                                  env={**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "NO_COLOR": "1"})
-        r["artillery_wall_s"] = time.monotonic() - t
-        r["machine_busy_s"] = machine_busy_s() - busy
-        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        after = {n: proc_sample(pid) for n, pid in procs.items()}
-        if done.returncode != 0 or not report.exists():
-            raise RuntimeError(f"artillery exited {done.returncode}:\n{(base / 'artillery.log').read_text()[-3000:]}")
+        r["cpu"], r["artillery_wall_s"], rc = run_artillery(cmd, running, args.ramp + args.duration * 3
+                                                            + args.ack_timeout + 120)
+        if rc != 0 or not report.exists():
+            raise RuntimeError(f"artillery exited {rc}:\n{(running.base / 'artillery.log').read_text()[-3000:]}")
         r["artillery"] = parse_report(json.loads(report.read_text()))
         r["history"] = asyncio.run(read_back(url, groups, run_id, r["artillery"]["acks"]))
-        r["cpu"] = {n: after[n]["cpu_s"] - before[n]["cpu_s"] for n in procs if before.get(n) and after.get(n)}
-        r["cpu"]["artillery (node)"] = (after_children.ru_utime + after_children.ru_stime
-                                        - children.ru_utime - children.ru_stime)
         r["groups"] = len(groups)
-        ok = True
-    finally:
-        if system is not None:
-            system.stop()
-        stack.stop()
-        if r:
-            r["logs"] = log_findings(base / "system")
-        if ok and not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            print(f"kept {base} (artillery.log, report.json, users.csv, logs)", file=sys.stderr)
+        r["died"] = running.died()
+    r["logs"] = running.logs
 
     r.update(version=version, node=node, code=code_version(), date=time.strftime("%Y-%m-%d %H:%M %z"),
              command=".venv/bin/python -m bench.artillery_run " + shlex.join(argv),

@@ -73,10 +73,13 @@ def test_section_renders_the_figures_and_the_check():
          "date": "d", "command": "cmd", "loadavg": {"before": 0.1, "after": 0.2},
          "config": {"vus": 2, "ramp_s": 1, "group_size": 2, "messages": 1, "think_ms": 100, "body_bytes": 64,
                     "ack_timeout_s": 15, "partitions": 4},
-         "cpu": {"gateway": 1.0}, "machine_busy_s": 3.0, "artillery_wall_s": 10.0}
+         "cpu": {"gateway": {"cpu_s": 1.0, "pct_core": 10.0, "peak_pct_core": 35, "rss_mib": 70.0},
+                 "everything else": {"cpu_s": 2.0, "pct_core": 20.0, "peak_pct_core": None, "rss_mib": None}},
+         "artillery_wall_s": 10.0, "died": ["t1-worker1"]}
     text = "\n".join(section(r))
     assert "## Artillery (independent load tool), d" in text
     assert "| 10 / 9 / 1 |" in text and "| 2 / 1 / 0 |" in text and "29.7 / 37.7 / 43.4 / 43.6" in text
     assert "equal to the sends and acks" in text and "NOT equal" not in text
     assert "| 08:06:40 | 50 | 2 | 40 |" in text
-    assert "| everything else on the machine (other people's runs; /proc/stat) | 2.0 | 20 |" in text
+    assert "| gateway | 1.00 | 10 | 35 | 70 |" in text and "| everything else | 2.00 | 20 | – | – |" in text
+    assert "- process t1-worker1 exited during the run" in text
