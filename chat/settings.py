@@ -35,6 +35,7 @@ class Settings:
     # Longest a stream worker's fetch waits for records. Tansu answers only when it ends (no
     # long poll), so it bounds each hop's latency there; on Kafka 100-500 is fine.
     fetch_max_wait_ms: int = 10
+    batch_window_ms: float = 5.0  # the agents' batch: at most this long to gather (or 500 events)
     # Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Connections per process; a request waits up to redis_wait_s for a free one (then 503).

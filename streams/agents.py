@@ -31,7 +31,7 @@ from streams.topics import commands_topic, events_topic
 log = logging.getLogger(__name__)
 
 BATCH = 500
-WITHIN_S = 0.005
+WITHIN_S = settings.batch_window_ms / 1000  # how long a batch gathers before it is handled
 
 # One recovery per assigned commands partition, started at assignment and run concurrently;
 # the sequencer waits only for the partition of the command at hand.
