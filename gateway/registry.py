@@ -43,7 +43,8 @@ class Connection:
         self.ws = ws
         self.user_id = user_id
         self.device_id = device_id
-        self.outbox: deque[bytes] = deque()
+        # A deque only while frames wait (an empty one is over half a KiB, times every idle socket).
+        self.outbox: deque[bytes] | tuple[()] = ()
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
         self.held: list[bytes] = []
@@ -77,14 +78,16 @@ class Connection:
             log.warning("dropping slow device %s/%s", self.user_id, self.device_id)
             asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
             return
-        self.outbox.append(frame)
+        if not self.outbox:
+            self.outbox = deque()
+        self.outbox.append(frame)  # type: ignore[union-attr]
         if self.writer is None and not self.closed:
             self.writer = asyncio.create_task(self._write())
 
     def hold(self) -> None:
         """Hold live messages back, with those queued but not yet written."""
-        if self.holds == 0:
-            kept = deque()
+        if self.holds == 0 and self.outbox:
+            kept: deque[bytes] = deque()
             for frame in self.outbox:
                 (self.held if frame.startswith(MESSAGE_PREFIX) else kept).append(frame)
             self.outbox = kept
@@ -117,7 +120,7 @@ class Connection:
     async def _write(self) -> None:
         try:
             while self.outbox:
-                frame = self.outbox.popleft()
+                frame = self.outbox.popleft()  # type: ignore[union-attr]
                 if self.ws.closed:
                     self.closed = True
                     return
@@ -126,6 +129,8 @@ class Connection:
             self.closed = True
         finally:
             self.writer = None  # (no await between the last look at the outbox and this)
+            if not self.outbox:
+                self.outbox = ()
 
     def close(self) -> None:
         """The socket is gone: write nothing more."""
