@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from infra.stack import LocalStack  # noqa: E402
-from tests.support import System  # noqa: E402
+from tests.support import System, wait_workers  # noqa: E402
 
 RESULTS_HEADER = """# Benchmark results
 
@@ -337,7 +337,8 @@ class Running:
     logs: dict[str, Any] = field(default_factory=dict)  # log_findings(), filled in once it is stopped
 
     def pids(self) -> dict[str, int | None]:
-        return {"worker": self.system.workers[0].pid, "gateway": self.system.gateways[0].pid,
+        workers = {("worker" if i == 0 else f"worker{i + 1}"): w.pid for i, w in enumerate(self.system.workers)}
+        return {**workers, "gateway": self.system.gateways[0].pid,
                 "tansu": self.stack.tansu.pid if self.stack.tansu else None,
                 "redis": self.stack.redis.pid if self.stack.redis else None}
 
@@ -346,10 +347,12 @@ class Running:
 
 
 @contextlib.contextmanager
-def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: bool = False) -> Iterator[Running]:
-    """A memory ``LocalStack`` and a ``System`` (one worker, one gateway) in a temporary directory,
-    up to the first full message round trip; always stopped on leaving (error and Ctrl-C too).
-    The directory (logs) is removed after a clean exit unless ``keep``."""
+def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: bool = False,
+                 workers: int = 1) -> Iterator[Running]:
+    """A memory ``LocalStack`` and a ``System`` (``workers`` stream workers, one gateway) in a
+    temporary directory, up to the first full message round trip (and, with more workers, until
+    they share the partitions); always stopped on leaving (error and Ctrl-C too). The directory
+    (logs) is removed after a clean exit unless ``keep``."""
     base = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     print(f"working directory: {base}", file=sys.stderr)
     ok = False
@@ -364,6 +367,11 @@ def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: b
         startup = start_and_time_health(system)
         t0 = startup.pop("t0")
         startup.update(asyncio.run(first_round_trip(system.url(), t0)))
+        if workers > 1:
+            for _ in range(workers - 1):
+                system.start_worker()
+            wait_workers(system, workers, timeout=120)
+            startup["workers_settled_s"] = perf_counter() - t0
         startup["stack_start_s"] = stack_s
         print("start-up: " + ", ".join(f"{k} {v:.2f}" for k, v in startup.items()), file=sys.stderr)
         running = Running(base, stack, system, startup)

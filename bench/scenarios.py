@@ -110,8 +110,8 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(e.split("=", 1) for e in args.env)
     out: dict[str, Any] = {"scenario": name, "title": spec["title"](args), "steps": [], "stopped_because": None,
                            "load_average_before": os.getloadavg(), "env": env, "procs": cfg.procs,
-                           "partitions": args.partitions}
-    with local_system(args.partitions, env, args.keep) as running:
+                           "partitions": args.partitions, "workers": args.workers}
+    with local_system(args.partitions, env, args.keep, workers=args.workers) as running:
         cfg.url = running.system.url()
         with MultiLoad(cfg, uvloop=not args.no_uvloop) as load:
             load.setup()
@@ -156,7 +156,8 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
         f"\n## Scenario ({out['scenario']}): {out['title']}, {out['date']}{label}\n",
         f"{machine_line()} Load average before the run: {la}.",
         f"Command: `{command}`",
-        f"System: Tansu (memory) + Redis, 1 stream worker, 1 gateway, {out['partitions']} partitions"
+        f"System: Tansu (memory) + Redis, {out.get('workers', 1)} stream worker"
+        f"{'s' if out.get('workers', 1) > 1 else ''}, 1 gateway, {out['partitions']} partitions"
         + (f", environment `{' '.join(f'{k}={v}' for k, v in env.items())}`" if env else "")
         + f"; the load generator runs in {out['procs']} processes on the same machine. Code: {out['code']}.",
         f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
@@ -298,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--setup-timeout", type=float, default=180)
     p.add_argument("--drain-timeout", type=float, default=30)
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1, help="stream worker processes (default: 1)")
     p.add_argument("--env", action="append", default=[], metavar="CHAT_X=VALUE",
                    help="extra environment for the worker and gateway (repeatable)")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md", help="markdown file to append to")
