@@ -5,13 +5,14 @@ presence signals topic). The presence worker decides what that means (streams/pr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 from chat.events import PresenceSignal
 from chat.settings import Settings
 from gateway.kafka import CommandProducer
-from gateway.registry import Registry
+from gateway.registry import HEARTBEAT_CHUNK, Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,20 @@ class PresenceSignals:
     def disconnected(self, user_id: str, device_id: str) -> None:
         self._send(user_id, "disconnected", device_id, _now_ms())
 
-    def heartbeat(self) -> int:
-        """Every user connected here: still here, with these devices. Returns how many."""
+    async def heartbeat(self, users: list[str] | None = None, chunk: int = HEARTBEAT_CHUNK) -> int:
+        """``users`` (default: every user connected here): still here, with these devices.
+        Returns how many. ``chunk`` users at a time, yielding to the loop in between; a user
+        gone meanwhile gets no heartbeat."""
         now = _now_ms()
-        users = list(self.registry.by_user)
-        for user_id in users:
-            self._send(user_id, "heartbeat", None, now)
-        return len(users)
+        users = list(self.registry.by_user) if users is None else users
+        sent = 0
+        for i in range(0, len(users), chunk):
+            for user_id in users[i:i + chunk]:
+                if user_id in self.registry.by_user:
+                    self._send(user_id, "heartbeat", None, now)
+                    sent += 1
+            await asyncio.sleep(0)
+        return sent
 
 
 def _now_ms() -> int:

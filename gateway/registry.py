@@ -23,6 +23,7 @@ from projections.connections import ConnectionRegistry
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_FRAMES = 10_000
+HEARTBEAT_CHUNK = 200  # users per step of a heartbeat (connection directory, presence)
 
 
 MESSAGE_PREFIX = b'{"type":"message"'
@@ -180,10 +181,15 @@ class Registry:
         if device_gone:
             await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
 
-    async def refresh(self) -> None:
-        """Heartbeat: keep this gateway's entries alive in the shared directory."""
-        await self.directory.register(
-            [(u, d) for u, devices in self.by_user.items() for d in devices], self.gateway_id)
+    async def refresh(self, users: list[str] | None = None, chunk: int = HEARTBEAT_CHUNK) -> None:
+        """Heartbeat: keep this gateway's entries (of ``users``, default all) alive in the shared
+        directory, ``chunk`` users per round trip (one pipeline for thousands of users held the
+        loop for tens of ms; and each chunk is read when it goes, so a device gone meanwhile is
+        not written back)."""
+        users = list(self.by_user) if users is None else users
+        for i in range(0, len(users), chunk):
+            await self.directory.register(
+                [(u, d) for u in users[i:i + chunk] for d in self.by_user.get(u, ())], self.gateway_id)
 
     def dispatch(self, deliveries: list[Delivery]) -> None:
         """Write each delivery's frame to its targets' sockets here; answer waiting requests."""

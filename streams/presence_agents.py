@@ -31,7 +31,7 @@ from streams.topics import presence_signals_topic, presence_topic
 
 log = logging.getLogger(__name__)
 
-BATCH = 1_000
+BATCH = 200  # a gateway's heartbeat brings a signal per user: smaller batches let messages in between
 WITHIN_S = 0.005
 TICK_S = 0.5
 # A taken-over user stays online this long past the next gateway heartbeat at most, unless a
