@@ -85,6 +85,8 @@ def _stop_b(steps: list[dict[str, Any]], args: argparse.Namespace) -> str | None
     r = steps[-1]
     if (r["throughput_msg_s"] or 0) < 0.9 * r["offered_msg_s"]:
         return f"accepted {_f(r['throughput_msg_s'])} msg/s is under 90% of the {_f(r['offered_msg_s'])} offered"
+    if args.full_sweep:
+        return None
     over = [x["deliver_ms"]["p99"] is None or x["deliver_ms"]["p99"] > 2 * args.threshold_ms for x in steps[-2:]]
     if len(over) == 2 and all(over):
         return (f"p99 send→deliver was over twice the {args.threshold_ms:g} ms threshold in two steps running "
@@ -300,6 +302,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=float, default=30)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="stream worker processes (default: 1)")
+    p.add_argument("--full-sweep", action="store_true",
+                   help="b: go on past the latency threshold until the system saturates (the whole plot)")
     p.add_argument("--env", action="append", default=[], metavar="CHAT_X=VALUE",
                    help="extra environment for the worker and gateway (repeatable)")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md", help="markdown file to append to")
