@@ -77,13 +77,16 @@ async def sequence(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         pending: list[asyncio.Future[int]] = []
         metrics.events.labels("sequence").inc(len(batch))
-        for event in batch:
-            partition = event.message.partition
-            sequencer = await sequencer_for(partition)
-            now_ms = int(time.time() * 1000)
-            for out in sequencer.handle(event.value.event, now_ms=now_ms, new_id=new_message_id):
-                pending.append(res.publish(settings.events_topic, out, partition))
-        await asyncio.gather(*pending)
+        metrics.batch_size.labels("sequence").observe(len(batch))
+        with metrics.step("sequence", "handle"):
+            for event in batch:
+                partition = event.message.partition
+                sequencer = await sequencer_for(partition)
+                now_ms = int(time.time() * 1000)
+                for out in sequencer.handle(event.value.event, now_ms=now_ms, new_id=new_message_id):
+                    pending.append(res.publish(settings.events_topic, out, partition))
+        with metrics.step("sequence", "durable"):
+            await asyncio.gather(*pending)
 
 
 @app.agent(events_topic)
@@ -92,6 +95,7 @@ async def project(stream: Any) -> None:
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
         events = [e.value.event for e in batch]
         metrics.events.labels("project").inc(len(events))
+        metrics.batch_size.labels("project").observe(len(events))
         await until_written(lambda: project_batch(res, events), "projecting events")
 
 
@@ -115,9 +119,11 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
         with metrics.timed("receipts"):
             await res.receipts.apply(events)
 
-    routed, *_ = await together(conversations_then_route(), timelines(), receipts(), res.media.apply(events))
+    with metrics.step("project", "write"):
+        routed, *_ = await together(conversations_then_route(), timelines(), receipts(), res.media.apply(events))
     # Devices with no live connection get push notifications.
-    await together(res.deliver(routed), res.push_offline(events))
+    with metrics.step("project", "deliver"):
+        await together(res.deliver(routed), res.push_offline(events))
 
 
 @app.on_partitions_revoked.connect

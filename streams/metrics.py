@@ -2,6 +2,9 @@
 
 - ``chat_worker_events_total{agent}``: records each agent handled;
 - ``chat_projection_write_seconds{projection}``: one batch written to a projection;
+- ``chat_batch_step_seconds{agent,step}`` and ``chat_batch_size{agent}``: where an agent's batch
+  spends its time (``sequence``: ``handle``, then ``durable``, the wait for the broker to have
+  its events; ``project``: ``write``, the projections, then ``deliver``, delivery and push);
 - ``chat_consumer_lag{agent,topic,partition}`` and ``chat_consumer_committed_offset``: the
   consumer group's committed offsets against the reported high watermarks, read at scrape time
   (``chat.offsets``). On Tansu the high watermark is wrong, so this lag reads too low.
@@ -31,6 +34,14 @@ projection_write = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry)
 
 
+batch_step = Histogram(
+    "chat_batch_step_seconds", "One step of an agent's batch", ["agent", "step"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=registry)
+batch_size = Histogram(
+    "chat_batch_size", "Records in an agent's batch", ["agent"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=registry)
+
+
 @contextmanager
 def timed(projection: str) -> Iterator[None]:
     started = time.perf_counter()
@@ -38,6 +49,15 @@ def timed(projection: str) -> Iterator[None]:
         yield
     finally:
         projection_write.labels(projection).observe(time.perf_counter() - started)
+
+
+@contextmanager
+def step(agent: str, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        batch_step.labels(agent, name).observe(time.perf_counter() - started)
 
 
 class LagCollector:
