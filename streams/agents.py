@@ -86,7 +86,20 @@ async def sequence(stream: Any) -> None:
                 for out in sequencer.handle(event.value.event, now_ms=now_ms, new_id=new_message_id):
                     pending.append(res.publish(settings.events_topic, out, partition))
         with metrics.step("sequence", "durable"):
-            await asyncio.gather(*pending)
+            failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
+        if failed:
+            # The producer lost records (a fatal error replaced it): this batch's sequencers have
+            # assigned seqs that may never reach the log, and the next events would leave a gap.
+            # They are rebuilt from the log instead; the commands were never answered, and their
+            # clients send them again (deduplicated by client_msg_id if their events did land).
+            partitions = sorted({e.message.partition for e in batch})
+            log.error("publishing %d events failed (%s); rebuilding the sequencers of partitions %s from the log",
+                      len(failed), failed[0], partitions)
+            for partition in partitions:
+                task = recoveries.pop(partition, None)
+                if task is not None:
+                    task.cancel()
+                start_recovery(partition)
 
 
 @app.agent(events_topic)
@@ -103,7 +116,11 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
     """Write every projection of a batch, then deliver it: an ack reaches the client only once
     history, the conversation list, the receipts and the media's whereabouts have the message.
     The writes are independent of each other and run concurrently (they were one round trip
-    after another); the routing reads the conversation as its projection holds it after the batch."""
+    after another); the routing reads the conversation as its projection holds it after the batch.
+
+    (Overlapping a batch's writes with the previous batch's wait for durable deliveries, acking
+    by hand with ``noack_take``, was tried and measured slower: 359 of 400 msg/s accepted, p50
+    1.2 s, against 395 and 258 ms.)"""
 
     async def timelines() -> None:
         with metrics.timed("timelines"):
