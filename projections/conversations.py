@@ -89,7 +89,8 @@ class ConversationProjection:
             await run_pipeline(self.redis, build, self._set_last)
 
     @staticmethod
-    def _membership(pipe: Any, event: Event) -> bool:
+    def _membership(pipe: Any, event: Event) -> None:
+        """Queue the writes of a membership event (one of ``_PROJECTED`` other than a message)."""
         if isinstance(event, ConversationCreated):
             cid = event.conversation_id
             pipe.hset(_meta(cid), mapping={"conversation_id": cid, "type": event.kind, "name": event.name,
@@ -113,9 +114,6 @@ class ConversationProjection:
             pipe.srem(_user(event.member_id), cid)
             if event.promoted is not None:
                 pipe.hset(_members(cid), event.promoted, "admin")
-        else:
-            return False
-        return True
 
     async def members(self, conversation_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(_members(conversation_id))

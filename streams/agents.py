@@ -96,9 +96,7 @@ async def sequence(stream: Any) -> None:
             log.error("publishing %d events failed (%s); rebuilding the sequencers of partitions %s from the log",
                       len(failed), failed[0], partitions)
             for partition in partitions:
-                task = recoveries.pop(partition, None)
-                if task is not None:
-                    task.cancel()
+                partition_tasks.forget(recoveries, partition)
                 start_recovery(partition)
 
 
@@ -146,8 +144,8 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
 @app.on_partitions_revoked.connect
 async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     for tp in revoked:
-        if tp.topic == settings.commands_topic and tp.partition in recoveries:
-            recoveries.pop(tp.partition).cancel()
+        if tp.topic == settings.commands_topic:
+            partition_tasks.forget(recoveries, tp.partition)
         if tp.topic == settings.events_topic:
             projecting.discard(tp.partition)
     resources.router.forget()

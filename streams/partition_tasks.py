@@ -17,6 +17,13 @@ def failed(task: asyncio.Task[T]) -> bool:
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 
+def forget(tasks: dict[int, asyncio.Task[T]], partition: int) -> None:
+    """Drop (and cancel) the partition's load task: the next ``ensure`` loads it again."""
+    task = tasks.pop(partition, None)
+    if task is not None:
+        task.cancel()
+
+
 def ensure(tasks: dict[int, asyncio.Task[T]], partition: int,
            load: Callable[[int], Awaitable[T]]) -> asyncio.Task[T]:
     """The partition's load task; a new one when there is none or the last one failed."""

@@ -123,8 +123,8 @@ async def _announce(res: Resources, changed: list[PresenceChanged]) -> None:
 @app.on_partitions_revoked.connect
 async def on_presence_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     for tp in revoked:
-        if tp.topic == settings.presence_signals_topic and tp.partition in books:
-            books.pop(tp.partition).cancel()
+        if tp.topic == settings.presence_signals_topic:
+            partition_tasks.forget(books, tp.partition)
 
 
 @app.on_partitions_assigned.connect
