@@ -1,24 +1,26 @@
 # The two commands: `make run` (the whole system on this machine) and `make test`.
-# Each installs what it needs first (apt: redis-server, nodejs; npm: s3rver; the .venv;
-# for tests also apt: chromium).
+# Each installs what it needs first (apt: redis-server, Java and Maven; Maven Central: Kafka's
+# jars, and Cassandra's when asked for; the .venv; for tests also Cassandra's jars, apt:
+# nodejs and chromium, npm: s3rver).
 .PHONY: install run test unit screenshots clean-data bench
 
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
+# CHAT_TIMELINE_BACKEND=cassandra make run: a local Apache Cassandra node keeps the timelines.
 install:
-	@bash infra/install.sh
+	@bash infra/install.sh $(if $(filter cassandra,$(CHAT_TIMELINE_BACKEND)),--cassandra)
 
 run: install
 	@$(PY) -m infra.run
 
 test:
-	@bash infra/install.sh --browser
+	@bash infra/install.sh --test
 	@bash infra/test.sh $(PYTEST_ARGS)
 
 # Rewrite docs/screenshots/*.png from the browser test that takes them.
 screenshots:
-	@bash infra/install.sh --browser
+	@bash infra/install.sh --test
 	@CHAT_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots bash infra/test.sh tests/e2e/test_web_client.py -k screenshots
 
 unit: install

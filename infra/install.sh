@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Idempotent installer for `make run` and `make test`: redis-server, Node/npm and s3rver,
-# the Python venv; with --browser (`make test`) also Debian's chromium for the web client's
-# browser tests (Playwright drives /usr/bin/chromium; `playwright install` is never run).
+# Idempotent installer for `make run` and `make test`: redis-server, Java and Maven, Apache
+# Kafka's jars (from Maven Central, once, into .cache/jars/kafka), the Python venv.
+#   --cassandra  also Apache Cassandra's jars (.cache/jars/cassandra)
+#   --test       all of the above, plus what only the tests use: Node/npm and s3rver (the S3
+#                media backend's tests) and Debian's chromium (Playwright drives
+#                /usr/bin/chromium; `playwright install` is never run)
 # Each step prints one line; a step with nothing to do says so and is skipped.
 set -euo pipefail
 
-BROWSER=0
+TESTS=0
+CASSANDRA=0
 for arg in "$@"; do
   case "$arg" in
-    --browser) BROWSER=1 ;;
-    *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
+    --test) TESTS=1; CASSANDRA=1 ;;
+    --cassandra) CASSANDRA=1 ;;
+    *) echo "usage: $0 [--cassandra] [--test]" >&2; exit 2 ;;
   esac
 done
 
@@ -41,24 +46,59 @@ else
   apt_install redis-server
 fi
 
-# 2. Node.js and npm, for s3rver.
-if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-  step "node: $(node --version) and npm $(npm --version 2>/dev/null) already installed"
+# 2. Java and Maven (the brokers are Java programs; Maven fetches their jars).
+if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+  step "java and mvn: already installed"
 else
-  step "node/npm: installing nodejs npm (apt-get)"
-  apt_install nodejs npm
+  step "java/mvn: installing openjdk-17-jre-headless maven (apt-get)"
+  apt_install openjdk-17-jre-headless maven
 fi
 
-# 3. s3rver (filesystem-backed S3 for Tansu's durable storage), pinned by infra/package-lock.json.
-if [ -x "$INFRA/node_modules/.bin/s3rver" ]; then
-  step "s3rver: already in infra/node_modules"
-else
-  step "s3rver: npm ci in infra/"
-  (cd "$INFRA" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error;
-                  else npm install --no-audit --no-fund --loglevel=error; fi) >/dev/null
+# 3. The servers' jars, each set from its pom in infra/maven/NAME into .cache/jars/NAME;
+# fetched again only when that pom changes (its copy is kept beside the jars as the stamp).
+fetch_jars() {
+  local name="$1" pom="$INFRA/maven/$1/pom.xml" dest="$REPO/.cache/jars/$1"
+  if [ -f "$dest/pom.xml" ] && cmp -s "$pom" "$dest/pom.xml"; then
+    step "$name jars: up to date in .cache/jars/$name"
+    return
+  fi
+  step "$name jars: fetching from Maven Central into .cache/jars/$name"
+  rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+  local out
+  if ! out=$(mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+               -DoutputDirectory="$dest.tmp" 2>&1); then
+    printf '%s\n' "$out" >&2
+    echo "[install] fetching the $name jars failed (is Maven Central reachable?)" >&2
+    exit 1
+  fi
+  cp "$pom" "$dest.tmp/pom.xml"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+fetch_jars kafka
+if [ "$CASSANDRA" -eq 1 ]; then
+  fetch_jars cassandra
 fi
 
-# 4. The Python venv with the project and its test extras; redone when pyproject.toml changes.
+if [ "$TESTS" -eq 1 ]; then
+  # 4. Node.js and npm, for s3rver.
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    step "node: $(node --version) and npm $(npm --version 2>/dev/null) already installed"
+  else
+    step "node/npm: installing nodejs npm (apt-get)"
+    apt_install nodejs npm
+  fi
+
+  # 5. s3rver (a filesystem-backed S3 for the S3 media backend's tests), pinned by infra/package-lock.json.
+  if [ -x "$INFRA/node_modules/.bin/s3rver" ]; then
+    step "s3rver: already in infra/node_modules"
+  else
+    step "s3rver: npm ci in infra/"
+    (cd "$INFRA" && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error;
+                    else npm install --no-audit --no-fund --loglevel=error; fi) >/dev/null
+  fi
+fi
+
+# 6. The Python venv with the project and its test extras; redone when pyproject.toml changes.
 if [ ! -x "$VENV/bin/python" ]; then
   step "venv: creating .venv"
   if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -74,8 +114,8 @@ else
   step "venv: up to date"
 fi
 
-# 5. Debian's chromium, for the browser tests only (`make run` does not need it).
-if [ "$BROWSER" -eq 1 ]; then
+# 7. Debian's chromium, for the browser tests only (`make run` does not need it).
+if [ "$TESTS" -eq 1 ]; then
   if [ -x /usr/bin/chromium ]; then
     step "chromium: already installed"
   else
