@@ -1,18 +1,20 @@
 """``make run``: start the whole system on one machine and supervise it until Ctrl-C.
 
-Order: Redis and s3rver, Tansu on S3 storage (durable: data survives restarts under
-``.data/``), the core topics, then the stream worker and the gateway as child processes. Ready
-when the gateway's ``/healthz`` answers 200. Ctrl-C (or SIGTERM) stops the gateway, the worker,
-Tansu, s3rver and Redis, in that order. A worker or gateway that dies is restarted a few times.
+Order: Redis and Apache Kafka (one KRaft node) side by side, their data under ``.data/`` so it
+survives restarts, the core topics, then the stream worker and the gateway as child processes.
+Ready when the gateway's ``/healthz`` answers 200. Ctrl-C (or SIGTERM) stops the gateway, the
+worker, Kafka and Redis, in that order. A worker or gateway that dies is restarted a few times.
 
-Services run on fixed ports so a second run finds its data (broker 19092, s3rver 14568, Redis
-16379). ``CHAT_KAFKA_BOOTSTRAP`` / ``CHAT_REDIS_URL`` mean "use that external service instead".
-Logs of every child: ``.data/logs/``.
+Services run on fixed ports so a second run finds its data, and so the ``chat`` command line
+finds them with no settings (their defaults are these ports): Kafka 19092 (its controller
+19093), Redis 16379. ``CHAT_KAFKA_BOOTSTRAP`` / ``CHAT_REDIS_URL`` mean "use that external
+service instead". Logs of every child: ``.data/logs/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -27,7 +29,7 @@ from chat.errors import ChatError
 from chat.settings import Settings
 from infra.services import Service, ServiceError
 from infra.stack import LocalStack
-from infra.topics import core_topic_configs, core_topics, warm_partitions
+from infra.topics import core_topic_configs, core_topics
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_RESTARTS = 3
@@ -41,19 +43,42 @@ def log(message: str) -> None:
 class Gateway(Service):
     """The aiohttp gateway; ready when ``GET /healthz`` answers 200."""
 
-    def ready(self) -> bool:
+    def health(self) -> tuple[int, dict]:
+        """``/healthz``'s status and body; (0, {}) while nothing answers."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as resp:
-                return resp.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                return exc.code, json.loads(exc.read())
+            except ValueError:
+                return exc.code, {}
+        except (urllib.error.URLError, OSError, ValueError):
+            return 0, {}
+
+    def ready(self) -> bool:
+        return self.health()[0] == 200
+
+
+# What each /healthz check means, for the line `make run` prints while it waits.
+CHECKS = {
+    "broker": "the gateway cannot reach Kafka (.data/logs/kafka.log)",
+    "redis": "the gateway cannot reach Redis (.data/logs/redis.log)",
+    "store": "the timeline store does not answer",
+    "consumer": "the gateway's delivery consumer is not reading (gateway.log)",
+    "workers": "no live stream worker serves every partition yet (worker.log)",
+    "pipeline": "a probe through the commands topic and the sequencer got no answer (worker.log)",
+}
+
+
+def failing(body: dict) -> list[str]:
+    return [name for name, ok in body.get("checks", {}).items() if not ok]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m infra.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--memory", action="store_true", help="in-memory broker: nothing survives a restart")
     p.add_argument("--broker-port", type=int, default=19092)
-    p.add_argument("--s3-port", type=int, default=14568)
+    p.add_argument("--controller-port", type=int, default=19093)
     p.add_argument("--redis-port", type=int, default=16379)
     p.add_argument("--health-timeout", type=float, default=120.0)
     p.add_argument("--worker-module", default="streams.worker")
@@ -66,12 +91,11 @@ def build_stack(settings: Settings, environ: Mapping[str, str], data_dir: Path, 
     # a set CHAT_KAFKA_BOOTSTRAP / CHAT_REDIS_URL means "external, don't start one".
     return LocalStack(
         data_dir,
-        durable=not args.memory,
         topics=core_topics(settings),
         topic_configs=core_topic_configs(settings),
         replication_factor=settings.replication_factor,
         kafka_port=args.broker_port,
-        s3_port=args.s3_port,
+        controller_port=args.controller_port,
         redis_port=args.redis_port,
         kafka_bootstrap=settings.kafka_bootstrap if "CHAT_KAFKA_BOOTSTRAP" in environ else None,
         redis_url=settings.redis_url if "CHAT_REDIS_URL" in environ else None,
@@ -100,19 +124,28 @@ def build_apps(settings: Settings, stack: LocalStack, data_dir: Path, args: argp
 
 
 def wait_healthy(apps: list[Service], timeout: float, stopping: threading.Event) -> bool:
-    """Until the gateway answers /healthz; raises with the log tails if a child dies."""
+    """Until the gateway answers /healthz 200. Says which checks fail whenever that changes;
+    raises with those checks and the log tails if a child dies or the time runs out."""
     gateway = apps[-1]
+    assert isinstance(gateway, Gateway)
     deadline = time.monotonic() + timeout
+    said: list[str] | None = None
     while not stopping.is_set():
         dead = [a for a in apps if not a.running]
         if dead:
             tails = "\n".join(a.log_tail() for a in apps)
             raise ServiceError(f"{', '.join(f'{a.name} exited with {a.returncode}' for a in dead)}\n{tails}")
-        if gateway.ready():
+        status, body = gateway.health()
+        if status == 200:
             return True
+        waiting = failing(body) if status else ["gateway"]
+        if waiting != said:
+            log("waiting for: " + "; ".join(CHECKS.get(n, f"{n} (the gateway is not listening yet)")
+                                           for n in waiting))
+            said = waiting
         if time.monotonic() > deadline:
             tails = "\n".join(a.log_tail() for a in apps)
-            raise ServiceError(f"gateway /healthz not 200 after {timeout:.0f}s\n{tails}")
+            raise ServiceError(f"gateway /healthz not 200 after {timeout:.0f}s; failing: {', '.join(waiting)}\n{tails}")
         stopping.wait(0.2)
     return False
 
@@ -169,11 +202,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"starting {owned} (data: {data_dir})")
         stack.start()
         log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}")
-        if stack.tansu is not None and stack.durable:
-            # Tansu's s3 engine must read each partition after a restart before anything
-            # produces, or new records overwrite stored ones (infra.topics.warm_partitions).
-            warmed = warm_partitions(stack.bootstrap)
-            log(f"warmed the log: {sum(warmed.values())} stored records in {len(warmed)} topics")
         for app in apps:
             app.start()
         if wait_healthy(apps, args.health_timeout, stopping):

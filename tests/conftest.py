@@ -9,8 +9,8 @@ from infra.stack import LocalStack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    """One real broker (Tansu, memory engine) and one real Redis for the whole run."""
-    with LocalStack(tmp_path_factory.mktemp("stack"), durable=False, topics={}) as services:
+    """One real Apache Kafka node and one real Redis for the whole run."""
+    with LocalStack(tmp_path_factory.mktemp("stack"), topics={}) as services:
         yield services
 
 
@@ -23,7 +23,7 @@ async def session():
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory):
-    """A real local S3-compatible server (npm ``s3rver``, as Tansu's durable storage uses) for
+    """A real local S3-compatible server (npm ``s3rver``) for
     the S3 media backend: ``s3.endpoint``; access key and secret ``S3RVER``."""
     from infra.services import S3rver, free_port
 

@@ -96,11 +96,11 @@ async def test_restart_redis(system, session, fault_stack):
 
 async def test_pause_the_broker_for_10_s(system, session, fault_stack):
     def act(traffic: Traffic) -> None:
-        os.kill(fault_stack.tansu.pid, signal.SIGSTOP)
+        os.kill(fault_stack.kafka.pid, signal.SIGSTOP)
         try:
             time.sleep(10)
         finally:
-            os.kill(fault_stack.tansu.pid, signal.SIGCONT)
+            os.kill(fault_stack.kafka.pid, signal.SIGCONT)
 
     await under_load(system, session, "SIGSTOP broker 10 s", act)
 

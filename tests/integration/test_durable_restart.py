@@ -1,43 +1,35 @@
-"""`make run`'s durability: Tansu on its s3 engine over s3rver keeps every conversation and
-message across a restart of the broker and the processes, and new messages continue the seq.
-
-Also guards the design-around in ``infra.topics.warm_partitions``: without it, Tansu gives
-the first record produced after a restart an offset already taken (LOCAL-STACK.md, s3 engine).
+"""`make run`'s durability: the stack on its data directory (Kafka's log, Redis's append-only
+file, the SQLite timelines) keeps every conversation and message across a restart of the broker,
+Redis and the processes, and new messages continue the seq.
 """
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
-from infra.services import Redis, S3rver, Tansu, free_port
-from infra.topics import warm_partitions
+from infra.services import free_port
+from infra.stack import LocalStack
 from tests.client import Client
 from tests.support import System
 
 
 @pytest.fixture
-def durable(tmp_path):
-    s3 = S3rver(free_port(), tmp_path / "s3", log_path=tmp_path / "logs" / "s3rver.log")
-    redis = Redis(free_port(), tmp_path / "redis", log_path=tmp_path / "logs" / "redis.log")
-    port = free_port()
+def start_stack(tmp_path):
+    """Starts the stack on the same directory and ports each time; stops what runs at the end."""
+    ports = {"kafka_port": free_port(), "controller_port": free_port(), "redis_port": free_port()}
+    started: list[LocalStack] = []
 
-    def broker() -> Tansu:
-        tansu = Tansu(port, storage="s3", s3_endpoint=s3.endpoint, log_path=tmp_path / "logs" / "tansu.log")
-        tansu.start()
-        tansu.wait_ready()
-        return tansu
+    def start() -> LocalStack:
+        started.append(LocalStack(tmp_path / "stack", topics={}, **ports).start())
+        return started[-1]
 
-    s3.start(), s3.wait_ready(), redis.start(), redis.wait_ready()
-    env = SimpleNamespace(broker=broker, tansu=broker(), bootstrap=f"127.0.0.1:{port}", redis_url=redis.url)
-    yield env
-    env.tansu.stop()
-    redis.stop()
-    s3.stop()
+    yield start
+    for stack in started:
+        stack.stop()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -52,12 +44,8 @@ RESEND_S = 5.0
 async def send_until_acked(device, cid: str, names: list[str], timeout: float) -> dict[str, int]:
     """Send each message, and again (same client_msg_id) as a client does: when the server answers
     ``unavailable``, and when no ack came within RESEND_S. Returns client_msg_id -> acked seq.
-
-    Tansu's s3 engine has put the gateway's idempotent producer out of step: a record refused
-    ("out of order sequence number", answered ``unavailable``), and once one before it acked by
-    the broker but never seen by the worker, so neither ack nor error came back. A re-send may
-    then take a later seq than a message sent after it: seqs are checked as a set, and history
-    against the acks."""
+    A re-send may take a later seq than a message sent after it: seqs are checked as a set, and
+    history against the acks."""
     for name in names:
         await device.send_message(cid, name, name.replace("-", " "))
     loop = asyncio.get_running_loop()
@@ -80,8 +68,9 @@ async def send_until_acked(device, cid: str, names: list[str], timeout: float) -
         await asyncio.sleep(0.05)
 
 
-async def test_messages_and_seq_survive_a_full_restart(durable, tmp_path, session):
-    system = System(durable, tmp_path / "system", partitions=2)
+async def test_messages_and_seq_survive_a_full_restart(start_stack, tmp_path, session):
+    stack = start_stack()
+    system = System(stack, tmp_path / "system", partitions=2)
     system.start_worker()
     system.start_gateway()
     alice = await Client.sign_in(session, system.url(), "alice")
@@ -92,10 +81,8 @@ async def test_messages_and_seq_survive_a_full_restart(durable, tmp_path, sessio
     await device.close()
 
     system.stop()
-    durable.tansu.stop()
-    durable.tansu = durable.broker()
-    warmed = warm_partitions(durable.bootstrap)
-    assert warmed[system.settings.events_topic] >= 4  # a fence, the creation, three messages
+    stack.stop()
+    stack = start_stack()
 
     system.start_worker()
     gateway = system.start_gateway()

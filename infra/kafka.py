@@ -1,0 +1,148 @@
+"""Apache Kafka in KRaft mode as a child process, from the jars in ``.cache/jars/kafka``.
+
+One node is broker and controller at once (combined mode) with a static one-voter quorum, so
+formatting needs no ``--standalone``. The log directory is formatted once, on the first start;
+later starts find it formatted and keep every record. Internal topics (consumer offsets,
+transactions, share-group state) are created with the node's replication settings, so one node
+works with replication factor 1 and a cluster with 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Mapping
+
+from infra.jars import java_argv
+from infra.services import Service, ServiceError, free_port, port_open
+
+LOG4J2 = """\
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.out.ref = OUT
+logger.kafka.name = kafka
+logger.kafka.level = {level}
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+# One node: every internal topic and the group coordinator's start-up wait fit it.
+SINGLE_NODE = {
+    "offsets.topic.replication.factor": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+}
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as ``kafka-storage random-uuid`` makes one: a random UUID in URL-safe
+    base64 without padding (22 characters), never starting with '-' (Kafka's rule)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+class Kafka(Service):
+    """One Apache Kafka node (broker and controller) on 127.0.0.1."""
+
+    def __init__(
+        self,
+        port: int,
+        data_dir: str | os.PathLike[str],
+        *,
+        log_path: str | os.PathLike[str],
+        controller_port: int | None = None,
+        node_id: int = 1,
+        voters: Mapping[int, int] | None = None,
+        properties: Mapping[str, str] | None = None,
+        heap: str = "512m",
+        log_level: str = "WARN",
+        cluster_id: str | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.controller_port = controller_port or free_port()
+        self.node_id = node_id
+        # node id -> controller port of every voter; one node alone votes for itself.
+        self.voters = dict(voters) if voters else {node_id: self.controller_port}
+        self.cluster_id = cluster_id
+        self.config_path = self.data_dir / "server.properties"
+        self.log4j_path = self.data_dir / "log4j2.properties"
+        self.extra_properties = dict(SINGLE_NODE if len(self.voters) == 1 else {})
+        self.extra_properties.update(properties or {})
+        self.log_level = log_level
+        jvm = [f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+               "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={self.log4j_path}"]
+        self.jvm = jvm
+        super().__init__("kafka", java_argv("kafka", "kafka.Kafka", str(self.config_path), jvm=jvm),
+                         log_path=log_path)
+        self.port = port
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def server_properties(self) -> dict[str, str]:
+        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in sorted(self.voters.items()))
+        return {
+            "process.roles": "broker,controller",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir / "log"),
+            # Topics are created up front with their counts and configs (infra.topics); a
+            # topic that springs into being from a typo would get the wrong partition count.
+            "auto.create.topics.enable": "false",
+            "num.partitions": "1",
+            **self.extra_properties,
+        }
+
+    def _write_config(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        props = "".join(f"{k}={v}\n" for k, v in self.server_properties().items())
+        self.config_path.write_text(props)
+        self.log4j_path.write_text(LOG4J2.format(level=self.log_level))
+
+    def _format(self) -> None:
+        """Format the log directory on its first start (``meta.properties`` says it is done)."""
+        if (self.data_dir / "log" / "meta.properties").exists():
+            return
+        cluster_id = self.cluster_id or new_cluster_id()
+        argv = java_argv("kafka", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
+                         str(self.config_path), "--ignore-formatted", jvm=self.jvm)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise ServiceError(f"formatting {self.data_dir} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+    def start(self) -> "Kafka":
+        if port_open(self.port) or port_open(self.controller_port):
+            raise ServiceError(f"kafka: port {self.port} or {self.controller_port} is already in use"
+                               " (another instance running?)")
+        self._write_config()
+        self._format()
+        super().start()
+        return self
+
+    def ready(self) -> bool:
+        """The broker answers metadata with itself as a broker (it has joined its own quorum)."""
+        if not (self.running and port_open(self.port)):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        return bool(admin.list_topics(timeout=2).brokers)
