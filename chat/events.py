@@ -235,6 +235,15 @@ class PartitionFenced(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PipelineProbe(Event):
+    TYPE: ClassVar[str] = "PipelineProbe"
+    gateway_id: str
+    probe_id: str
+    partition: int
+    sent_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery(Event):
     TYPE: ClassVar[str] = "Delivery"
     targets: list[Target]
@@ -334,6 +343,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MessageRejected,
         CommandRejected,
         PartitionFenced,
+        PipelineProbe,
         Delivery,
         PresenceSignal,
         PresenceChanged,

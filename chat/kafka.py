@@ -23,9 +23,13 @@ from typing import Any, Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from chat.errors import Unavailable
+from chat.errors import Unavailable, UnknownTopic
 
 log = logging.getLogger(__name__)
+
+# A record for a topic the broker does not have (topics are never created on first use): the
+# broker's answer, and librdkafka's own once its metadata says so.
+_NO_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
 
 
 class AsyncProducer:
@@ -110,6 +114,8 @@ class AsyncProducer:
                 return
             if err is None:
                 future.set_result(offset)
+            elif err.code() in _NO_TOPIC:
+                future.set_exception(UnknownTopic(f"no topic {topic!r}: {err.str()}"))
             else:
                 future.set_exception(Unavailable(f"broker refused a record for {topic}: {err.str()}"))
 
@@ -129,7 +135,8 @@ class AsyncProducer:
             self._hand_over()
             _fail(future, Unavailable("the producer queue is full"))
         except KafkaException as exc:
-            _fail(future, Unavailable(f"cannot queue a record for {topic}: {exc}"))
+            kind = UnknownTopic if exc.args[0].code() in _NO_TOPIC else Unavailable
+            _fail(future, kind(f"cannot queue a record for {topic}: {exc}"))
         else:
             return future
         with self._pending_lock:

@@ -26,18 +26,22 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-8080")
-    # Kafka protocol broker
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Apache Kafka. The defaults of the addresses are the ports `make run` starts its services
+    # on, so that the `chat` command line finds that stack with no settings.
+    kafka_bootstrap: str = "127.0.0.1:19092"
     topic_prefix: str = "chat."
     partitions: int = 4
+    # Every topic is created with these (infra.topics): 3 and 2 on a cluster of three brokers.
     replication_factor: int = 1
-    kafka_session_timeout_s: float = 6.0
-    # Longest a stream worker's fetch waits for records. Tansu answers only when it ends (no
-    # long poll), so it bounds each hop's latency there; on Kafka 100-500 is fine.
-    fetch_max_wait_ms: int = 10
+    min_insync_replicas: int = 1
+    # A worker that stops heartbeating loses its partitions after this long (Kafka's range for
+    # it is the broker's group.min/max.session.timeout.ms: 6 s to 30 min by default).
+    kafka_session_timeout_s: float = 10.0
+    # Longest a fetch waits when there is nothing to read; records end the wait as they arrive.
+    fetch_max_wait_ms: int = 500
     batch_window_ms: float = 5.0  # the agents' batch: at most this long to gather (or 500 events)
     # Redis
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:16379/0"
     # Connections per process; a request waits up to redis_wait_s for a free one (then 503).
     redis_max_connections: int = 64
     redis_wait_s: float = 5.0
@@ -80,6 +84,10 @@ class Settings:
     typing_rate_burst: int = 20
     typing_rate_per_s: float = 5.0
     request_timeout_s: float = 15.0
+    # /healthz probes the pipeline (gateway/pipeline.py): a probe per commands partition this
+    # often, and a partition unanswered for probe_stale_s fails the check.
+    probe_interval_s: float = 1.0
+    probe_stale_s: float = 10.0
     # Media (issue 5): uploads streamed to a MediaStore ("fs": files under media_dir, default
     # <data_dir>/media; "s3": any S3-compatible service), at most media_max_bytes, content types
     # on an allow-list (``type/*`` allows a whole family).

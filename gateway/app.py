@@ -24,6 +24,7 @@ from gateway.limits import TokenBucket, send_bucket
 from gateway.presence import PresenceSignals
 from gateway.typing import Typing
 from gateway.metrics import Metrics
+from gateway.pipeline import Prober
 from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
@@ -99,14 +100,17 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                  presence=PresenceProjection(client, settings.presence_ttl),
                  presence_signals=PresenceSignals(settings, producer, registry),
                  typing=Typing(settings, bus, TokenBucket(client, TYPING_PREFIX, settings.typing_rate_burst,
-                                                          settings.typing_rate_per_s)))
+                                                          settings.typing_rate_per_s)),
+                 prober=Prober(settings, producer, registry))
     app[GATEWAY] = gw
     subscribed = asyncio.Event()
     listener = asyncio.create_task(bus.listen(settings.gateway_id, dispatch, subscribed))
     await asyncio.wait_for(subscribed.wait(), 10)
     heartbeat = asyncio.create_task(_heartbeat(gw))
+    gw.prober.start()
     log.info("gateway %s ready", settings.gateway_id)
     yield
+    gw.prober.close()
     heartbeat.cancel()
     listener.cancel()
     gw.typing.close()

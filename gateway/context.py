@@ -17,6 +17,7 @@ from chat.settings import Settings
 from gateway.kafka import CommandProducer, DeliveryConsumer
 from gateway.limits import TokenBucket
 from gateway.metrics import Metrics
+from gateway.pipeline import Prober
 from gateway.presence import PresenceSignals
 from gateway.registry import Registry
 from gateway.typing import Typing
@@ -45,6 +46,7 @@ class Gateway:
     presence: PresenceProjection
     presence_signals: PresenceSignals
     typing: Typing
+    prober: Prober
     media: Any = None  # gateway.media.MediaService, set by its cleanup_ctx
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:

@@ -5,6 +5,7 @@ projection or produces a command and waits for the stream workers' answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -297,13 +298,14 @@ async def _store_answers(gw: Gateway) -> bool:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """200 once this gateway can serve: broker, Redis and store answer, its delivery consumer
-    is assigned, and live stream workers serve every partition (sequencers recovered)."""
+    reads, live stream workers serve every partition (sequencers recovered), and a probe
+    through every commands partition came back within ``probe_stale_s`` (gateway/pipeline.py)."""
     gw = request.app[GATEWAY]
     broker, redis_ok, store, workers = await asyncio.gather(
         asyncio.to_thread(gw.producer.broker_reachable, 2.0), _check(gw.redis.ping()),
         _check(_store_answers(gw)), _check(_workers_cover(gw)))
     checks = {"broker": broker, "redis": redis_ok, "store": store,
-              "consumer": gw.consumer.assigned.is_set(), "workers": workers}
+              "consumer": gw.consumer.reading(), "workers": workers, "pipeline": gw.prober.healthy()}
     ok = all(checks.values())
     return json({"status": "ok" if ok else "unavailable", "checks": checks,
                  "gateway_id": gw.settings.gateway_id}, 200 if ok else 503)
@@ -313,5 +315,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     gw.metrics.connections.set(len(gw.registry))
+    gw.metrics.observe_pipeline(gw.prober.ages(), gw.prober.healthy(), time.monotonic() - gw.consumer.last_poll,
+                                gw.consumer.lag)
     return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from typing import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -17,7 +18,7 @@ from chat.errors import SchemaError
 from chat.kafka import AsyncProducer, consume_available
 from chat.events import Delivery, Event
 from chat.settings import Settings
-from infra.topics import ensure_topics
+from infra.topics import durability, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,13 @@ class CommandProducer:
         self._producer = AsyncProducer(settings.kafka_bootstrap)
         self._codec = default_codec()
 
-    def send(self, event: Event, key: str, topic: str | None = None) -> asyncio.Future[int]:
+    def send(self, event: Event, key: str, topic: str | None = None,
+             partition: int | None = None) -> asyncio.Future[int]:
         """The future resolves when the broker has the command (acks=all). ``topic``: another
-        topic keyed the same way (the presence signals, keyed by user id)."""
-        return self._producer.send(topic or self.topic, self._codec.encode(event, key=key), key=key.encode())
+        topic keyed the same way (the presence signals, keyed by user id); ``partition``: that
+        partition rather than the key's (the pipeline probes)."""
+        return self._producer.send(topic or self.topic, self._codec.encode(event, key=key),
+                                   key=key.encode() or None, partition=partition)
 
     def broker_reachable(self, timeout: float = 2.0) -> bool:
         return self._producer.reachable(self.topic, timeout)
@@ -45,8 +49,9 @@ class CommandProducer:
 
 def ensure_delivery_topic(settings: Settings) -> None:
     """This gateway's delivery topic: one partition, so its frames keep their order."""
-    ensure_topics(settings.kafka_bootstrap, {settings.delivery_topic(settings.gateway_id): 1},
-                  settings.replication_factor)
+    topic = settings.delivery_topic(settings.gateway_id)
+    ensure_topics(settings.kafka_bootstrap, {topic: 1}, settings.replication_factor,
+                  configs={topic: {"retention.ms": str(86_400_000), **durability(settings)}})
 
 
 class DeliveryConsumer:
@@ -68,12 +73,13 @@ class DeliveryConsumer:
         self._codec = default_codec()
         self._stop = threading.Event()
         self.assigned = threading.Event()
+        self.last_poll = time.monotonic()  # when the reading thread last came back from a poll
+        self.lag: int | None = None  # records on the topic not read yet, as of the last second
         self._thread = threading.Thread(target=self._run, name="delivery-consumer", daemon=True)
 
     def start(self) -> None:
         # Start where the topic ends now: this gateway has no sockets yet, and clients that
-        # were connected before a restart catch up with `sync`. (On Tansu the end offset is
-        # early, so a few old frames may come again: clients drop duplicates by seq.)
+        # were connected before a restart catch up with `sync`.
         # A fresh topic may not report offsets yet: then start at its beginning, never at a
         # lazily resolved "latest", which could skip the first answers.
         try:
@@ -88,7 +94,12 @@ class DeliveryConsumer:
         self._thread.start()
 
     def _run(self) -> None:
+        measured = 0.0
         while not self._stop.is_set():
+            self.last_poll = time.monotonic()
+            if self.last_poll - measured > 1.0:
+                self._measure_lag()
+                measured = self.last_poll
             try:
                 messages = consume_available(self._consumer, 1_000, 0.1)
             except KafkaException as exc:
@@ -106,6 +117,22 @@ class DeliveryConsumer:
                     log.error("undecodable delivery at offset %d: %s", msg.offset(), exc)
             if batch:
                 self._loop.call_soon_threadsafe(self._dispatch, batch)
+
+    def reading(self, within_s: float = 5.0) -> bool:
+        """Assigned, and the reading thread came back from a poll within ``within_s`` seconds."""
+        return self.assigned.is_set() and time.monotonic() - self.last_poll < within_s
+
+    def _measure_lag(self) -> None:
+        """Records on the topic not read yet, from the high watermark of the last fetch
+        response (no broker round trip); on the reading thread, so never beside a poll."""
+        tp = TopicPartition(self.topic, 0)
+        try:
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            (position,) = self._consumer.position([tp])
+        except KafkaException:
+            return
+        if high >= 0 and position.offset >= 0:
+            self.lag = max(0, high - position.offset)
 
     def close(self) -> None:
         self._stop.set()

@@ -32,6 +32,15 @@ class Metrics:
         self.send_to_ack = Histogram(
             "chat_send_to_ack_seconds", "From a send reaching this gateway to its ack leaving it",
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5), registry=self.registry)
+        self.pipeline_up = Gauge("chat_pipeline_up", "1 while every commands partition answers the gateway's "
+                                 "probe within probe_stale_s (as /healthz's pipeline check)", registry=self.registry)
+        self.pipeline_age = Gauge("chat_pipeline_answer_age_seconds", "Since the last answer to this gateway's probe "
+                                  "of a commands partition (+Inf: never answered)", ["partition"],
+                                  registry=self.registry)
+        self.delivery_poll_age = Gauge("chat_delivery_consumer_poll_age_seconds", "Since the delivery consumer's "
+                                       "thread last came back from a poll", registry=self.registry)
+        self.delivery_lag = Gauge("chat_delivery_consumer_lag", "Records on this gateway's delivery topic not read "
+                                  "yet (NaN: the broker did not say)", registry=self.registry)
         self._sent: dict[tuple[str, str], float] = {}
 
     def sent(self, user_id: str, client_msg_id: str) -> None:
@@ -51,6 +60,14 @@ class Metrics:
         self.deliveries.inc(len(deliveries))
         for delivery in deliveries:
             self.frames_out.labels(frame_type(delivery.frame)).inc(len(delivery.targets))
+
+    def observe_pipeline(self, ages: dict[int, float], up: bool, poll_age: float, lag: int | None) -> None:
+        """Read when scraped: the probe's answers and the delivery consumer's progress."""
+        self.pipeline_up.set(1 if up else 0)
+        for partition, age in ages.items():
+            self.pipeline_age.labels(str(partition)).set(age)
+        self.delivery_poll_age.set(poll_age)
+        self.delivery_lag.set(float("nan") if lag is None else lag)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

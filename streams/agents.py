@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from chat.events import MessageAccepted
+from chat.events import MessageAccepted, PipelineProbe
 from chat.frames import message_object
 from chat.ids import new_message_id
 from projections.timelines import TimelineMessage
@@ -82,8 +82,12 @@ async def sequence(stream: Any) -> None:
             for event in batch:
                 partition = event.message.partition
                 sequencer = await sequencer_for(partition)
+                command = event.value.event
+                if isinstance(command, PipelineProbe):  # answered once this partition's state is recovered
+                    pending.append(asyncio.ensure_future(res.answer_probe(command)))
+                    continue
                 now_ms = int(time.time() * 1000)
-                for out in sequencer.handle(event.value.event, now_ms=now_ms, new_id=new_message_id):
+                for out in sequencer.handle(command, now_ms=now_ms, new_id=new_message_id):
                     pending.append(res.publish(settings.events_topic, out, partition))
         with metrics.step("sequence", "durable"):
             failed = [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]

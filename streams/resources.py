@@ -12,8 +12,8 @@ from typing import Sequence
 
 from chat import redis_pool
 from chat.codec import default_codec
-from chat.errors import ChatError
-from chat.events import Delivery, Event, event_key
+from chat.errors import ChatError, UnknownTopic
+from chat.events import Delivery, Event, PipelineProbe, event_key
 from chat.kafka import AsyncProducer
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
@@ -28,6 +28,8 @@ from projections.workers import WorkerRegistry
 
 
 log = logging.getLogger(__name__)
+
+PROBE_FRAME = b'{"type":"probe"}'  # the answer to a PipelineProbe: a request's answer, never a client's frame
 
 
 class Resources:
@@ -86,9 +88,29 @@ class Resources:
         await asyncio.gather(*(self.publish_keyed(self.settings.push_topic, job) for job in jobs))
 
     async def deliver(self, routed: Sequence[tuple[str, Delivery]]) -> None:
-        """Each delivery to its gateway's topic; returns once all are durable."""
-        await asyncio.gather(*(self.publish(self.settings.delivery_topic(gateway_id), delivery, 0)
-                               for gateway_id, delivery in routed))
+        """Each delivery to its gateway's topic; returns once all are durable.
+
+        A gateway whose topic does not exist (its topic deleted after it left, or an origin that
+        was never a gateway) cannot be delivered to, ever: its deliveries are dropped, or the
+        partition's projection would stop behind them. Its clients, if any, sync on reconnect."""
+        results = await asyncio.gather(*(self.publish(self.settings.delivery_topic(gateway_id), delivery, 0)
+                                         for gateway_id, delivery in routed), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for error in failed:
+            if not isinstance(error, UnknownTopic):
+                raise error
+        if failed:
+            gone = sorted({g for (g, _), r in zip(routed, results) if isinstance(r, UnknownTopic)})
+            log.warning("dropped %d deliveries to gateways with no delivery topic: %s", len(failed), gone)
+
+    async def answer_probe(self, probe: PipelineProbe) -> None:
+        """Answer a gateway's pipeline probe on its delivery topic (nothing to the events topic);
+        a probe from a gateway whose topic is gone has nobody to answer."""
+        answer = Delivery(targets=[], frame=PROBE_FRAME, request_id=probe.probe_id)
+        try:
+            await self.publish(self.settings.delivery_topic(probe.gateway_id), answer, 0)
+        except UnknownTopic:
+            log.info("no delivery topic for gateway %s: its probe is not answered", probe.gateway_id)
 
     async def _sweep_forever(self) -> None:
         """Expire old messages in stores without TTL (the embedded one)."""

@@ -14,7 +14,7 @@ from chat.errors import SchemaError
 from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
     MembersAddRequested, MembersAdded, ReceiptRecordRequested, ReceiptRecorded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
-    MediaUploaded, Member, MessageAccepted, PushFailed, PushRequested, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced,
+    MediaUploaded, Member, MessageAccepted, PushFailed, PushRequested, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced, PipelineProbe,
     PresenceChanged, PresenceSignal, Target,
 )
 
@@ -30,6 +30,7 @@ SAMPLES = [
     MessageRejected("c", "a", "cm", "not_found", "no such conversation", O),
     CommandRejected("c", "ConversationCreateRequested", "a", "conflict", "conversation exists", O),
     PartitionFenced(3, "w1", "nonce", 12),
+    PipelineProbe("gw-1", "r-1", 2, 1_700_000_000_000),
     ConversationUpdateRequested("c", "alice", O, "new name", None),
     MembersAddRequested("c", "alice", ["bob", "carol"], O),
     MemberRemoveRequested("c", "alice", "bob", O),
