@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,35 @@ def _datadir(data_dir: str) -> Path:
     return path
 
 
-app = faust.App(
+log = logging.getLogger(__name__)
+
+EXIT_AGENT_CRASHED = 70  # EX_SOFTWARE: the worker stopped because an agent crashed
+crashes: list[BaseException] = []
+
+
+class ChatApp(faust.App):
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        """Faust calls this for every agent whose loop raised (its one hook for them)."""
+        await super()._on_agent_error(agent, exc)
+        await crash_worker(agent, exc)
+
+
+async def crash_worker(agent: Any, exc: BaseException) -> None:
+    """An exception out of an agent's loop stops the whole worker.
+
+    (Transient errors are retried where they happen, in ``streams.retry``.) Left to Faust, the
+    agent would be marked crashed and the worker would go on without it, looking alive: the
+    presence agent was seen dead for good that way. A stopped worker is restarted by its
+    supervisor (``make run``, systemd, Kubernetes) and its partitions move meanwhile; the crashed
+    batch's offsets were never committed, so it is read again, and every projection is
+    idempotent. ``streams.worker`` exits with ``EXIT_AGENT_CRASHED``."""
+    log.critical("agent %s crashed (%s: %s): stopping the worker for its supervisor to restart it",
+                 getattr(agent, "name", agent), type(exc).__name__, exc, exc_info=exc)
+    crashes.append(exc)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+app = ChatApp(
     settings.app_id,
     broker=_broker_url(settings.kafka_bootstrap),
     # Tansu answers JoinGroup after about half the session timeout (LOCAL-STACK.md, defect 3).

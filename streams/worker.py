@@ -9,7 +9,7 @@ import uvloop
 
 from streams import agents, media_agents, presence_agents, push_agents  # noqa: F401  (registers the agents with the app)
 from streams import metrics
-from streams.app import app, settings
+from streams.app import EXIT_AGENT_CRASHED, app, crashes, settings
 
 
 def faust_loglevel(level: str) -> str:
@@ -32,7 +32,11 @@ def main() -> None:
     # uvloop, as the gateway: the default loop's selector and transports were a fifth of a busy
     # worker's time. (Faust's own --loop is read from argv when faust is imported, before this.)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app.main()
+    try:
+        app.main()
+    finally:
+        if crashes:  # stopped by crash_worker: say so to the supervisor
+            sys.exit(EXIT_AGENT_CRASHED)
 
 
 if __name__ == "__main__":
