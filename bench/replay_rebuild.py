@@ -78,10 +78,9 @@ def main() -> None:
         ensure_topics(stack.bootstrap, core_topics(settings), configs=core_topic_configs(settings))
         written = fill(settings, args.events)
         print(f"wrote {written:,} events to {settings.events_topic}")
-        for label, cmd in (("replay jsonl", ("replay", "--topic", settings.events_topic, "-o", f"{tmp}/e.jsonl",
-                                             "--idle-ms", "1000")),
+        for label, cmd in (("replay jsonl", ("replay", "--topic", settings.events_topic, "-o", f"{tmp}/e.jsonl")),
                            ("replay avro", ("replay", "--topic", settings.events_topic, "--format", "avro",
-                                            "-o", f"{tmp}/e.avro", "--idle-ms", "1000")),
+                                            "-o", f"{tmp}/e.avro")),
                            ("rebuild timelines", ("rebuild", "timelines")),
                            ("rebuild all", ("rebuild", "all"))):
             seconds, report = timed(env, *cmd)

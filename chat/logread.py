@@ -1,15 +1,11 @@
 """Reading a range of a topic with confluent-kafka, for the ``chat`` command line.
 
-Where a range ends is the hard part: Tansu reports a wrong high watermark (the first offset of
-the last batch + 1, ``../shared/LOCAL-STACK.md``), so no reader here trusts it as the end.
 A range ends at, per partition, either
 
 - an explicit last offset (``stop``): a marker record the caller wrote and saw acked
   (``chat rebuild``), or ``--to-offset``; the reader waits for it, however long the log; or
-- the *quiet rule* (``stop`` absent): read at least up to the reported high watermark (a lower
-  bound of the end on Tansu, the end itself on Kafka), then stop once no record at all has
-  arrived for ``idle_s``. On a topic that is still being written, this is "the end as of when
-  it went quiet"; use markers where that is not good enough.
+- the partition's high watermark when the read starts (``stop`` absent): "the end as of now".
+  Records written while it reads are not part of the range; use markers where they must be.
 """
 
 from __future__ import annotations
@@ -39,7 +35,7 @@ class TopicReader:
         self.partitions = partitions_of(self.consumer, bootstrap, topic, timeout)
 
     def watermarks(self) -> dict[int, tuple[int, int]]:
-        """partition -> (low, high) as the broker reports them (the high one is wrong on Tansu)."""
+        """partition -> (low, high): the first offset kept and the offset the next record gets."""
         return {p: self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), self.timeout)
                 for p in self.partitions}
 
@@ -52,15 +48,15 @@ class TopicReader:
             raise Unavailable(f"the broker cannot look up offsets by time: {exc}") from exc
         return {tp.partition: tp.offset for tp in found}
 
-    def read(self, start: dict[int, int], stop: dict[int, int] | None = None, *, until_quiet: bool = True,
-             idle_s: float = 2.0, give_up_s: float = 120.0) -> Iterator[list[Message]]:
+    def read(self, start: dict[int, int], stop: dict[int, int] | None = None, *,
+             give_up_s: float = 120.0) -> Iterator[list[Message]]:
         """Batches of records of ``start``'s partitions, from ``start[p]`` (an offset or
-        ``OFFSET_BEGINNING``) up to ``stop[p]`` included if given, and, ``until_quiet``, no
-        further than the quiet rule (see the module); batches keep each partition's order."""
-        stop = stop or {}
-        floor = {p: high for p, (_, high) in self.watermarks().items()} if until_quiet else {}
+        ``OFFSET_BEGINNING``) up to ``stop[p]`` included, or without ``stop`` up to the high
+        watermark as it is now (see the module); batches keep each partition's order."""
+        if stop is None:
+            stop = {p: high - 1 for p, (_, high) in self.watermarks().items() if p in start}
         last = {p: max(o, 0) - 1 for p, o in start.items()}  # OFFSET_BEGINNING is negative
-        pending = {p for p in start if p not in stop or stop[p] > last[p]}
+        pending = {p for p in start if stop[p] > last[p]}
         self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in start.items() if p in pending])
         heard = time.monotonic()
         while pending:
@@ -68,9 +64,6 @@ class TopicReader:
             if batch:
                 heard = time.monotonic()
                 yield batch
-            elif until_quiet and all(last[p] + 1 >= floor.get(p, 0) for p in pending):
-                if time.monotonic() - heard >= idle_s:
-                    return
             elif time.monotonic() - heard >= give_up_s:
                 raise Unavailable(f"{self.topic}: nothing read for {give_up_s:.0f}s before the end of"
                                   f" partitions {sorted(pending)} (last offsets {last})")

@@ -231,7 +231,7 @@ async def write_markers(settings: Settings, topic: str, partitions: Sequence[int
 async def _replay(reader: TopicReader, start: dict[int, int], stop: dict[int, int] | None,
                   apply: Callable[[list[Event]], Any], meter: Meter | None) -> None:
     codec = default_codec()
-    batches: Iterator[list[Any]] = reader.read(start, stop, until_quiet=stop is None)
+    batches: Iterator[list[Any]] = reader.read(start, stop)
     upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
         while (batch := await upcoming) is not None:

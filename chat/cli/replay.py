@@ -20,9 +20,8 @@ from chat.settings import Settings
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser("replay", help="decode a topic range to JSON lines or an Avro file",
-                            description="Decode the Avro events of a topic range. Without --to-*, the range"
-                            " ends when the topic has been read past its reported end and stays quiet"
-                            " for --idle-ms (end offsets are wrong on Tansu; see README).")
+                            description="Decode the Avro events of a topic range. Without --to-offset, the"
+                            " range ends at each partition's end as of when the replay starts.")
     p.add_argument("--topic", required=True, help="full topic name, e.g. chat.events")
     p.add_argument("--partition", type=int, action="append", help="only this partition (repeatable)")
     start = p.add_mutually_exclusive_group()
@@ -34,7 +33,6 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--conversation", metavar="ID", help="only records keyed by this conversation id")
     p.add_argument("--format", choices=("jsonl", "avro"), default="jsonl")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
-    p.add_argument("--idle-ms", type=int, default=2000, help="quiet period that ends the range (default 2000)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(run=run)
 
@@ -81,7 +79,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         out: BinaryIO = stack.enter_context(open(args.output, "wb")) if args.output else sys.stdout.buffer
         progress = Progress(f"replay {args.topic}", _estimate(reader, start, stop),
                             enabled=not args.no_progress)
-        batches = reader.read(start, stop, idle_s=args.idle_ms / 1000)
+        batches = reader.read(start, stop)
         written, skipped = _copy(batches, out, args, (from_ms, to_ms), progress)
         summary = progress.done()
     print(f"replayed {written:,} of {summary} from {args.topic}"
@@ -99,7 +97,7 @@ def _start(reader: TopicReader, partitions: list[int], from_offset: int | None,
 
 
 def _estimate(reader: TopicReader, start: dict[int, int], stop: dict[int, int] | None) -> int:
-    """Records in the range by the reported watermarks: only for the progress bar (wrong on Tansu)."""
+    """Records in the range by the watermarks, for the progress bar."""
     total = 0
     for p, (low, high) in reader.watermarks().items():
         if p in start:

@@ -256,7 +256,7 @@ def live_db(system: System) -> int:
 def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_path):
     topic = system.settings.events_topic
     lines_path, avro_path = tmp_path / "events.jsonl", tmp_path / "events.avro"
-    as_json = chat(system, "replay", "--topic", topic, "-o", str(lines_path), "--idle-ms", "1000")
+    as_json = chat(system, "replay", "--topic", topic, "-o", str(lines_path))
     assert as_json.returncode == 0, as_json.stderr
     lines = [orjson.loads(line) for line in lines_path.read_bytes().splitlines()]
     accepted = [r for r in lines if r["type"] == "MessageAccepted"]
@@ -266,8 +266,7 @@ def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_p
     assert ours == list(range(1, MESSAGES_EACH + 2))  # in log order
     assert all("body" not in r["event"] or r["event"]["body"] for r in accepted)
 
-    as_avro = chat(system, "replay", "--topic", topic, "--format", "avro", "-o", str(avro_path),
-                   "--idle-ms", "1000")
+    as_avro = chat(system, "replay", "--topic", topic, "--format", "avro", "-o", str(avro_path))
     assert as_avro.returncode == 0, as_avro.stderr
     with avro_path.open("rb") as f:
         records = list(fastavro.reader(f))
@@ -282,7 +281,7 @@ def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_p
 
 def test_replay_filters_by_conversation_and_offsets(system, history):
     topic, cid = system.settings.events_topic, next(iter(history["last"]))
-    one = chat(system, "replay", "--topic", topic, "--conversation", cid, "--idle-ms", "1000", "--no-progress")
+    one = chat(system, "replay", "--topic", topic, "--conversation", cid, "--no-progress")
     assert one.returncode == 0, one.stderr
     records = [orjson.loads(line) for line in one.stdout.splitlines()]
     assert {r["key"] for r in records} == {cid} and len(records) >= MESSAGES_EACH + 3
@@ -320,16 +319,16 @@ def test_topics_lists_partitions_offsets_and_agent_lag(system, history):
 def test_replay_by_time(system, history):
     topic = system.settings.events_topic
     everything = chat(system, "replay", "--topic", topic, "--from-time", "2000-01-01T00:00:00Z",
-                      "--idle-ms", "1000", "--no-progress")
+                      "--no-progress")
     assert everything.returncode == 0, everything.stderr
     stamps = sorted(orjson.loads(line)["timestamp"] for line in everything.stdout.splitlines())
     assert len(stamps) >= history["messages"]
     middle = stamps[len(stamps) // 2]
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(middle / 1000)) + f".{middle % 1000:03d}Z"
-    later = chat(system, "replay", "--topic", topic, "--from-time", iso, "--idle-ms", "1000", "--no-progress")
+    later = chat(system, "replay", "--topic", topic, "--from-time", iso, "--no-progress")
     assert later.returncode == 0, later.stderr
     got = [orjson.loads(line)["timestamp"] for line in later.stdout.splitlines()]
     assert got and min(got) >= middle and len(got) == sum(1 for s in stamps if s >= middle)
-    earlier = chat(system, "replay", "--topic", topic, "--to-time", iso, "--idle-ms", "1000", "--no-progress")
+    earlier = chat(system, "replay", "--topic", topic, "--to-time", iso, "--no-progress")
     got = [orjson.loads(line)["timestamp"] for line in earlier.stdout.splitlines()]
     assert got and max(got) <= middle
