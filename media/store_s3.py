@@ -61,10 +61,19 @@ class S3MediaStore:
             raise OperationalError(f"S3 {name} failed: {exc}") from exc
 
     async def open(self) -> None:
+        """Creates the bucket if it is missing. Every gateway and worker opens the store, so
+        another process may create it between the check and the creation: that is success."""
         try:
             await self._call("head_bucket", Bucket=self.bucket)
         except NotFound:
-            await self._call("create_bucket", Bucket=self.bucket)
+            try:
+                await asyncio.to_thread(self.client.create_bucket, Bucket=self.bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyExists",
+                                                                      "BucketAlreadyOwnedByYou"):
+                    raise OperationalError(f"S3 create_bucket failed: {exc}") from exc
+            except BotoCoreError as exc:
+                raise OperationalError(f"S3 create_bucket failed: {exc}") from exc
 
     async def close(self) -> None:
         await asyncio.to_thread(self.client.close)
