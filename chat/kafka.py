@@ -1,11 +1,11 @@
 """An asyncio face on confluent-kafka's producer, for the gateway and the stream workers.
 
-librdkafka's idempotent producer (which works on Tansu, unlike aiokafka's) keeps each
-partition's records in order and never writes a retried record twice. Its callbacks run
+librdkafka's idempotent producer keeps each partition's records in order and never writes a
+retried record twice. Its callbacks run
 in a polling thread and settle asyncio futures on the loop that sent.
 
 A fatal producer error (the idempotent producer's sequence numbers out of step with the
-broker's: seen on Tansu's s3 engine, possible on Kafka) would leave the producer unusable for
+broker's, e.g. after records were lost by an unclean leader election) would leave the producer unusable for
 good, and the polling thread died of it, so no future settled again: the process hung. Now the
 producer is replaced by a new one (a new producer id); what the old one had not had
 acknowledged fails with ``Unavailable``, for its senders to send again (commands are
@@ -41,6 +41,11 @@ class AsyncProducer:
             "linger.ms": 1,
             # The Java client's partitioner, as aiokafka's: one key, one partition, whoever produces.
             "partitioner": "murmur2_random",
+            # A record for a topic the broker does not have fails after this long (librdkafka
+            # waits 30 s by default for it to appear). Topics are created up front, so waiting
+            # only stalled a projector behind a delivery that could never be made, and then the
+            # worker's shutdown behind its flush.
+            "topic.metadata.propagation.max.ms": 1000,
             **config,
         }
         self._generations = itertools.count()
