@@ -30,7 +30,7 @@ class TopicReader:
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"chat-cli-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "enable.partition.eof": False,
-            "fetch.wait.max.ms": 50, "fetch.max.bytes": 52_428_800, **QUIET,
+            "fetch.wait.max.ms": 100, "fetch.max.bytes": 52_428_800, **QUIET,
         })
         self.partitions = partitions_of(self.consumer, bootstrap, topic, timeout)
 

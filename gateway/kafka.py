@@ -65,7 +65,9 @@ class DeliveryConsumer:
             "group.id": f"gateway-{settings.gateway_id}",  # required; offsets are never committed
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 5,
+            # Kafka answers a fetch as soon as a record arrives (fetch.min.bytes 1): the wait
+            # only bounds an idle fetch, so it need not be short.
+            "fetch.wait.max.ms": settings.fetch_max_wait_ms,
             "fetch.min.bytes": 1,
         })
         self._dispatch = dispatch

@@ -4,8 +4,9 @@ call the pure model or a projection, publish, and wait until what was published 
 durable before the batch's offsets can be committed.
 
 Faust consumes (groups, assignment, commits); records are produced with confluent-kafka
-(``chat.kafka``): on Tansu, aiokafka's producer can lose a just-created topic from its
-metadata and hold a batch for minutes, and its idempotent mode fails there.
+(``chat.kafka``), librdkafka's idempotent producer, the one the gateways use too: one
+producer to reason about (ordering per partition, fatal-error renewal), and a write to the
+per-gateway delivery topics that never waits on Faust's topic declarations.
 """
 
 from __future__ import annotations

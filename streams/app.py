@@ -9,32 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from chat.logs import logging_config
 from chat.settings import Settings
 
 settings = Settings.from_env()
-
-
-def _short_fetch_wait() -> None:
-    """Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting for it.
-
-    Tansu answers a fetch only when that wait ends, not when a record arrives (Kafka's long
-    poll), so every hop waited up to 1.5 s (p50 send-to-ack ~1.2 s at 100 msg/s). The wait is
-    ``CHAT_FETCH_MAX_WAIT_MS``; aiokafka reads it when the consumer starts, after this hook.
-    """
-    create = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = settings.fetch_max_wait_ms
-        return consumer
-
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
-
-
-_short_fetch_wait()
 
 
 def _broker_url(bootstrap: str) -> str:
@@ -79,13 +58,14 @@ async def crash_worker(agent: Any, exc: BaseException) -> None:
 app = ChatApp(
     settings.app_id,
     broker=_broker_url(settings.kafka_bootstrap),
-    # Tansu answers JoinGroup after about half the session timeout (LOCAL-STACK.md, defect 3).
+    # A worker that dies loses its partitions after the session timeout (10 s, not Faust's 60).
     broker_session_timeout=settings.kafka_session_timeout_s,
-    broker_heartbeat_interval=min(1.0, settings.kafka_session_timeout_s / 3),
+    broker_heartbeat_interval=settings.kafka_session_timeout_s / 3,
     broker_commit_interval=1.0,
     consumer_auto_offset_reset="earliest",
-    # At-least-once: aiokafka's idempotent/transactional producer fails on Tansu (defect 2);
-    # every projection is idempotent instead.
+    # At-least-once, with idempotent projections and seq-deduplicating clients: a batch read
+    # again after a crash changes nothing. Exactly-once would need Faust's aiokafka transactions
+    # around writes that mostly go to Redis and the timeline store, outside any transaction.
     processing_guarantee="at_least_once",
     producer_acks=-1,
     producer_linger=0.002,

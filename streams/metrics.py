@@ -7,7 +7,7 @@
   its events; ``project``: ``write``, the projections, then ``deliver``, delivery and push);
 - ``chat_consumer_lag{agent,topic,partition}`` and ``chat_consumer_committed_offset``: the
   consumer group's committed offsets against the reported high watermarks, read at scrape time
-  (``chat.offsets``). On Tansu the high watermark is wrong, so this lag reads too low.
+  (``chat.offsets``).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class LagCollector:
                 self._rows = [r for r in rows(self.settings, timeout=3.0) if r["agent"]]
             except ChatError as exc:
                 log.warning("consumer lag not read: %s", exc)
-        lag = GaugeMetricFamily("chat_consumer_lag", "High watermark minus committed offset (too low on Tansu)",
+        lag = GaugeMetricFamily("chat_consumer_lag", "High watermark minus committed offset",
                                 labels=["agent", "topic", "partition"])
         committed = GaugeMetricFamily("chat_consumer_committed_offset", "The agent's committed offset",
                                       labels=["agent", "topic", "partition"])

@@ -4,8 +4,9 @@ The events topic is the sequencer's changelog. A worker that takes over partitio
 ``p`` first writes a ``PartitionFenced`` record with a fresh nonce to events ``p``
 and waits until it is durable; then it reads the partition from the start up to
 that record's offset. Everything written before the fence is in the state, and the
-worker does not depend on end offsets (wrong on Tansu) or on Faust table recovery
-(incomplete on Tansu): the next ``seq`` is right on Tansu and Kafka alike.
+worker needs no end offset and no changelog of its own: the fence is acked after every
+event another worker wrote before it, so the next ``seq`` is right even when a worker that
+lost the partition is still finishing a batch. (Its cost grows with the partition's history.)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "enable.auto.commit": False,
         "enable.partition.eof": False,
         "fetch.max.bytes": 52_428_800,
-        "fetch.wait.max.ms": settings.fetch_max_wait_ms,  # Tansu answers a fetch only when this ends
+        "fetch.wait.max.ms": settings.fetch_max_wait_ms,
     })
     applied = 0
     deadline = time.monotonic() + timeout_s
