@@ -185,7 +185,7 @@ def section(r: dict[str, Any]) -> list[str]:
         f"({r['groups']} groups of {cfg['group_size']}; all members are VUs), signing in over HTTP, connecting "
         f"with `?device_id=&token=`, sending `sync`, then {cfg['messages']} `send` frames one every "
         f"{cfg['think_ms']:g} ms (offered {cfg['vus'] * 1000 / cfg['think_ms']:.0f} msg/s once all have arrived), "
-        f"{cfg['body_bytes']}-byte bodies, not waiting for acks. System: Tansu (memory) + Redis, 1 stream worker, "
+        f"{cfg['body_bytes']}-byte bodies, not waiting for acks. System: Apache Kafka (one KRaft node) + Redis, 1 stream worker, "
         f"1 gateway, {cfg['partitions']} partitions, Artillery on the same machine. Code: {r['code']}.",
         "",
         "| | |", "|---|---|",

@@ -2,7 +2,7 @@
 
     python -m bench.probe_fetch_wait [--messages 10 --gap 0.3]
 
-Starts a memory ``LocalStack`` (Tansu + Redis), creates one topic, and for each consumer
+Starts a ``LocalStack`` (Apache Kafka + Redis), creates one topic, and for each consumer
 configuration below produces isolated records (``--gap`` seconds apart, acks=all) and
 measures produce-call -> record-consumed latency. On a Kafka broker with fetch.min.bytes=1
 the latency stays a few ms whatever the max wait; if it tracks the max wait, the broker
@@ -157,7 +157,7 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="chat-probe-") as base:
         topic = "probe.fetch"
-        with LocalStack(base, durable=False, topics={topic: 1}) as stack:
+        with LocalStack(base, topics={topic: 1}) as stack:
             rows = []
             for wait in [int(w) for w in args.confluent_waits.split(",") if w]:
                 rows.append((f"confluent-kafka fetch.wait.max.ms={wait}",

@@ -2,7 +2,7 @@
 
     python -m bench.profile [--rate 800 --seconds 20 --users 200 --group-size 10 --top 30]
 
-Starts the system as ``bench.run_local`` does (``local_system``: Tansu on memory storage, Redis,
+Starts the system as ``bench.run_local`` does (``local_system``: Apache Kafka, Redis,
 one worker, one gateway), runs ``bench.loadgen`` at ``--rate`` for ``--seconds`` while
 ``py-spy record`` samples both processes (raw collapsed stacks), then prints, per process, the
 functions with the most samples: inclusive (the function or anything it called) and own (the

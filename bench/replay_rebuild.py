@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.replay_rebuild [--events 100000]
 
-Starts Tansu (memory) and Redis, writes ``ConversationCreated`` + ``MessageAccepted`` events
+Starts Apache Kafka and Redis, writes ``ConversationCreated`` + ``MessageAccepted`` events
 straight to the events topic with the codec (1,000 conversations), then times
 ``chat replay --topic <events> -o FILE`` and ``chat rebuild all`` as subprocesses (the real CLI),
 and prints events/s. The figures are in bench/RESULTS.md.
@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp), durable=False, topics={}) as stack:
+    with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp), topics={}) as stack:
         env = {**os.environ, "CHAT_KAFKA_BOOTSTRAP": stack.bootstrap, "CHAT_REDIS_URL": stack.redis_url,
                "CHAT_TOPIC_PREFIX": "bench.", "CHAT_DATA_DIR": f"{tmp}/data", "CHAT_PARTITIONS": "4"}
         settings = Settings.from_env(env)

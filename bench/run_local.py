@@ -2,7 +2,7 @@
 
     python -m bench.run_local [--messages 500 --rate 200 --users 20 --group-size 5 ...]
 
-Starts a ``LocalStack`` (Tansu on memory storage, Redis) in a temporary directory and a
+Starts a ``LocalStack`` (Apache Kafka, Redis) in a temporary directory and a
 ``tests.support.System`` with one stream worker and one gateway; measures the time from
 starting those two processes to ``/healthz`` answering 200 and to the first message round
 trip (sign in, connect, create a group, send, ack, delivery); runs ``bench.loadgen`` (which
@@ -339,7 +339,7 @@ class Running:
     def pids(self) -> dict[str, int | None]:
         workers = {("worker" if i == 0 else f"worker{i + 1}"): w.pid for i, w in enumerate(self.system.workers)}
         return {**workers, "gateway": self.system.gateways[0].pid,
-                "tansu": self.stack.tansu.pid if self.stack.tansu else None,
+                "kafka": self.stack.kafka.pid if self.stack.kafka else None,
                 "redis": self.stack.redis.pid if self.stack.redis else None}
 
     def died(self) -> list[str]:
@@ -356,7 +356,7 @@ def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: b
     base = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     print(f"working directory: {base}", file=sys.stderr)
     ok = False
-    stack = LocalStack(base / "stack", durable=False, topics={})
+    stack = LocalStack(base / "stack", topics={})
     system: System | None = None
     running: Running | None = None
     try:
@@ -423,7 +423,7 @@ def section(r: dict[str, Any]) -> str:
         f"### {r['date']}: {r['config']['messages']} messages at {r['config']['rate']:g} msg/s", "",
         f"- command: `{r['command']}`",
         f"- machine: {m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, {m['platform']}, Python {m['python']}",
-        f"- system: Tansu (memory) + Redis, 1 stream worker, 1 gateway, {r['partitions']} partitions; "
+        f"- system: Apache Kafka (one KRaft node) + Redis, 1 stream worker, 1 gateway, {r['partitions']} partitions; "
         f"load generator in the same machine (uvloop: {r['uvloop']})"
         + (f"; extra environment: `{' '.join(f'{k}={v}' for k, v in r['env'].items())}`" if r.get("env") else ""),
         f"- code: {r['code']}",

@@ -13,8 +13,8 @@ d. one group of 1,000 members (1 device each, all connected), one sender at each
 
 (c, idle connections, is ``bench.idle``; e, replay and rebuild, is ``bench.replay_rebuild``.)
 
-Each scenario starts the system as ``bench.run_local`` does (``local_system``: Tansu on memory
-storage, Redis, one stream worker, one gateway), runs the load in ``--procs`` load generator
+Each scenario starts the system as ``bench.run_local`` does (``local_system``: Apache Kafka,
+Redis, one stream worker, one gateway), runs the load in ``--procs`` load generator
 processes (``bench.procs``) on the same machine, stops everything (on an error or Ctrl-C too),
 appends one section to ``--results`` (default ``bench/RESULTS.md``) and writes the raw results
 to ``results/scenario-<name>-<stamp>.json`` beside it.
@@ -158,7 +158,7 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
         f"\n## Scenario ({out['scenario']}): {out['title']}, {out['date']}{label}\n",
         f"{machine_line()} Load average before the run: {la}.",
         f"Command: `{command}`",
-        f"System: Tansu (memory) + Redis, {out.get('workers', 1)} stream worker"
+        f"System: Apache Kafka (one KRaft node) + Redis, {out.get('workers', 1)} stream worker"
         f"{'s' if out.get('workers', 1) > 1 else ''}, 1 gateway, {out['partitions']} partitions"
         + (f", environment `{' '.join(f'{k}={v}' for k, v in env.items())}`" if env else "")
         + f"; the load generator runs in {out['procs']} processes on the same machine. Code: {out['code']}.",

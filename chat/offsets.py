@@ -1,8 +1,7 @@
 """Topics, partitions, offsets and the stream agents' consumer lag (``chat topics``, worker metrics).
 
-Lag is the reported high watermark minus the consumer group's committed offset. On Tansu the
-high watermark is wrong (the first offset of the last batch + 1: too low), so lag there reads
-low, possibly negative: reported as it is, never clamped. On Kafka it is the real lag.
+Lag is the high watermark minus the consumer group's committed offset: the records a group
+has not committed yet.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ and switches to it. ``rebuild`` then, per topic:
 
 1. writes a marker (a ``PartitionFenced`` record, which every consumer already ignores) to each
    partition and waits until it is durable: the acked offsets are where this rebuild's log ends,
-   exact on Kafka and on Tansu, whose end offsets are wrong, and on a topic still being written;
+   exact on a topic still being written (a high watermark read first could be passed by the
+   time the copy switches in);
 2. replays each partition from its first record to its marker into the fresh copies, in log
    order, while the live projections keep serving and the live projector keeps writing;
 3. switches each copy in (see the targets' modules);
@@ -14,7 +15,7 @@ and switches to it. ``rebuild`` then, per topic:
    projections (a catch-up: projections are idempotent), so nothing written during the rebuild
    is lost whatever the live projector did meanwhile.
 
-A dry run writes nothing, not even markers: it reads the log up to the quiet rule
+A dry run writes nothing, not even markers: it reads the log up to its high watermarks
 (``chat.logread``) and counts what each projection would apply.
 """
 

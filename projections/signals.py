@@ -5,8 +5,7 @@ sending gateway looks up the conversation's members and the gateways holding the
 and publishes one ``Delivery`` record per gateway on that gateway's channel
 (``Settings.signals_channel``). Each gateway listens on its own channel only and writes the
 frame to the named users' sockets. Why not the delivery topics: a typing frame would then
-cross the broker twice and a stream worker (tens of ms on Tansu, whose fetches cannot long
-poll), be written to disk it never needs, and wait behind message traffic; a Redis publish
+cross the broker twice and a stream worker, be written to disk it never needs, and wait behind message traffic; a Redis publish
 is one round trip. Losing one when Redis restarts costs nothing: the next refresh comes in
 seconds and indicators expire on their own.
 """

@@ -92,8 +92,8 @@ def wait_healthy(base_url: str, service: Service, timeout: float = 60.0) -> None
 
 
 # Kafka helpers for the integration tier: produce commands as the gateway does, and read a
-# topic partition from its first record. Neither trusts end offsets (wrong on Tansu): a reader
-# reads until the caller has seen what it expects, or a timeout.
+# topic partition from its first record: a reader reads until the caller has seen what it
+# expects, or a timeout.
 
 import uuid  # noqa: E402  (imports of this appended block, kept with it)
 from typing import Callable  # noqa: E402

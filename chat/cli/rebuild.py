@@ -18,7 +18,7 @@ def add_parser(commands: Any) -> None:
         description="Replay the log from its start into a fresh copy of each projection (a shadow SQLite"
         " table, a scratch Redis database) while the live ones keep serving, switch to the copy, then"
         " catch up with what arrived meanwhile. The end of the log is a marker record written to each"
-        " partition (end offsets are wrong on Tansu). See README, Operations.")
+        " partition, so writes made during the rebuild are caught up too. See README, Operations.")
     p.add_argument("projection", choices=[*REGISTRY, "all"], help="what to rebuild")
     p.add_argument("--dry-run", action="store_true",
                    help="write nothing (not even markers): read the log and count what would be applied")

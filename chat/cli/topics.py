@@ -1,8 +1,7 @@
 """``chat topics``: the topics, their partitions and offsets, and each agent's consumer lag.
 
-Lag is the reported high watermark minus the consumer group's committed offset. On Tansu the
-high watermark is wrong (too low, see README), so lag there reads low, possibly negative:
-shown as reported, never clamped, and marked ``*``.
+Lag is the high watermark minus the consumer group's committed offset: what the agent has
+not committed yet.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ def add_parser(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     table = rows(settings, args.all)
-    header = ("TOPIC", "PART", "LOW", "HIGH*", "AGENT", "GROUP", "COMMITTED", "LAG*")
+    header = ("TOPIC", "PART", "LOW", "HIGH", "AGENT", "GROUP", "COMMITTED", "LAG")
     lines = [header]
     for r in table:
         lines.append((r["topic"], str(r["partition"]), str(r["low"]), str(r["high"]), r["agent"] or "-",
@@ -36,8 +35,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    print(f"{len({r['topic'] for r in table})} topics on {settings.kafka_bootstrap}. * high watermarks, and so"
-          " lag, are reported by the broker and wrong on Tansu (too low).", file=sys.stderr)
+    print(f"{len({r['topic'] for r in table})} topics on {settings.kafka_bootstrap}.", file=sys.stderr)
     return 0
 
 

@@ -29,7 +29,7 @@ from tests.support import CommandProducer, PartitionReader, System
 GATEWAY = "gw-test"
 DEVICE = "dev1"
 ORIGIN = Origin(gateway_id=GATEWAY, device_id=DEVICE)
-FIRST_EVENT_TIMEOUT = 40.0  # the worker joins its group first (slow on Tansu)
+FIRST_EVENT_TIMEOUT = 40.0  # the worker joins its group first
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """A producer that hits a fatal error is replaced, and nothing waits forever.
 
-Seen on Tansu's s3 engine: the idempotent producer's sequence numbers fell out of step with
-the broker's (a fatal error), the polling thread died of it, and every later send of that
-gateway hung. The fatal flag is raised here by hand (librdkafka's own trigger is not reachable
+Seen on the Tansu stand-in (retired): the idempotent producer's sequence numbers fell out of
+step with the broker's (a fatal error), the polling thread died of it, and every later send of
+that gateway hung; Kafka raises the same fatal error after an unclean leader election. The fatal flag is raised here by hand (librdkafka's own trigger is not reachable
 from Python); the replacement, the failing of what was in flight and the sends after it run on
 the real broker.
 """

@@ -31,7 +31,7 @@ TOTAL = 600
 KILL_AFTER = TOTAL // 3
 RESENDS = 50
 RATE_PER_S = 50.0
-JOIN_TIMEOUT = 40.0  # a worker joins its group before its first event (slow on Tansu)
+JOIN_TIMEOUT = 40.0  # a worker joins its group before its first event
 
 
 @pytest.fixture
