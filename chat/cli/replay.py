@@ -122,7 +122,7 @@ def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, window: tuple[i
             if to_ms is not None and timestamp > to_ms:
                 finished.add(msg.partition())  # its first record past --to-time ends a partition
                 continue
-            # offsets by time may start a little early (Tansu resolves them per batch)
+            # a record before --from-time can come with the first batch: filtered here too
             if (from_ms is not None and timestamp < from_ms) or (wanted_key and msg.key() != wanted_key):
                 continue
             try:
