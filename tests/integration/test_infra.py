@@ -1,4 +1,4 @@
-"""The infra layer against real processes: Tansu (memory and S3 on s3rver), Redis, topics."""
+"""The infra layer against real processes: Tansu (memory and S3 on s3rver), Redis, topics, Cassandra."""
 
 from __future__ import annotations
 
@@ -152,3 +152,34 @@ def test_children_die_with_their_parent(tmp_path):
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not port_open(port)
+
+
+@pytest.mark.cassandra
+def test_cassandra_keeps_its_data_across_a_restart(tmp_path):
+    from cassandra import ProtocolVersion
+    from cassandra.cluster import Cluster
+
+    from infra.cassandra import Cassandra
+
+    def session_of(node):
+        cluster = Cluster([("127.0.0.1", node.port)], protocol_version=ProtocolVersion.V5)
+        return cluster, cluster.connect()
+
+    node = Cassandra(tmp_path / "cassandra")
+    with node:
+        cluster, session = session_of(node)
+        session.execute("CREATE KEYSPACE k WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        session.execute("CREATE TABLE k.t (id int PRIMARY KEY, body text)")
+        for i in range(50):
+            session.execute("INSERT INTO k.t (id, body) VALUES (%s, %s)", (i, f"row {i}"))
+        cluster.shutdown()
+    assert not node.running and not port_open(node.port) and not port_open(node.storage_port)
+    assert (tmp_path / "cassandra" / "commitlog").is_dir() and (tmp_path / "cassandra" / "conf" / "cassandra.yaml").exists()
+
+    again = Cassandra(tmp_path / "cassandra", port=node.port, storage_port=node.storage_port)
+    with again:
+        cluster, session = session_of(again)
+        rows = {row.id: row.body for row in session.execute("SELECT id, body FROM k.t")}
+        cluster.shutdown()
+    assert rows == {i: f"row {i}" for i in range(50)}
+    assert "Startup complete" in again.log_tail(400)
