@@ -2,13 +2,13 @@
 
 ``TimelineStoreContract`` holds the tests and is not collected itself; each
 ``Test...`` subclass supplies ``store_factory`` for its backend. The Cassandra
-subclass runs when ``CASSANDRA_HOSTS`` is set, in a fresh keyspace it drops after.
+subclass runs on the ``cassandra_hosts`` fixture's node (a local one, or ``CASSANDRA_HOSTS``),
+in a fresh keyspace it drops after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sys
 import uuid
@@ -352,18 +352,13 @@ class TestSqliteTimelineStore(TimelineStoreContract):
 
 
 @pytest.mark.cassandra
-@pytest.mark.skipif(
-    not os.environ.get("CASSANDRA_HOSTS"), reason="CASSANDRA_HOSTS not set: Cassandra contract suite skipped"
-)
 class TestCassandraTimelineStore(TimelineStoreContract):
     sweep_deletes_rows = False
 
     @pytest.fixture(scope="class")
-    def cassandra_settings(self) -> Settings:
+    def cassandra_settings(self, cassandra_hosts: str) -> Settings:
         keyspace = f"chat_test_{uuid.uuid4().hex[:12]}"
-        return Settings(
-            timeline_backend="cassandra", cassandra_hosts=os.environ["CASSANDRA_HOSTS"], cassandra_keyspace=keyspace
-        )
+        return Settings(timeline_backend="cassandra", cassandra_hosts=cassandra_hosts, cassandra_keyspace=keyspace)
 
     @pytest_asyncio.fixture
     async def store_factory(self, cassandra_settings: Settings) -> AsyncIterator[StoreFactory]:
