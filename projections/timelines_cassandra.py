@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 
-from cassandra import ConsistencyLevel, DriverException, RequestValidationException
-from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra import ConsistencyLevel, DriverException, ProtocolVersion, RequestValidationException
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, Statement
@@ -36,6 +36,10 @@ MAX_IN_FLIGHT = 128
 MAX_TTL_S = 630_720_000  # Cassandra's upper limit for a TTL (20 years)
 REQUEST_TIMEOUT_S = 10.0
 SCHEMA_TIMEOUT_S = 60.0  # DDL waits for schema agreement across the cluster
+# Cassandra 4.0 and later speak v5. Left unset, the driver offers its DSE versions first and
+# downgrades with a warning, one refused handshake at a time.
+PROTOCOL_VERSION = ProtocolVersion.V5
+PAGE_ROWS = 5_000  # rows per page of the one read without a LIMIT (a conversation's stored seqs)
 _KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _DRIVER_ERRORS = (DriverException, NoHostAvailable, ConnectionException)
 
@@ -100,12 +104,14 @@ class CassandraTimelineStore:
         replication_factor: int = 1,
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
         self.hosts = list(hosts) or ["127.0.0.1"]
         self.keyspace = _checked(keyspace)
         self.retention_ms = retention_ms
         self.replication_factor = replication_factor
         self.request_timeout_s = request_timeout_s
+        self.protocol_version = protocol_version
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
@@ -116,11 +122,17 @@ class CassandraTimelineStore:
     async def open(self) -> None:
         if self._session is not None:
             return
-        cluster = Cluster(
-            contact_points=[contact_point(h) for h in self.hosts],
+        profile = ExecutionProfile(
             # Send each statement to a replica of its conversation, in the local data centre
             # (the one of the contact points, as they are all expected to be local).
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+            request_timeout=self.request_timeout_s,
+        )
+        cluster = Cluster(
+            contact_points=[contact_point(h) for h in self.hosts],
+            protocol_version=self.protocol_version,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         )
         try:
             session: Session = await _blocking(cluster.connect)
@@ -128,9 +140,7 @@ class CassandraTimelineStore:
             for statement in schema_statements(self.keyspace, self.replication_factor):
                 await self._execute(statement, timeout=SCHEMA_TIMEOUT_S)
             for name, cql in statements_cql(self.keyspace).items():
-                prepared = await _blocking(session.prepare, cql)
-                prepared.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-                self._prepared[name] = prepared
+                self._prepared[name] = await _blocking(session.prepare, cql)
             self._prepared["ping"].consistency_level = ConsistencyLevel.LOCAL_ONE
         except BaseException:
             self._session, self._cluster, self._prepared = None, None, {}
@@ -169,7 +179,8 @@ class CassandraTimelineStore:
         return len(fresh)
 
     async def stored_seqs(self, conversation_id: str, low: int, high: int) -> set[int]:
-        return {row[0] for row in await self._run("stored_seqs", conversation_id, low, high)}
+        """The seqs stored in ``low..high``, read in pages: a whole conversation may be asked."""
+        return {row[0] for row in await self._run("stored_seqs", conversation_id, low, high, page_rows=PAGE_ROWS)}
 
     async def delete(self, conversation_id: str, seqs: Sequence[int]) -> None:
         await asyncio.gather(*(self._run("delete", conversation_id, seq) for seq in seqs))
@@ -215,16 +226,17 @@ class CassandraTimelineStore:
         results = await asyncio.gather(*(self._run("stored_seqs", c, *spans[c]) for c in conversations))
         return {(c, row[0]) for c, rows in zip(conversations, results) for row in rows}
 
-    async def _run(self, name: str, *values: Any) -> list[Any]:
+    async def _run(self, name: str, *values: Any, page_rows: int | None = None) -> list[Any]:
+        """A prepared statement's rows: in one response (every query has a LIMIT or reads one
+        batch's slice), or in pages of ``page_rows``."""
         if self._session is None:
             raise OperationalError("Cassandra timeline store is not open")
         bound = self._prepared[name].bind(values)
-        # Each query has a LIMIT or reads one bounded slice: take it in one response.
-        bound.fetch_size = None
+        bound.fetch_size = page_rows
         return await self._execute(bound)
 
     async def _execute(self, statement: Statement | str, *, timeout: float | None = None) -> list[Any]:
-        """Run one statement with ``execute_async``; its rows once the driver answers."""
+        """Run one statement with ``execute_async``; all its rows (every page) once the driver answers."""
         session = self._session
         if session is None:
             raise OperationalError("Cassandra timeline store is not open")
@@ -239,8 +251,14 @@ class CassandraTimelineStore:
             else:
                 done.set_result(list(rows) if rows is not None else [])
 
-        def on_rows(rows: Any) -> None:  # on a driver thread
-            _call_soon(loop, settle, rows)
+        rows_read: list[Any] = []
+
+        def on_rows(rows: Any) -> None:  # on a driver thread, once per page
+            rows_read.extend(rows or ())
+            if future.has_more_pages:
+                future.start_fetching_next_page()  # calls on_rows or on_error again
+            else:
+                _call_soon(loop, settle, rows_read)
 
         def on_error(error: BaseException) -> None:  # on a driver thread
             _call_soon(loop, settle, None, error)
