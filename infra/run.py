@@ -7,6 +7,8 @@ Tansu, s3rver and Redis, in that order. A worker or gateway that dies is restart
 
 Services run on fixed ports so a second run finds its data (broker 19092, s3rver 14568, Redis
 16379). ``CHAT_KAFKA_BOOTSTRAP`` / ``CHAT_REDIS_URL`` mean "use that external service instead".
+With ``CHAT_TIMELINE_BACKEND=cassandra`` a Cassandra node starts too, beside Redis (data under
+``.data/cassandra``, CQL on 19042, storage 17000), unless ``CHAT_CASSANDRA_HOSTS`` names one.
 Logs of every child: ``.data/logs/``.
 """
 
@@ -55,6 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--broker-port", type=int, default=19092)
     p.add_argument("--s3-port", type=int, default=14568)
     p.add_argument("--redis-port", type=int, default=16379)
+    p.add_argument("--cassandra-port", type=int, default=19042, help="CQL (with CHAT_TIMELINE_BACKEND=cassandra)")
+    p.add_argument("--cassandra-storage-port", type=int, default=17000)
     p.add_argument("--health-timeout", type=float, default=120.0)
     p.add_argument("--worker-module", default="streams.worker")
     p.add_argument("--gateway-module", default="gateway")
@@ -75,6 +79,9 @@ def build_stack(settings: Settings, environ: Mapping[str, str], data_dir: Path, 
         redis_port=args.redis_port,
         kafka_bootstrap=settings.kafka_bootstrap if "CHAT_KAFKA_BOOTSTRAP" in environ else None,
         redis_url=settings.redis_url if "CHAT_REDIS_URL" in environ else None,
+        cassandra=settings.timeline_backend == "cassandra" and "CHAT_CASSANDRA_HOSTS" not in environ,
+        cassandra_port=args.cassandra_port,
+        cassandra_storage_port=args.cassandra_storage_port,
     )
 
 
@@ -88,6 +95,8 @@ def build_apps(settings: Settings, stack: LocalStack, data_dir: Path, args: argp
         CHAT_DATA_DIR=str(data_dir),
         PYTHONUNBUFFERED="1",
     )
+    if stack.cassandra_hosts:
+        env["CHAT_CASSANDRA_HOSTS"] = stack.cassandra_hosts
     logs = data_dir / "logs"
     # The worker's Prometheus endpoint: CHAT_WORKER_METRICS_PORT, or 9464 under `make run`.
     worker_env = {**env, "CHAT_WORKER_METRICS_PORT": str(settings.worker_metrics_port or 9464)}
@@ -168,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         owned = ", ".join(s.name for s in stack.services) or "no services (external broker and Redis)"
         log(f"starting {owned} (data: {data_dir})")
         stack.start()
-        log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}")
+        log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}"
+            + (f", cassandra {stack.cassandra_hosts}" if stack.cassandra_hosts else ""))
         if stack.tansu is not None and stack.durable:
             # Tansu's s3 engine must read each partition after a restart before anything
             # produces, or new records overwrite stored ones (infra.topics.warm_partitions).

@@ -1,12 +1,14 @@
-"""The dependencies started together: Tansu (memory, or S3 on s3rver) and Redis.
+"""The dependencies started together: Tansu (memory, or S3 on s3rver), Redis, and optionally a
+Cassandra node for the timelines (``cassandra=True``).
 
     with LocalStack(tmp_path, durable=False, partitions=4) as stack:
         stack.bootstrap   # "127.0.0.1:PORT"
         stack.redis_url   # "redis://127.0.0.1:PORT/0"
 
 Layout under ``base_dir``: ``logs/`` (one file per service), ``s3/`` (s3rver's buckets, durable
-mode only), ``redis/`` (the append-only file). An external broker or Redis can be given instead
-(``kafka_bootstrap=`` / ``redis_url=``): then that service is not started.
+mode only), ``redis/`` (the append-only file), ``cassandra/`` (the node's data and config). An external
+broker or Redis can be given instead (``kafka_bootstrap=`` / ``redis_url=``): then that service is
+not started; ``stack.cassandra_hosts`` is ``None`` without a Cassandra node.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class LocalStack:
         kafka_bootstrap: str | None = None,
         redis_url: str | None = None,
         ready_timeout: float = 30.0,
+        cassandra: bool = False,
+        cassandra_port: int | None = None,
+        cassandra_storage_port: int | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.durable = durable
@@ -58,6 +63,14 @@ class LocalStack:
             )
         if redis_url is None:
             self.redis = Redis(redis_port or free_port(), self.base_dir / "redis", log_path=logs / "redis.log")
+        self.cassandra: Service | None = None
+        self.cassandra_hosts: str | None = None
+        if cassandra:
+            from infra.cassandra import Cassandra
+
+            node = Cassandra(self.base_dir / "cassandra", port=cassandra_port, storage_port=cassandra_storage_port,
+                             log_path=logs / "cassandra.log")
+            self.cassandra, self.cassandra_hosts = node, node.contact_point
         self.bootstrap = self.tansu.bootstrap if self.tansu else str(kafka_bootstrap)
         self.redis_url = self.redis.url if self.redis else str(redis_url)
         self._started: list[Service] = []
@@ -65,13 +78,13 @@ class LocalStack:
     @property
     def services(self) -> list[Service]:
         """The services this stack owns, in start order."""
-        return [s for s in (self.redis, self.s3rver, self.tansu) if s is not None]
+        return [s for s in (self.cassandra, self.redis, self.s3rver, self.tansu) if s is not None]
 
     def start(self) -> "LocalStack":
         """Start every owned service, wait until each answers, then create the topics."""
         try:
-            # Redis and s3rver start side by side; Tansu needs s3rver up first.
-            for service in (self.redis, self.s3rver):
+            # Cassandra (the slowest), Redis and s3rver start side by side; Tansu needs s3rver up first.
+            for service in (self.cassandra, self.redis, self.s3rver):
                 if service is not None:
                     self._started.append(service.start())
             if self.s3rver is not None:
@@ -79,7 +92,7 @@ class LocalStack:
             if self.tansu is not None:
                 self._started.append(self.tansu.start())
             for service in self._started:
-                service.wait_ready(self.ready_timeout)
+                service.wait_ready(max(self.ready_timeout, 120.0) if service is self.cassandra else self.ready_timeout)
             ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout,
                           configs=self.topic_configs)
         except BaseException:

@@ -183,3 +183,23 @@ def test_cassandra_keeps_its_data_across_a_restart(tmp_path):
         cluster.shutdown()
     assert rows == {i: f"row {i}" for i in range(50)}
     assert "Startup complete" in again.log_tail(400)
+
+
+def test_make_run_adds_a_cassandra_node_for_the_cassandra_backend(tmp_path):
+    from chat.settings import Settings
+    from infra.run import build_apps, build_stack, parse_args
+
+    args = parse_args(["--cassandra-port", "29142"])
+
+    def planned(**environ):
+        settings = Settings.from_env(environ)
+        stack = build_stack(settings, environ, tmp_path, args)
+        return stack, {app.name: app.env.get("CHAT_CASSANDRA_HOSTS") for app in build_apps(settings, stack, tmp_path, args)}
+
+    stack, hosts = planned()
+    assert stack.cassandra is None and hosts == {"worker": None, "gateway": None}
+    stack, hosts = planned(CHAT_TIMELINE_BACKEND="cassandra")
+    assert stack.cassandra in stack.services and stack.cassandra.base_dir == tmp_path.resolve() / "cassandra"
+    assert hosts == {"worker": "127.0.0.1:29142", "gateway": "127.0.0.1:29142"}
+    stack, hosts = planned(CHAT_TIMELINE_BACKEND="cassandra", CHAT_CASSANDRA_HOSTS="db1:9042")
+    assert stack.cassandra is None and hosts == {"worker": None, "gateway": None}  # os.environ passes it on
