@@ -213,7 +213,9 @@ class CassandraTimelineStore:
     def _insert_values(self, m: TimelineMessage, now: int) -> tuple[Any, ...]:
         remaining_ms = m.sent_at + self.retention_ms - now
         ttl_s = min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))  # rounded up, at least 1
-        media = None if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
+        # No media is stored as '', not null: a null bound in an INSERT is a tombstone, one in
+        # every such row, which each read then counts against tombstone_warn/failure_threshold.
+        media = "" if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
         return (m.conversation_id, m.seq, m.message_id, m.sender_id, m.client_msg_id, m.body, media, m.sent_at, ttl_s)
 
     async def _stored_keys(self, messages: list[TimelineMessage]) -> set[tuple[str, int]]:
@@ -324,6 +326,6 @@ def _message(row: Sequence[Any]) -> TimelineMessage:
         sender_id=sender_id,
         client_msg_id=client_msg_id,
         body=body,
-        media=None if media is None else json.loads(media),
+        media=json.loads(media) if media else None,  # '', or null in rows of earlier versions
         sent_at=sent_at,
     )

@@ -422,6 +422,17 @@ class TestCassandraTimelineStore(TimelineStoreContract):
         await asyncio.sleep(3.1)  # a TTL is whole seconds, rounded up: 2 s here
         assert await raw_rows(store, query, conv) == []  # not filtered out: not there
 
+    async def test_rows_without_media_hold_no_tombstone(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        conv = conversation()
+        await store.append([message(conv, seq) for seq in (1, 2, 3)] + [message(conv, 4, media={"kind": "file"})])
+        cql = f"SELECT seq FROM {store.keyspace}.messages WHERE conversation_id = %s"  # type: ignore[attr-defined]
+        rows = await asyncio.to_thread(store._session.execute, cql, (conv,), trace=True)  # type: ignore
+        trace = await asyncio.to_thread(rows.get_query_trace, 10)
+        read = [e.description for e in trace.events if "tombstone cells" in e.description]
+        assert read == ["Read 4 live rows and 0 tombstone cells"], read
+        assert [m.media for m in (await store.page(conv)).messages] == [None, None, None, {"kind": "file"}]
+
     async def test_stored_seqs_reads_every_page(self, store_factory: StoreFactory,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
         import projections.timelines_cassandra
