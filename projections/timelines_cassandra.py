@@ -1,9 +1,9 @@
 """The Cassandra timeline backend: one partition per conversation, clustered by seq.
 
 The schema is ``infra/cassandra/schema.cql``; ``open()`` runs it with the configured
-keyspace. Every query is a prepared statement run with ``execute_async``, whose
-``ResponseFuture`` callbacks (called on the driver's I/O threads) are handed to
-the event loop with ``call_soon_threadsafe``.
+keyspace (the CQL text is in ``timelines_cassandra_cql.py``). Every query is a prepared
+statement run with ``execute_async``, whose ``ResponseFuture`` callbacks (called on the
+driver's I/O threads) are handed to the event loop with ``call_soon_threadsafe``.
 
 Rows expire by TTL (what is left of the retention when written); reads also
 filter on ``sent_at``, so a row past retention is never returned even before its
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel, DriverException, ProtocolVersion, RequestValidationException
@@ -27,6 +25,7 @@ from cassandra.query import PreparedStatement, Statement
 
 from chat.errors import OperationalError, PersistenceError
 from projections.timelines import Page, TimelineMessage, current_ms, page_query
+from projections.timelines_cassandra_cql import checked_keyspace, contact_point, schema_statements, statements_cql
 
 T = TypeVar("T")
 
@@ -40,52 +39,7 @@ SCHEMA_TIMEOUT_S = 60.0  # DDL waits for schema agreement across the cluster
 # downgrades with a warning, one refused handshake at a time.
 PROTOCOL_VERSION = ProtocolVersion.V5
 PAGE_ROWS = 5_000  # rows per page of the one read without a LIMIT (a conversation's stored seqs)
-_KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _DRIVER_ERRORS = (DriverException, NoHostAvailable, ConnectionException)
-
-_COLUMNS = "conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at"
-
-
-def statements_cql(keyspace: str) -> dict[str, str]:
-    """The CQL of every prepared statement, by name, for ``keyspace``."""
-    table = f"{_checked(keyspace)}.messages"
-    # The page queries filter on sent_at, a regular column: ALLOW FILTERING is
-    # cheap here because the partition and a seq slice are fixed; it only skips
-    # rows past retention that their TTL has not removed yet, and LIMIT applies
-    # after the filter, so pages and has_more never count expired rows.
-    page = (
-        f"SELECT {_COLUMNS} FROM {table}"
-        " WHERE conversation_id = ? AND seq > ? AND seq < ? AND sent_at > ?"
-        " ORDER BY seq {order} LIMIT ? ALLOW FILTERING"
-    )
-    return {
-        "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-        "stored_seqs": f"SELECT seq FROM {table} WHERE conversation_id = ? AND seq >= ? AND seq <= ?",
-        "delete": f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?",
-        "page_oldest_first": page.format(order="ASC"),
-        "page_newest_first": page.format(order="DESC"),
-        "last_seq": f"SELECT seq FROM {table} WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-        "ping": "SELECT release_version FROM system.local",
-    }
-
-
-def schema_statements(keyspace: str, replication_factor: int = 1, cql: str | None = None) -> list[str]:
-    """The statements of ``schema.cql``, with its keyspace ``chat`` renamed and its RF set."""
-    if cql is None:
-        cql = (resources.files("infra") / "cassandra" / "schema.cql").read_text(encoding="utf-8")
-    keyspace = _checked(keyspace)
-    without_comments = re.sub(r"--[^\n]*", "", cql)
-    statements = []
-    for statement in without_comments.split(";"):
-        statement = " ".join(statement.split())
-        if not statement:
-            continue
-        statement = re.sub(r"(KEYSPACE IF NOT EXISTS )chat\b", rf"\g<1>{keyspace}", statement, flags=re.IGNORECASE)
-        statement = re.sub(r"\bchat\.", f"{keyspace}.", statement)
-        statement = re.sub(r"('replication_factor'\s*:\s*)\d+", rf"\g<1>{int(replication_factor)}", statement)
-        statements.append(statement)
-    return statements
-
 
 class CassandraTimelineStore:
     """``TimelineStore`` on Cassandra (see ``projections.timelines``).
@@ -107,7 +61,7 @@ class CassandraTimelineStore:
         protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
         self.hosts = list(hosts) or ["127.0.0.1"]
-        self.keyspace = _checked(keyspace)
+        self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
         self.replication_factor = replication_factor
         self.request_timeout_s = request_timeout_s
@@ -300,21 +254,6 @@ def _translate(exc: BaseException) -> PersistenceError:
     if isinstance(exc, RequestValidationException):  # syntax, invalid request, unauthorized, schema
         return PersistenceError(f"Cassandra rejected a statement: {exc}")
     return OperationalError(f"Cassandra unavailable: {exc}")
-
-
-def _checked(keyspace: str) -> str:
-    """A keyspace name safe to put into CQL unquoted."""
-    if not _KEYSPACE_NAME.fullmatch(keyspace):
-        raise ValueError(f"keyspace must match {_KEYSPACE_NAME.pattern}, not {keyspace!r}")
-    return keyspace
-
-
-def contact_point(host: str) -> str | tuple[str, int]:
-    """``"host"`` or ``"host:port"`` (IPv6 addresses without a port are left alone)."""
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
-        return name, int(port)
-    return host
 
 
 def _message(row: Sequence[Any]) -> TimelineMessage:
