@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import aiohttp
 import pytest
 import pytest_asyncio
@@ -37,8 +39,6 @@ def cassandra_hosts(tmp_path_factory):
     """``CHAT_CASSANDRA_HOSTS`` of a Cassandra to test against: the external cluster named by
     ``CASSANDRA_HOSTS`` if set, otherwise one local node (``infra.cassandra``) for the whole run,
     started the first time a test asks for it (5-10 s). Tests use keyspaces of their own."""
-    import os
-
     external = os.environ.get("CASSANDRA_HOSTS")
     if external:
         yield external
