@@ -8,7 +8,9 @@ worker, Kafka and Redis, in that order. A worker or gateway that dies is restart
 Services run on fixed ports so a second run finds its data, and so the ``chat`` command line
 finds them with no settings (their defaults are these ports): Kafka 19092 (its controller
 19093), Redis 16379. ``CHAT_KAFKA_BOOTSTRAP`` / ``CHAT_REDIS_URL`` mean "use that external
-service instead". Logs of every child: ``.data/logs/``.
+service instead". With ``CHAT_TIMELINE_BACKEND=cassandra`` a Cassandra node starts too, beside
+the others (data under ``.data/cassandra``, CQL on 19042, storage 17000), unless
+``CHAT_CASSANDRA_HOSTS`` names one. Logs of every child: ``.data/logs/``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--broker-port", type=int, default=19092)
     p.add_argument("--controller-port", type=int, default=19093)
     p.add_argument("--redis-port", type=int, default=16379)
+    p.add_argument("--cassandra-port", type=int, default=19042, help="CQL (with CHAT_TIMELINE_BACKEND=cassandra)")
+    p.add_argument("--cassandra-storage-port", type=int, default=17000)
     p.add_argument("--health-timeout", type=float, default=120.0)
     p.add_argument("--worker-module", default="streams.worker")
     p.add_argument("--gateway-module", default="gateway")
@@ -99,6 +103,9 @@ def build_stack(settings: Settings, environ: Mapping[str, str], data_dir: Path, 
         redis_port=args.redis_port,
         kafka_bootstrap=settings.kafka_bootstrap if "CHAT_KAFKA_BOOTSTRAP" in environ else None,
         redis_url=settings.redis_url if "CHAT_REDIS_URL" in environ else None,
+        cassandra=settings.timeline_backend == "cassandra" and "CHAT_CASSANDRA_HOSTS" not in environ,
+        cassandra_port=args.cassandra_port,
+        cassandra_storage_port=args.cassandra_storage_port,
     )
 
 
@@ -112,6 +119,8 @@ def build_apps(settings: Settings, stack: LocalStack, data_dir: Path, args: argp
         CHAT_DATA_DIR=str(data_dir),
         PYTHONUNBUFFERED="1",
     )
+    if stack.cassandra_hosts:
+        env["CHAT_CASSANDRA_HOSTS"] = stack.cassandra_hosts
     logs = data_dir / "logs"
     # The worker's Prometheus endpoint: CHAT_WORKER_METRICS_PORT, or 9464 under `make run`.
     worker_env = {**env, "CHAT_WORKER_METRICS_PORT": str(settings.worker_metrics_port or 9464)}
@@ -201,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         owned = ", ".join(s.name for s in stack.services) or "no services (external broker and Redis)"
         log(f"starting {owned} (data: {data_dir})")
         stack.start()
-        log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}")
+        log(f"broker {stack.bootstrap}, redis {stack.redis_url}, topics {stack.topics}"
+            + (f", cassandra {stack.cassandra_hosts}" if stack.cassandra_hosts else ""))
         for app in apps:
             app.start()
         if wait_healthy(apps, args.health_timeout, stopping):

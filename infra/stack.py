@@ -1,13 +1,15 @@
-"""The dependencies started together: Apache Kafka (one KRaft node) and Redis.
+"""The dependencies started together: Apache Kafka (one KRaft node), Redis, and optionally a
+Cassandra node for the timelines (``cassandra=True``).
 
     with LocalStack(tmp_path, partitions=4) as stack:
         stack.bootstrap   # "127.0.0.1:PORT"
         stack.redis_url   # "redis://127.0.0.1:PORT/0"
 
 Layout under ``base_dir``: ``logs/`` (one file per service), ``kafka/`` (the broker's log and
-metadata), ``redis/`` (the append-only file). Both keep their data across restarts on the same
-``base_dir``. An external broker or Redis can be given instead (``kafka_bootstrap=`` /
-``redis_url=``): then that service is not started.
+metadata), ``redis/`` (the append-only file), ``cassandra/`` (the node's data and config). Each
+keeps its data across restarts on the same ``base_dir``. An external broker or Redis can be given
+instead (``kafka_bootstrap=`` / ``redis_url=``): then that service is not started;
+``stack.cassandra_hosts`` is ``None`` without a Cassandra node.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class LocalStack:
         kafka_bootstrap: str | None = None,
         redis_url: str | None = None,
         ready_timeout: float = 30.0,
+        cassandra: bool = False,
+        cassandra_port: int | None = None,
+        cassandra_storage_port: int | None = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         core = Settings(partitions=partitions)
@@ -51,6 +56,14 @@ class LocalStack:
                                controller_port=controller_port)
         if redis_url is None:
             self.redis = Redis(redis_port or free_port(), self.base_dir / "redis", log_path=logs / "redis.log")
+        self.cassandra: Service | None = None
+        self.cassandra_hosts: str | None = None
+        if cassandra:
+            from infra.cassandra import Cassandra
+
+            node = Cassandra(self.base_dir / "cassandra", port=cassandra_port, storage_port=cassandra_storage_port,
+                             log_path=logs / "cassandra.log")
+            self.cassandra, self.cassandra_hosts = node, node.contact_point
         self.bootstrap = self.kafka.bootstrap if self.kafka else str(kafka_bootstrap)
         self.redis_url = self.redis.url if self.redis else str(redis_url)
         self._started: list[Service] = []
@@ -58,15 +71,15 @@ class LocalStack:
     @property
     def services(self) -> list[Service]:
         """The services this stack owns, in start order."""
-        return [s for s in (self.redis, self.kafka) if s is not None]
+        return [s for s in (self.cassandra, self.redis, self.kafka) if s is not None]
 
     def start(self) -> "LocalStack":
         """Start every owned service, wait until each answers, then create the topics."""
         try:
-            for service in self.services:  # side by side: neither needs the other
+            for service in self.services:  # side by side: none needs another
                 self._started.append(service.start())
             for service in self._started:
-                service.wait_ready(self.ready_timeout)
+                service.wait_ready(max(self.ready_timeout, 120.0) if service is self.cassandra else self.ready_timeout)
             ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout,
                           configs=self.topic_configs)
         except BaseException:

@@ -1,9 +1,9 @@
 """The Cassandra timeline backend: one partition per conversation, clustered by seq.
 
 The schema is ``infra/cassandra/schema.cql``; ``open()`` runs it with the configured
-keyspace. Every query is a prepared statement run with ``execute_async``, whose
-``ResponseFuture`` callbacks (called on the driver's I/O threads) are handed to
-the event loop with ``call_soon_threadsafe``.
+keyspace (the CQL text is in ``timelines_cassandra_cql.py``). Every query is a prepared
+statement run with ``execute_async``, whose ``ResponseFuture`` callbacks (called on the
+driver's I/O threads) are handed to the event loop with ``call_soon_threadsafe``.
 
 Rows expire by TTL (what is left of the retention when written); reads also
 filter on ``sent_at``, so a row past retention is never returned even before its
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, TypeVar
 
-from cassandra import ConsistencyLevel, DriverException, RequestValidationException
-from cassandra.cluster import Cluster, NoHostAvailable, ResponseFuture, Session
+from cassandra import ConsistencyLevel, DriverException, ProtocolVersion, RequestValidationException
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.connection import ConnectionException
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, Statement
 
 from chat.errors import OperationalError, PersistenceError
 from projections.timelines import Page, TimelineMessage, current_ms, page_query
+from projections.timelines_cassandra_cql import checked_keyspace, contact_point, schema_statements, statements_cql
 
 T = TypeVar("T")
 
@@ -36,52 +35,11 @@ MAX_IN_FLIGHT = 128
 MAX_TTL_S = 630_720_000  # Cassandra's upper limit for a TTL (20 years)
 REQUEST_TIMEOUT_S = 10.0
 SCHEMA_TIMEOUT_S = 60.0  # DDL waits for schema agreement across the cluster
-_KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
+# Cassandra 4.0 and later speak v5. Left unset, the driver offers its DSE versions first and
+# downgrades with a warning, one refused handshake at a time.
+PROTOCOL_VERSION = ProtocolVersion.V5
+PAGE_ROWS = 5_000  # rows per page of the one read without a LIMIT (a conversation's stored seqs)
 _DRIVER_ERRORS = (DriverException, NoHostAvailable, ConnectionException)
-
-_COLUMNS = "conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at"
-
-
-def statements_cql(keyspace: str) -> dict[str, str]:
-    """The CQL of every prepared statement, by name, for ``keyspace``."""
-    table = f"{_checked(keyspace)}.messages"
-    # The page queries filter on sent_at, a regular column: ALLOW FILTERING is
-    # cheap here because the partition and a seq slice are fixed; it only skips
-    # rows past retention that their TTL has not removed yet, and LIMIT applies
-    # after the filter, so pages and has_more never count expired rows.
-    page = (
-        f"SELECT {_COLUMNS} FROM {table}"
-        " WHERE conversation_id = ? AND seq > ? AND seq < ? AND sent_at > ?"
-        " ORDER BY seq {order} LIMIT ? ALLOW FILTERING"
-    )
-    return {
-        "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
-        "stored_seqs": f"SELECT seq FROM {table} WHERE conversation_id = ? AND seq >= ? AND seq <= ?",
-        "delete": f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?",
-        "page_oldest_first": page.format(order="ASC"),
-        "page_newest_first": page.format(order="DESC"),
-        "last_seq": f"SELECT seq FROM {table} WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1",
-        "ping": "SELECT release_version FROM system.local",
-    }
-
-
-def schema_statements(keyspace: str, replication_factor: int = 1, cql: str | None = None) -> list[str]:
-    """The statements of ``schema.cql``, with its keyspace ``chat`` renamed and its RF set."""
-    if cql is None:
-        cql = (resources.files("infra") / "cassandra" / "schema.cql").read_text(encoding="utf-8")
-    keyspace = _checked(keyspace)
-    without_comments = re.sub(r"--[^\n]*", "", cql)
-    statements = []
-    for statement in without_comments.split(";"):
-        statement = " ".join(statement.split())
-        if not statement:
-            continue
-        statement = re.sub(r"(KEYSPACE IF NOT EXISTS )chat\b", rf"\g<1>{keyspace}", statement, flags=re.IGNORECASE)
-        statement = re.sub(r"\bchat\.", f"{keyspace}.", statement)
-        statement = re.sub(r"('replication_factor'\s*:\s*)\d+", rf"\g<1>{int(replication_factor)}", statement)
-        statements.append(statement)
-    return statements
-
 
 class CassandraTimelineStore:
     """``TimelineStore`` on Cassandra (see ``projections.timelines``).
@@ -100,12 +58,14 @@ class CassandraTimelineStore:
         replication_factor: int = 1,
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        protocol_version: int = PROTOCOL_VERSION,
     ) -> None:
         self.hosts = list(hosts) or ["127.0.0.1"]
-        self.keyspace = _checked(keyspace)
+        self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
         self.replication_factor = replication_factor
         self.request_timeout_s = request_timeout_s
+        self.protocol_version = protocol_version
         self._cluster: Cluster | None = None
         self._session: Session | None = None
         self._prepared: dict[str, PreparedStatement] = {}
@@ -116,11 +76,17 @@ class CassandraTimelineStore:
     async def open(self) -> None:
         if self._session is not None:
             return
-        cluster = Cluster(
-            contact_points=[contact_point(h) for h in self.hosts],
+        profile = ExecutionProfile(
             # Send each statement to a replica of its conversation, in the local data centre
             # (the one of the contact points, as they are all expected to be local).
             load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+            consistency_level=ConsistencyLevel.LOCAL_QUORUM,
+            request_timeout=self.request_timeout_s,
+        )
+        cluster = Cluster(
+            contact_points=[contact_point(h) for h in self.hosts],
+            protocol_version=self.protocol_version,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         )
         try:
             session: Session = await _blocking(cluster.connect)
@@ -128,9 +94,7 @@ class CassandraTimelineStore:
             for statement in schema_statements(self.keyspace, self.replication_factor):
                 await self._execute(statement, timeout=SCHEMA_TIMEOUT_S)
             for name, cql in statements_cql(self.keyspace).items():
-                prepared = await _blocking(session.prepare, cql)
-                prepared.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-                self._prepared[name] = prepared
+                self._prepared[name] = await _blocking(session.prepare, cql)
             self._prepared["ping"].consistency_level = ConsistencyLevel.LOCAL_ONE
         except BaseException:
             self._session, self._cluster, self._prepared = None, None, {}
@@ -169,7 +133,8 @@ class CassandraTimelineStore:
         return len(fresh)
 
     async def stored_seqs(self, conversation_id: str, low: int, high: int) -> set[int]:
-        return {row[0] for row in await self._run("stored_seqs", conversation_id, low, high)}
+        """The seqs stored in ``low..high``, read in pages: a whole conversation may be asked."""
+        return {row[0] for row in await self._run("stored_seqs", conversation_id, low, high, page_rows=PAGE_ROWS)}
 
     async def delete(self, conversation_id: str, seqs: Sequence[int]) -> None:
         await asyncio.gather(*(self._run("delete", conversation_id, seq) for seq in seqs))
@@ -202,7 +167,9 @@ class CassandraTimelineStore:
     def _insert_values(self, m: TimelineMessage, now: int) -> tuple[Any, ...]:
         remaining_ms = m.sent_at + self.retention_ms - now
         ttl_s = min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))  # rounded up, at least 1
-        media = None if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
+        # No media is stored as '', not null: a null bound in an INSERT is a tombstone, one in
+        # every such row, which each read then counts against tombstone_warn/failure_threshold.
+        media = "" if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
         return (m.conversation_id, m.seq, m.message_id, m.sender_id, m.client_msg_id, m.body, media, m.sent_at, ttl_s)
 
     async def _stored_keys(self, messages: list[TimelineMessage]) -> set[tuple[str, int]]:
@@ -215,16 +182,17 @@ class CassandraTimelineStore:
         results = await asyncio.gather(*(self._run("stored_seqs", c, *spans[c]) for c in conversations))
         return {(c, row[0]) for c, rows in zip(conversations, results) for row in rows}
 
-    async def _run(self, name: str, *values: Any) -> list[Any]:
+    async def _run(self, name: str, *values: Any, page_rows: int | None = None) -> list[Any]:
+        """A prepared statement's rows: in one response (every query has a LIMIT or reads one
+        batch's slice), or in pages of ``page_rows``."""
         if self._session is None:
             raise OperationalError("Cassandra timeline store is not open")
         bound = self._prepared[name].bind(values)
-        # Each query has a LIMIT or reads one bounded slice: take it in one response.
-        bound.fetch_size = None
+        bound.fetch_size = page_rows
         return await self._execute(bound)
 
     async def _execute(self, statement: Statement | str, *, timeout: float | None = None) -> list[Any]:
-        """Run one statement with ``execute_async``; its rows once the driver answers."""
+        """Run one statement with ``execute_async``; all its rows (every page) once the driver answers."""
         session = self._session
         if session is None:
             raise OperationalError("Cassandra timeline store is not open")
@@ -239,8 +207,14 @@ class CassandraTimelineStore:
             else:
                 done.set_result(list(rows) if rows is not None else [])
 
-        def on_rows(rows: Any) -> None:  # on a driver thread
-            _call_soon(loop, settle, rows)
+        rows_read: list[Any] = []
+
+        def on_rows(rows: Any) -> None:  # on a driver thread, once per page
+            rows_read.extend(rows or ())
+            if future.has_more_pages:
+                future.start_fetching_next_page()  # calls on_rows or on_error again
+            else:
+                _call_soon(loop, settle, rows_read)
 
         def on_error(error: BaseException) -> None:  # on a driver thread
             _call_soon(loop, settle, None, error)
@@ -282,21 +256,6 @@ def _translate(exc: BaseException) -> PersistenceError:
     return OperationalError(f"Cassandra unavailable: {exc}")
 
 
-def _checked(keyspace: str) -> str:
-    """A keyspace name safe to put into CQL unquoted."""
-    if not _KEYSPACE_NAME.fullmatch(keyspace):
-        raise ValueError(f"keyspace must match {_KEYSPACE_NAME.pattern}, not {keyspace!r}")
-    return keyspace
-
-
-def contact_point(host: str) -> str | tuple[str, int]:
-    """``"host"`` or ``"host:port"`` (IPv6 addresses without a port are left alone)."""
-    name, sep, port = host.rpartition(":")
-    if sep and port.isdigit() and ":" not in name:
-        return name, int(port)
-    return host
-
-
 def _message(row: Sequence[Any]) -> TimelineMessage:
     conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at = row
     return TimelineMessage(
@@ -306,6 +265,6 @@ def _message(row: Sequence[Any]) -> TimelineMessage:
         sender_id=sender_id,
         client_msg_id=client_msg_id,
         body=body,
-        media=None if media is None else json.loads(media),
+        media=json.loads(media) if media else None,  # '', or null in rows of earlier versions
         sent_at=sent_at,
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import aiohttp
 import pytest
 import pytest_asyncio
@@ -30,3 +32,18 @@ def s3(tmp_path_factory):
     base = tmp_path_factory.mktemp("s3")
     with S3rver(free_port(), base / "data", log_path=base / "s3rver.log") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def cassandra_hosts(tmp_path_factory):
+    """``CHAT_CASSANDRA_HOSTS`` of a Cassandra to test against: the external cluster named by
+    ``CASSANDRA_HOSTS`` if set, otherwise one local node (``infra.cassandra``) for the whole run,
+    started the first time a test asks for it (5-10 s). Tests use keyspaces of their own."""
+    external = os.environ.get("CASSANDRA_HOSTS")
+    if external:
+        yield external
+        return
+    from infra.cassandra import Cassandra
+
+    with Cassandra(tmp_path_factory.mktemp("cassandra")) as node:
+        yield node.contact_point

@@ -17,11 +17,14 @@ from chat.settings import Settings
 def main() -> int:
     from cassandra.cluster import Cluster
 
+    from projections.timelines_cassandra import PROTOCOL_VERSION
+    from projections.timelines_cassandra_cql import contact_point
+
     settings = Settings.from_env()
     if not re.fullmatch(r"[A-Za-z0-9_]+", settings.cassandra_keyspace):
         print(f"bad keyspace name {settings.cassandra_keyspace!r}", file=sys.stderr)
         return 2
-    cluster = Cluster(settings.cassandra_host_list)
+    cluster = Cluster([contact_point(h) for h in settings.cassandra_host_list], protocol_version=PROTOCOL_VERSION)
     try:
         session = cluster.connect()
         session.execute(

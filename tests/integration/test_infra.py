@@ -1,4 +1,4 @@
-"""The infra layer against real processes: Apache Kafka, Redis, topics."""
+"""The infra layer against real processes: Apache Kafka, Redis, topics, Cassandra."""
 
 from __future__ import annotations
 
@@ -154,3 +154,54 @@ def test_children_die_with_their_parent(tmp_path):
     while port_open(port) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not port_open(port)
+
+
+@pytest.mark.cassandra
+def test_cassandra_keeps_its_data_across_a_restart(tmp_path):
+    from cassandra import ProtocolVersion
+    from cassandra.cluster import Cluster
+
+    from infra.cassandra import Cassandra
+
+    def session_of(node):
+        cluster = Cluster([("127.0.0.1", node.port)], protocol_version=ProtocolVersion.V5)
+        return cluster, cluster.connect()
+
+    node = Cassandra(tmp_path / "cassandra")
+    with node:
+        cluster, session = session_of(node)
+        session.execute("CREATE KEYSPACE k WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+        session.execute("CREATE TABLE k.t (id int PRIMARY KEY, body text)")
+        for i in range(50):
+            session.execute("INSERT INTO k.t (id, body) VALUES (%s, %s)", (i, f"row {i}"))
+        cluster.shutdown()
+    assert not node.running and not port_open(node.port) and not port_open(node.storage_port)
+    assert (tmp_path / "cassandra" / "commitlog").is_dir() and (tmp_path / "cassandra" / "conf" / "cassandra.yaml").exists()
+
+    again = Cassandra(tmp_path / "cassandra", port=node.port, storage_port=node.storage_port)
+    with again:
+        cluster, session = session_of(again)
+        rows = {row.id: row.body for row in session.execute("SELECT id, body FROM k.t")}
+        cluster.shutdown()
+    assert rows == {i: f"row {i}" for i in range(50)}
+    assert "Startup complete" in again.log_tail(400)
+
+
+def test_make_run_adds_a_cassandra_node_for_the_cassandra_backend(tmp_path):
+    from chat.settings import Settings
+    from infra.run import build_apps, build_stack, parse_args
+
+    args = parse_args(["--cassandra-port", "29142"])
+
+    def planned(**environ):
+        settings = Settings.from_env(environ)
+        stack = build_stack(settings, environ, tmp_path, args)
+        return stack, {app.name: app.env.get("CHAT_CASSANDRA_HOSTS") for app in build_apps(settings, stack, tmp_path, args)}
+
+    stack, hosts = planned()
+    assert stack.cassandra is None and hosts == {"worker": None, "gateway": None}
+    stack, hosts = planned(CHAT_TIMELINE_BACKEND="cassandra")
+    assert stack.cassandra in stack.services and stack.cassandra.base_dir == tmp_path.resolve() / "cassandra"
+    assert hosts == {"worker": "127.0.0.1:29142", "gateway": "127.0.0.1:29142"}
+    stack, hosts = planned(CHAT_TIMELINE_BACKEND="cassandra", CHAT_CASSANDRA_HOSTS="db1:9042")
+    assert stack.cassandra is None and hosts == {"worker": None, "gateway": None}  # os.environ passes it on

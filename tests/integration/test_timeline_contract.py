@@ -2,13 +2,14 @@
 
 ``TimelineStoreContract`` holds the tests and is not collected itself; each
 ``Test...`` subclass supplies ``store_factory`` for its backend. The Cassandra
-subclass runs when ``CASSANDRA_HOSTS`` is set, in a fresh keyspace it drops after.
+subclass runs on the ``cassandra_hosts`` fixture's node (a local one, or ``CASSANDRA_HOSTS``),
+in a fresh keyspace it drops after.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import random
 import sys
 import uuid
@@ -352,18 +353,13 @@ class TestSqliteTimelineStore(TimelineStoreContract):
 
 
 @pytest.mark.cassandra
-@pytest.mark.skipif(
-    not os.environ.get("CASSANDRA_HOSTS"), reason="CASSANDRA_HOSTS not set: Cassandra contract suite skipped"
-)
 class TestCassandraTimelineStore(TimelineStoreContract):
     sweep_deletes_rows = False
 
     @pytest.fixture(scope="class")
-    def cassandra_settings(self) -> Settings:
+    def cassandra_settings(self, cassandra_hosts: str) -> Settings:
         keyspace = f"chat_test_{uuid.uuid4().hex[:12]}"
-        return Settings(
-            timeline_backend="cassandra", cassandra_hosts=os.environ["CASSANDRA_HOSTS"], cassandra_keyspace=keyspace
-        )
+        return Settings(timeline_backend="cassandra", cassandra_hosts=cassandra_hosts, cassandra_keyspace=keyspace)
 
     @pytest_asyncio.fixture
     async def store_factory(self, cassandra_settings: Settings) -> AsyncIterator[StoreFactory]:
@@ -402,18 +398,71 @@ class TestCassandraTimelineStore(TimelineStoreContract):
             (1, "message 1"), (2, "message 2"), (3, "message 3"), (5, "message 5"),
             (9, "written live after the marker")]
 
+    async def test_speaks_protocol_v5_without_a_downgrade(self, store_factory: StoreFactory,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+        with caplog.at_level(logging.WARNING, logger="cassandra"):
+            store = await store_factory()
+        assert store._cluster.protocol_version == 5  # type: ignore[attr-defined]
+        assert not [r.getMessage() for r in caplog.records if "protocol" in r.getMessage().lower()]
+
+    async def test_rows_carry_the_rest_of_their_retention_as_ttl(self, store_factory: StoreFactory) -> None:
+        store = await store_factory(retention_ms=10 * MINUTE_MS)
+        conv, now = conversation(), current_ms()
+        await store.append([message(conv, 1, sent_at=now - 8 * MINUTE_MS), message(conv, 2, sent_at=now)])
+        ttls = dict(await raw_rows(store, f"SELECT seq, TTL(body) FROM {store.keyspace}.messages"  # type: ignore
+                                          " WHERE conversation_id = %s", conv))
+        assert 115 <= ttls[1] <= 120 and 595 <= ttls[2] <= 600, ttls
+
+    async def test_rows_are_gone_once_their_ttl_runs_out(self, store_factory: StoreFactory) -> None:
+        store = await store_factory(retention_ms=2_000)
+        conv = conversation()
+        await store.append([message(conv, seq, sent_at=current_ms()) for seq in (1, 2, 3)])
+        query = f"SELECT seq FROM {store.keyspace}.messages WHERE conversation_id = %s"  # type: ignore
+        assert len(await raw_rows(store, query, conv)) == 3
+        await asyncio.sleep(3.1)  # a TTL is whole seconds, rounded up: 2 s here
+        assert await raw_rows(store, query, conv) == []  # not filtered out: not there
+
+    async def test_rows_without_media_hold_no_tombstone(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        conv = conversation()
+        await store.append([message(conv, seq) for seq in (1, 2, 3)] + [message(conv, 4, media={"kind": "file"})])
+        cql = f"SELECT seq FROM {store.keyspace}.messages WHERE conversation_id = %s"  # type: ignore[attr-defined]
+        rows = await asyncio.to_thread(store._session.execute, cql, (conv,), trace=True)  # type: ignore
+        trace = await asyncio.to_thread(rows.get_query_trace, 10)
+        read = [e.description for e in trace.events if "tombstone cells" in e.description]
+        assert read == ["Read 4 live rows and 0 tombstone cells"], read
+        assert [m.media for m in (await store.page(conv)).messages] == [None, None, None, {"kind": "file"}]
+
+    async def test_stored_seqs_reads_every_page(self, store_factory: StoreFactory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+        import projections.timelines_cassandra
+
+        monkeypatch.setattr(projections.timelines_cassandra, "PAGE_ROWS", 7)
+        store = await store_factory()
+        conv = conversation()
+        await self.fill(store, conv, 30)
+        assert await store.stored_seqs(conv, 1, 30) == set(range(1, 31))  # type: ignore[attr-defined]
+        assert await store.stored_seqs(conv, 5, 19) == set(range(5, 20))  # type: ignore[attr-defined]
+
     @pytest.fixture(scope="class", autouse=True)
     def drop_keyspace_afterwards(self, cassandra_settings: Settings) -> Iterator[None]:
         yield
         from cassandra.cluster import Cluster
 
-        from projections.timelines_cassandra import contact_point
+        from projections.timelines_cassandra import PROTOCOL_VERSION, contact_point
 
-        cluster = Cluster(contact_points=[contact_point(h) for h in cassandra_settings.cassandra_host_list])
+        cluster = Cluster(contact_points=[contact_point(h) for h in cassandra_settings.cassandra_host_list],
+                          protocol_version=PROTOCOL_VERSION)
         try:
             cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {cassandra_settings.cassandra_keyspace}", timeout=60)
         finally:
             cluster.shutdown()
+
+
+async def raw_rows(store: Any, cql: str, *values: Any) -> list[tuple[Any, ...]]:
+    """Rows of a plain statement on a Cassandra store's own session, no retention filter."""
+    rows = await asyncio.to_thread(store._session.execute, cql, values)
+    return [tuple(row) for row in rows]
 
 
 def test_to_dict_is_the_protocol_message() -> None:
