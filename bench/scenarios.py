@@ -201,16 +201,17 @@ def section_b(out: dict[str, Any], args: argparse.Namespace, command: str, plot:
               f"{args.users} connections (not restarted between steps; each step drained before the next).", "",
               "| target msg/s | offered | accepted | send→deliver p50 / p95 / p99 / max ms | send→ack p99 ms "
               "| deliveries received / expected | lost / dup / out of order | errors | loadgen loop lag p99 ms "
-              "| worker / gateway % of a core |",
+              "| worker / gateway / broker / Redis % of a core |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["steps"]:
         d, cpu = r["deliveries"], r["process_cpu"]
+        share = " / ".join(f"{cpu.get(n, {}).get('pct_core', 0):.0f}" for n in ("worker", "gateway", "kafka", "redis"))
         errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"
         lines.append(
             f"| {r['target_rate']:g} | {_f(r['offered_msg_s'])} | {_f(r['throughput_msg_s'])} | "
             f"{loadgen._lat(r['deliver_ms'])} | {_f(r['ack_ms']['p99'])} | {d['received']} / {d['expected']} | "
             f"{d['lost']} / {d['duplicates']} / {d['out_of_order']} | {errors} | {_f(r['loop_lag_ms']['p99'])} | "
-            f"{cpu.get('worker', {}).get('pct_core', 0):.0f} / {cpu.get('gateway', {}).get('pct_core', 0):.0f} |")
+            f"{share} |")
     ok = [r for r in out["steps"] if sustained(r, args.threshold_ms)]
     if ok:
         best = max(ok, key=lambda r: r["target_rate"])

@@ -22,3 +22,12 @@ def test_faust_gets_at_most_info_and_our_logging_config_the_real_level():
 
     assert [faust_loglevel(v) for v in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")] == [
         "debug", "info", "info", "info", "info"]
+
+
+def test_defaults_find_the_stack_that_make_run_starts():
+    """`chat topics` and friends need no settings beside `make run` (issue 12)."""
+    from infra.run import parse_args
+
+    args = parse_args([])
+    assert Settings().kafka_bootstrap == f"127.0.0.1:{args.broker_port}"
+    assert Settings().redis_url == f"redis://127.0.0.1:{args.redis_port}/0"
