@@ -86,7 +86,7 @@ class Settings:
     request_timeout_s: float = 15.0
     # /healthz probes the pipeline (gateway/pipeline.py): a probe per commands partition this
     # often, and a partition unanswered for probe_stale_s fails the check.
-    probe_interval_s: float = 1.0
+    probe_interval_s: float = 2.0
     probe_stale_s: float = 10.0
     # Media (issue 5): uploads streamed to a MediaStore ("fs": files under media_dir, default
     # <data_dir>/media; "s3": any S3-compatible service), at most media_max_bytes, content types

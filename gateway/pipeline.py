@@ -1,6 +1,6 @@
 """The gateway's probe through the pipeline: ``/healthz`` is 200 only while it is answered.
 
-Every ``probe_interval_s`` the gateway sends a ``PipelineProbe`` to each partition of the
+Every ``probe_interval_s`` (2 s) the gateway sends a ``PipelineProbe`` to each partition of the
 commands topic, and the stream worker whose sequencer serves that partition answers it on this
 gateway's delivery topic. An answer shows that the broker takes commands, that a live worker
 has the partition's sequencer recovered and is reading its commands, and that this gateway's

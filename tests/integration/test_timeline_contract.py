@@ -357,7 +357,8 @@ class TestCassandraTimelineStore(TimelineStoreContract):
     sweep_deletes_rows = False
 
     @pytest.fixture(scope="class")
-    def cassandra_settings(self, cassandra_hosts: str) -> Settings:
+    @classmethod
+    def cassandra_settings(cls, cassandra_hosts: str) -> Settings:
         keyspace = f"chat_test_{uuid.uuid4().hex[:12]}"
         return Settings(timeline_backend="cassandra", cassandra_hosts=cassandra_hosts, cassandra_keyspace=keyspace)
 
@@ -445,7 +446,8 @@ class TestCassandraTimelineStore(TimelineStoreContract):
         assert await store.stored_seqs(conv, 5, 19) == set(range(5, 20))  # type: ignore[attr-defined]
 
     @pytest.fixture(scope="class", autouse=True)
-    def drop_keyspace_afterwards(self, cassandra_settings: Settings) -> Iterator[None]:
+    @classmethod
+    def drop_keyspace_afterwards(cls, cassandra_settings: Settings) -> Iterator[None]:
         yield
         from cassandra.cluster import Cluster
 
