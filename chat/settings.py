@@ -5,6 +5,7 @@ This is the only module that reads the environment. Defaults run on one machine.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field, fields
@@ -12,12 +13,28 @@ from pathlib import Path
 from typing import Mapping
 
 DAY_MS = 86_400_000
-# Only for development sign-in; the gateway refuses it when CHAT_DEV_AUTH is off.
+# Public, so only for a gateway bound to loopback (see ``auth_problem``).
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
+
+
+class SettingsError(ValueError):
+    """Settings a process must not start with; the message names the variables to set."""
 
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address reaches this machine only: 127.0.0.0/8, ::1 or localhost.
+    Anything else, the empty string (every interface) and other host names included, is not."""
+    name = host.strip().lower().removeprefix("[").removesuffix("]")
+    if name in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -53,10 +70,11 @@ class Settings:
     cassandra_keyspace: str = "chat"
     retention_days: float = 90.0
     sweep_interval_s: float = 300.0
-    # Auth
+    # Auth. Development sign-in (POST /v1/dev/token): None (CHAT_DEV_AUTH unset or empty) means
+    # on only when the gateway is bound to loopback; see ``dev_sign_in`` and ``auth_problem``.
     jwt_secret: str = DEV_JWT_SECRET
     jwt_algorithm: str = "HS256"
-    dev_auth: bool = True
+    dev_auth: bool | None = None
     token_ttl_s: int = 86_400
     # Limits
     max_body_bytes: int = 65_536
@@ -139,6 +157,8 @@ class Settings:
             kind = f.type if isinstance(f.type, str) else f.type.__name__
             if kind == "bool":
                 values[f.name] = _bool(raw)
+            elif kind == "bool | None":
+                values[f.name] = _bool(raw) if raw.strip() else None
             elif kind == "int":
                 values[f.name] = int(raw)
             elif kind == "float":
@@ -152,6 +172,31 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     # Derived values
+    @property
+    def dev_sign_in(self) -> bool:
+        """Whether ``POST /v1/dev/token`` answers: as set, else only on a loopback bind."""
+        return is_loopback(self.host) if self.dev_auth is None else self.dev_auth
+
+    def auth_problem(self) -> str | None:
+        """Why a gateway must not serve with these settings, or None.
+
+        The built-in secret is public: anyone could sign a token for any user with it. So it
+        is allowed only for development sign-in on a loopback bind. Anywhere else the gateway
+        needs CHAT_JWT_SECRET, and development sign-in (anyone can be anyone) stays off there
+        unless CHAT_DEV_AUTH=true says otherwise.
+        """
+        if self.jwt_secret and self.jwt_secret != DEV_JWT_SECRET:
+            return None
+        if not is_loopback(self.host):
+            return (f"CHAT_HOST={self.host!r} is not a loopback address (127.0.0.0/8, ::1, localhost), "
+                    "and the built-in development secret and development sign-in work only there: "
+                    "set CHAT_JWT_SECRET to a secret of your own (development sign-in then stays off "
+                    "unless CHAT_DEV_AUTH=true), or bind CHAT_HOST=127.0.0.1")
+        if not self.dev_sign_in:
+            return ("CHAT_JWT_SECRET must be set to a secret of your own when development sign-in "
+                    "is off (CHAT_DEV_AUTH=false)")
+        return None
+
     @property
     def commands_topic(self) -> str:
         return f"{self.topic_prefix}commands"

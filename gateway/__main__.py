@@ -6,15 +6,19 @@ import uvloop
 from aiohttp import web
 
 from chat.logs import configure
-from chat.settings import Settings
+from chat.settings import Settings, SettingsError
 from gateway.app import create_app
 
 
 def main() -> None:
     settings = Settings.from_env()
     configure(settings, process="gateway", gateway_id=settings.gateway_id)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        raise SystemExit(f"gateway: refusing to start: {exc}") from None  # exit status 1
     uvloop.install()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=5.0)
 
 

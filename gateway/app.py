@@ -16,7 +16,7 @@ from aiohttp import web
 from chat import redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
-from chat.settings import DEV_JWT_SECRET, Settings
+from chat.settings import Settings, SettingsError
 from gateway import http, media, push, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
@@ -153,8 +153,10 @@ async def _heartbeat(gw: Gateway) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    if not settings.dev_auth and settings.jwt_secret == DEV_JWT_SECRET:
-        raise ValueError("CHAT_JWT_SECRET must be set when development sign-in is off")
+    """The gateway; ``SettingsError`` for settings it must not serve with (``auth_problem``)."""
+    problem = settings.auth_problem()
+    if problem is not None:
+        raise SettingsError(problem)
     app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(resources)

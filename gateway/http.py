@@ -82,13 +82,13 @@ async def describe(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     return json({"service": "chat", "protocol": "v1", "gateway_id": gw.settings.gateway_id,
                  "web_client": "/", "websocket": "/v1/ws?device_id=<id>", "health": "/healthz",
-                 "metrics": "/metrics", "dev_sign_in": "/v1/dev/token" if gw.settings.dev_auth else None})
+                 "metrics": "/metrics", "dev_sign_in": "/v1/dev/token" if gw.settings.dev_sign_in else None})
 
 
 @routes.post("/v1/dev/token")
 async def dev_token(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    if not gw.settings.dev_auth:
+    if not gw.settings.dev_sign_in:
         raise NotFound("development sign-in is off")
     user_id = (await body_of(request)).get("user_id")
     if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID:

@@ -1,7 +1,9 @@
 import pytest
 
-from chat.settings import Settings
+from chat.settings import DEV_JWT_SECRET, Settings, SettingsError, is_loopback
 from gateway.app import create_app
+
+SECRET = "s" * 40
 
 
 def test_settings_read_typed_values_from_chat_variables():
@@ -14,7 +16,41 @@ def test_settings_read_typed_values_from_chat_variables():
 def test_production_auth_needs_its_own_secret():
     with pytest.raises(ValueError):
         create_app(Settings(dev_auth=False))
-    assert create_app(Settings(dev_auth=False, jwt_secret="s" * 40)) is not None
+    assert create_app(Settings(dev_auth=False, jwt_secret=SECRET)) is not None
+
+
+def test_loopback_is_127_slash_8_ipv6_loopback_and_localhost_only():
+    assert all(map(is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "", "10.0.0.1", "192.168.1.2", "example.com",
+                                     "localhost.example.com", "128.0.0.1"]))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.1.2.3", "chat.example.com"])
+@pytest.mark.parametrize("dev_auth", ["", "true", "false"])
+def test_a_reachable_gateway_refuses_the_public_dev_secret(host, dev_auth):
+    """Anyone could sign a token for any user with it; whatever CHAT_DEV_AUTH says."""
+    settings = Settings.from_env({"CHAT_HOST": host, "CHAT_DEV_AUTH": dev_auth})
+    assert settings.jwt_secret == DEV_JWT_SECRET
+    with pytest.raises(SettingsError) as info:
+        create_app(settings)
+    assert "CHAT_JWT_SECRET" in str(info.value) and "CHAT_DEV_AUTH=true" in str(info.value)
+    assert f"CHAT_HOST={host!r}" in str(info.value)
+
+
+def test_a_reachable_gateway_signs_in_developers_only_when_told_to():
+    for env, dev_sign_in in [({}, False), ({"CHAT_DEV_AUTH": ""}, False), ({"CHAT_DEV_AUTH": "false"}, False),
+                             ({"CHAT_DEV_AUTH": "true"}, True)]:
+        settings = Settings.from_env({"CHAT_HOST": "0.0.0.0", "CHAT_JWT_SECRET": SECRET, **env})
+        assert settings.auth_problem() is None and create_app(settings) is not None
+        assert settings.dev_sign_in is dev_sign_in, env
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "localhost"])
+def test_on_loopback_dev_sign_in_is_on_unless_switched_off(host):
+    assert Settings(host=host).dev_sign_in and create_app(Settings(host=host)) is not None
+    assert Settings(host=host, dev_auth=True).auth_problem() is None
+    assert not Settings(host=host, dev_auth=False, jwt_secret=SECRET).dev_sign_in
+    assert "CHAT_JWT_SECRET" in Settings(host=host, dev_auth=False).auth_problem()
 
 
 def test_faust_gets_at_most_info_and_our_logging_config_the_real_level():
