@@ -101,7 +101,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                  presence_signals=PresenceSignals(settings, producer, registry),
                  typing=Typing(settings, bus, TokenBucket(client, TYPING_PREFIX, settings.typing_rate_burst,
                                                           settings.typing_rate_per_s)),
-                 prober=Prober(settings, producer, registry))
+                 prober=Prober(settings, producer, registry), signals=bus)
     app[GATEWAY] = gw
     subscribed = asyncio.Event()
     listener = asyncio.create_task(bus.listen(settings.gateway_id, dispatch, subscribed))

@@ -25,6 +25,7 @@ from projections.conversations import ConversationProjection
 from projections.presence import PresenceProjection
 from projections.timelines import TimelineStore
 from projections.receipts import ReceiptProjection
+from projections.signals import SignalBus
 from projections.workers import WorkerRegistry
 
 MAX_ID_CHARS = 128
@@ -47,6 +48,7 @@ class Gateway:
     presence_signals: PresenceSignals
     typing: Typing
     prober: Prober
+    signals: SignalBus
     media: Any = None  # gateway.media.MediaService, set by its cleanup_ctx
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:

@@ -114,19 +114,22 @@ async def admit_send(gw: Gateway, command: MessageSendRequested) -> str | None:
     return role.decode() if role is not None else None
 
 
-async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> None:
+async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> str | None:
     """Refuse a WebSocket connect (before the upgrade) when the user is at
-    ``max_connections_per_user``, counted across all gateways.
+    ``max_connections_per_user`` sockets, counted across all gateways; else return the
+    gateway that holds the device's current socket (None: none).
 
-    The count is per device entry of the connection registry (live entries only), not per
-    socket: a device reconnecting replaces its own entry, so it is always let back in and
-    never counts twice. The check and the registration after the upgrade are not one atomic
-    step, so connects of one user racing each other may briefly exceed the limit by a few.
+    A device holds one socket (its newest: ``Registry.add`` closes an older one here, and the
+    caller tells the gateway returned to close its own), so the live device entries of the
+    connection registry count the user's sockets, and a device reconnecting is always let
+    back in. The check and the registration after the upgrade are not one atomic step, so
+    connects of one user racing each other may briefly exceed the limit by a few.
     """
     live = (await gw.registry.directory.gateways([user_id])).get(user_id, {})
     if device_id in live:
-        return
+        return live[device_id]
     limit = gw.settings.max_connections_per_user
     if len(live) >= limit:
         raise RateLimited(f"at most {limit} connected devices per user; close one first",
                           retry_after_ms=CONNECT_RETRY_AFTER_MS)
+    return None

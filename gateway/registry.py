@@ -19,6 +19,7 @@ from chat import frames
 from chat.errors import Unavailable
 from chat.events import Delivery
 from projections.connections import ConnectionRegistry
+from projections.signals import REPLACED
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ HEARTBEAT_CHUNK = 200  # users per step of a heartbeat (connection directory, pr
 
 
 MESSAGE_PREFIX = b'{"type":"message"'
+# PROTOCOL.md gives no WebSocket close code a meaning; the server's own are 4000 + the HTTP
+# status of the nearest protocol error. 4409 (conflict): a newer socket of the same device
+# took over (the client should not reconnect with it).
+CLOSE_REPLACED = 4409
 FLOOR_S = 10.0  # how long after a replay live frames are checked against it
 
 
@@ -149,6 +154,7 @@ class Registry:
         self.directory = directory
         self.by_user: dict[str, dict[str, set[Connection]]] = defaultdict(lambda: defaultdict(set))
         self.pending: dict[str, asyncio.Future[tuple[int, bytes]]] = {}
+        self.closing: set[asyncio.Task[bool]] = set()
 
     def __len__(self) -> int:
         return sum(len(c) for devices in self.by_user.values() for c in devices.values())
@@ -158,8 +164,34 @@ class Registry:
         return sorted(self.by_user.get(user_id, ()))
 
     async def add(self, conn: Connection) -> None:
-        self.by_user[conn.user_id][conn.device_id].add(conn)
+        """Register a socket. A device holds one socket: this one replaces (closes) any other of
+        the same device here, so the per-user cap on devices caps sockets too."""
+        devices = self.by_user[conn.user_id]
+        for old in devices.get(conn.device_id, ()):
+            self._replace(old)
+        devices[conn.device_id] = {conn}
         await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+
+    def _replace(self, old: Connection) -> None:
+        """Close a socket that a newer one of its device replaced; its handler's ``remove``
+        then finds it gone already and leaves the device's entry to the newer one."""
+        old.close()
+        if old.grace is not None:
+            old.grace.cancel()
+            old.grace = None
+        task = asyncio.create_task(old.ws.close(code=CLOSE_REPLACED, message=b"replaced by a newer connection"))
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
+
+    def replaced_elsewhere(self, user_id: str, device_id: str) -> None:
+        """The device connected through another gateway: close its sockets here."""
+        devices = self.by_user.get(user_id)
+        if devices is None or device_id not in devices:
+            return
+        for old in devices.pop(device_id):
+            self._replace(old)
+        if not devices:
+            del self.by_user[user_id]
 
     async def remove(self, conn: Connection) -> None:
         # Local bookkeeping first and without awaiting: another device of the same user
@@ -198,6 +230,11 @@ class Registry:
                 waiter = self.pending.pop(delivery.request_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result((delivery.status, delivery.frame))
+            if delivery.frame == REPLACED:
+                for target in delivery.targets:
+                    if target.device_id is not None:
+                        self.replaced_elsewhere(target.user_id, target.device_id)
+                continue
             for target in delivery.targets:
                 devices = self.by_user.get(target.user_id)
                 if not devices:

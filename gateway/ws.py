@@ -29,14 +29,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     device_id = request.query.get("device_id", "")
     if not device_id or len(device_id) > MAX_ID_CHARS:
         raise BadRequest(f"device_id is required (at most {MAX_ID_CHARS} characters)")
-    await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
+    holder = await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, user_id, device_id)
     # Live messages wait for the device's first sync (or a short grace if it never syncs), so
     # one that lands between registering and syncing cannot overtake the replay.
     conn.hold_until_sync(gw.settings.sync_grace_s)
-    await gw.registry.add(conn)
+    await gw.registry.add(conn)  # closes an older socket of this device here
+    if holder is not None and holder != gw.settings.gateway_id:
+        await gw.signals.replaced(user_id, device_id, holder)  # ... or on the gateway holding it
     gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
     log.info("connected", extra={"user_id": user_id, "device_id": device_id})

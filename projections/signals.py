@@ -1,4 +1,4 @@
-"""Ephemeral frames (typing) between gateways over Redis pub/sub: never stored, at most once.
+"""Ephemeral frames (typing, and "replaced") between gateways over Redis pub/sub: never stored, at most once.
 
 Recipients are computed before the receiving gateway, as for the delivery topics: the
 sending gateway looks up the conversation's members and the gateways holding their devices,
@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from chat.codec import default_codec
 from chat.errors import SchemaError
-from chat.events import Delivery
+from chat.events import Delivery, Target
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
@@ -30,6 +30,9 @@ from projections.delivery import fan_out
 log = logging.getLogger(__name__)
 
 RETRY_S = 0.5
+# Not a client frame: tells a gateway to close its sockets of the targeted devices, which
+# reconnected through another gateway (gateway.registry.Registry.dispatch).
+REPLACED = b'{"type":"replaced"}'
 
 
 class SignalBus:
@@ -52,6 +55,11 @@ class SignalBus:
                 pipe.publish(self.settings.signals_channel(gateway_id), self.codec.encode(delivery))
             await pipe.execute()
         return len(routed)
+
+    async def replaced(self, user_id: str, device_id: str, gateway_id: str) -> None:
+        """Tell ``gateway_id`` that the device now has a newer socket elsewhere."""
+        delivery = Delivery([Target(user_id, device_id)], REPLACED)
+        await self.redis.publish(self.settings.signals_channel(gateway_id), self.codec.encode(delivery))
 
     async def listen(self, gateway_id: str, dispatch: Callable[[list[Delivery]], None],
                      subscribed: asyncio.Event | None = None) -> None:

@@ -9,7 +9,7 @@ import re
 import aiohttp
 import pytest
 
-from tests.client import Client, Device, uid
+from tests.client import Client, Device, eventually, uid
 from tests.support import System
 
 BURST, PER_S, MAX_CONNECTIONS = 20, 5, 3
@@ -133,3 +133,53 @@ async def connect_eventually(client: Client, device_id: str, timeout: float = 5.
             if exc.status != 429 or asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.05)
+
+
+CLOSE_REPLACED = 4409  # the server's close code for a socket replaced by a newer one
+
+
+async def test_a_device_reconnecting_replaces_its_socket_and_sockets_are_capped(system, session):
+    """51 sockets with one device id leave only the newest open; it counts once toward the
+    per-user cap and still receives messages."""
+    alice = await Client.sign_in(session, system.url(), uid("alice"))
+    bob = await Client.sign_in(session, system.url(), uid("bob"))
+    sockets = [await alice.device("dev-0") for _ in range(51)]
+    newest = sockets[-1]
+    await eventually(lambda: sum(not d.ws.closed for d in sockets) == 1, 10, "one socket of dev-0 open")
+    assert not newest.ws.closed
+    assert {d.ws.close_code for d in sockets[:-1]} == {CLOSE_REPLACED}
+
+    cid = (await bob.create_group("replaced", [alice.user_id]))["conversation_id"]
+    b1 = await bob.device("b1")
+    await b1.send_message(cid, "m1", "to the newest socket")
+    (frame,) = await newest.wait_for("message")
+    assert frame["message"]["body"] == "to the newest socket"
+    assert all(not d.of_type("message") for d in sockets[:-1])
+
+    # The cap (3) counts sockets: dev-0 is one, two more devices fill it, a fourth is refused.
+    others = [await alice.device(d) for d in ("dev-1", "dev-2")]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await alice.device("dev-3")
+    assert info.value.status == 429
+    again = await alice.device("dev-1")  # a reconnect replaces dev-1's socket: still three
+    await eventually(lambda: others[0].ws.closed, 10, "dev-1's old socket closed")
+    open_sockets = [d for d in sockets + others + [again] if not d.ws.closed]
+    assert [d.device_id for d in open_sockets] == ["dev-0", "dev-2", "dev-1"]
+    for d in (*open_sockets, b1):
+        await d.close()
+
+
+async def test_a_device_reconnecting_through_another_gateway_replaces_its_socket(system, session):
+    second = system.gateways[1] if len(system.gateways) > 1 else system.start_gateway()
+    alice = await Client.sign_in(session, system.url(), uid("alice"))
+    bob = await Client.sign_in(session, system.url(), uid("bob"))
+    first = await alice.device("dev-0")
+    newer = await alice.device("dev-0", system.url(second))
+    await eventually(lambda: first.ws.closed, 10, "the socket on the first gateway closed")
+    assert first.ws.close_code == CLOSE_REPLACED and not newer.ws.closed
+    cid = (await bob.create_group("moved", [alice.user_id]))["conversation_id"]
+    status, _ = await bob.call("POST", f"/v1/conversations/{cid}/messages", json={"client_msg_id": "m", "body": "hi"})
+    assert status == 202
+    (frame,) = await newer.wait_for("message")
+    assert frame["message"]["body"] == "hi"
+    await newer.close()
