@@ -157,7 +157,8 @@ class App {
     const banner = $("#connection");
     document.body.dataset.connection = status;
     const text = { connecting: "Connecting…", syncing: "Syncing…", online: "",
-                   offline: `Offline. Reconnecting in ${Math.ceil((info?.retryInMs || 0) / 1000)} s…` }[status];
+                   offline: info?.replaced ? "Open in another tab or window: reload to use it here."
+                     : `Offline. Reconnecting in ${Math.ceil((info?.retryInMs || 0) / 1000)} s…` }[status];
     banner.textContent = text;
     banner.hidden = !text;
     if (status === "offline" && !info?.greeted) this.api.conversations().catch(() => {}); // a 401 signs out

@@ -2,6 +2,7 @@
 // last seq seen per conversation, reconnect on its own with backoff.
 
 const MAX_BACKOFF_MS = 10000;
+const CLOSE_REPLACED = 4409; // a newer socket of this device (gateway/registry.py)
 
 export class Socket {
   /**
@@ -69,10 +70,17 @@ export class Socket {
       this.onFrame(frame);
       if (frame.type === "synced") this.setStatus("online");
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
+      if (event.code === CLOSE_REPLACED) {
+        // Another tab or window took this device over: reconnecting would take it back, and
+        // the two would replace each other for ever.
+        this.stopped = true;
+        this.setStatus("offline", { replaced: true, greeted });
+        return;
+      }
       const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempts) * (0.5 + Math.random() / 2);
       this.attempts += 1;
       this.setStatus("offline", { retryInMs: delay, greeted });
