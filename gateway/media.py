@@ -23,7 +23,7 @@ from aiohttp import web
 
 from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import Media, MediaUploaded, MessageSendRequested
-from chat.ids import new_media_id
+from chat.ids import is_media_id, new_media_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY, Gateway
 from media.store import Hashing, MediaStore, make_media_store
@@ -83,7 +83,11 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def readable(gw: Gateway, media_id: str, user_id: str) -> MediaInfo:
-    """The medium if ``user_id`` may read it; ``NotFound`` otherwise (unknown reads the same)."""
+    """The medium if ``user_id`` may read it; ``NotFound`` otherwise (unknown reads the same).
+    ``BadRequest`` for an id not spelled like one, before any key is built from it (an id
+    such as ``<id>:sent`` would otherwise name another key of the projection)."""
+    if not is_media_id(media_id):
+        raise BadRequest("media_id must be 32 lowercase hex digits")
     info = await gw.media.index.get(media_id)
     if info is None:
         raise NotFound("no such media")
@@ -103,7 +107,7 @@ async def attach_media(gw: Gateway, command: MessageSendRequested) -> MessageSen
         return command
     try:
         info = await readable(gw, command.media_id, command.sender_id)
-    except NotFound:
+    except (NotFound, BadRequest):  # malformed reads as unknown, as it always did here
         raise BadRequest("unknown media_id", ref=command.client_msg_id) from None
     media = Media(info.media_id, media_url(info.media_id), info.content_type, info.size)
     return dataclasses.replace(command, media=media)

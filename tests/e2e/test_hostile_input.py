@@ -4,9 +4,11 @@ dropped socket."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from tests.client import Device, sign_in_users
+from tests.client import Client, Device, sign_in_users
 from tests.support import System
 
 TOO_BIG = 2**63  # one past the largest signed 64-bit seq
@@ -62,3 +64,34 @@ async def test_frames_with_hostile_seqs_get_an_error_and_the_socket_stays_open(s
     await still_open(device)
     await device.close()
 
+
+async def test_media_ids_outside_their_alphabet_are_bad_requests(system, session):
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
+    async with session.post(f"{system.url()}/v1/media", data=b"some notes",
+                            headers={**alice.headers, "Content-Type": "text/plain"}) as r:
+        assert r.status == 201, await r.text()
+        media_id = (await r.json())["media_id"]
+    cid = (await alice.create_group("media", [bob.user_id]))["conversation_id"]
+    status, ack = await alice.call("POST", f"/v1/conversations/{cid}/messages",
+                                   json={"client_msg_id": "m1", "body": "look", "media_id": media_id})
+    assert status == 202, ack
+    # Once the message is readable, the medium's "sent in" record exists too.
+    for _ in range(100):
+        status, page = await bob.call("GET", f"/v1/conversations/{cid}/messages")
+        if page["messages"]:
+            break
+        await asyncio.sleep(0.1)
+    status, _ = await bob.call("GET", f"/v1/media/{media_id}")
+    assert status == 200
+    for path in (f"/v1/media/{media_id}:sent", f"/v1/media/{media_id}:sent/thumbnail",
+                 f"/v1/media/{media_id.upper()}", "/v1/media/x"):
+        for client in (alice, bob):
+            status, body = await client.call("GET", path)
+            assert is_bad_request(status, body), (path, status, body)
+    device = await alice.device("d1")
+    await device.send({"type": "send", "conversation_id": cid, "client_msg_id": "m2", "body": "again",
+                       "media_id": f"{media_id}:sent"})
+    (error,) = await device.wait_for("error", timeout=10)
+    assert (error["code"], error["ref"]) == ("bad_request", "m2")
+    await still_open(device)
+    await device.close()
