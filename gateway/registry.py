@@ -158,6 +158,7 @@ class Registry:
         return sorted(self.by_user.get(user_id, ()))
 
     async def add(self, conn: Connection) -> None:
+        """From here on frames can be pushed to ``conn``: its ``hello`` must already be queued."""
         self.by_user[conn.user_id][conn.device_id].add(conn)
         await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
 

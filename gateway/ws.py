@@ -33,6 +33,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, user_id, device_id)
+    # hello is queued first, before the registry can push anything to the connection (frames
+    # delivered while registering awaits Redis queue behind it): PROTOCOL.md, hello is first.
+    conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
+                   "server_id": gw.settings.gateway_id})
     # Live messages wait for the device's first sync (or a short grace if it never syncs), so
     # one that lands between registering and syncing cannot overtake the replay.
     conn.hold_until_sync(gw.settings.sync_grace_s)
@@ -40,8 +44,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
     log.info("connected", extra={"user_id": user_id, "device_id": device_id})
-    conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
-                   "server_id": gw.settings.gateway_id})
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
