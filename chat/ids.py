@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 
 DIRECT_PREFIX = "dm_"
 GROUP_PREFIX = "g_"
+MEDIA_ID = re.compile(r"[0-9a-f]{32}")  # what ``new_media_id`` makes, and nothing else
 
 
 def direct_conversation_id(user_a: str, user_b: str) -> str:
@@ -37,4 +39,11 @@ def new_request_id() -> str:
 
 
 def new_media_id() -> str:
+    """32 lowercase hex digits (``MEDIA_ID``)."""
     return uuid.uuid4().hex
+
+
+def is_media_id(value: str) -> bool:
+    """Whether ``value`` is spelled like a media id: one a client sends is checked with this
+    before any key (Redis, the media store) is built from it."""
+    return MEDIA_ID.fullmatch(value) is not None

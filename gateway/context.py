@@ -29,6 +29,7 @@ from projections.signals import SignalBus
 from projections.workers import WorkerRegistry
 
 MAX_ID_CHARS = 128
+MAX_SEQ = 2**63 - 1  # seqs are signed 64-bit in Avro, SQLite and Cassandra
 
 
 @dataclass
@@ -110,6 +111,15 @@ def id_field(data: dict[str, Any], name: str, ref: str | None = None) -> str:
         raise BadRequest(f"{name} is required and must be a non-empty string", ref=ref)
     if len(value) > MAX_ID_CHARS:
         raise BadRequest(f"{name} is longer than {MAX_ID_CHARS} characters", ref=ref)
+    return value
+
+
+def seq_value(value: Any, name: str, *, least: int = 1, ref: str | None = None) -> int:
+    """A seq from a client (an HTTP parameter or a frame field): an int, not a bool, from
+    ``least`` (1 for a seq, 0 for a cursor that has seen nothing) to ``MAX_SEQ``; anything else
+    is ``BadRequest`` before it reaches a store that could not hold it."""
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= MAX_SEQ:
+        raise BadRequest(f"{name} must be an integer from {least} to {MAX_SEQ}", ref=ref)
     return value
 
 

@@ -19,7 +19,7 @@ from chat.events import (
 )
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import MAX_USER_ID, issue_token, request_user
-from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms
+from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms, seq_value
 from gateway.limits import admit_send
 from gateway.media import attach_media
 
@@ -59,6 +59,12 @@ def int_param(request: web.Request, name: str) -> int | None:
     if value < 0:
         raise BadRequest(f"{name} must not be negative")
     return value
+
+
+def seq_param(request: web.Request, name: str) -> int | None:
+    """A seq query parameter: absent, or 0 to ``MAX_SEQ`` (0 reads as "nothing seen")."""
+    value = int_param(request, name)
+    return None if value is None else seq_value(value, name, least=0)
 
 
 @routes.get("/")
@@ -182,11 +188,11 @@ async def history(request: web.Request) -> web.Response:
     limit = gw.settings.default_page if limit is None else limit
     if not 1 <= limit <= gw.settings.max_page:
         raise BadRequest(f"limit must be between 1 and {gw.settings.max_page}")
-    before_seq = int_param(request, "before_seq")
+    before_seq = seq_param(request, "before_seq")
     if until is not None:
         before_seq = until + 1 if before_seq is None else min(before_seq, until + 1)
     page = await gw.timelines.page(conversation_id, before_seq=before_seq,
-                                   after_seq=int_param(request, "after_seq"), limit=limit)
+                                   after_seq=seq_param(request, "after_seq"), limit=limit)
     return json({"messages": [m.to_dict() for m in page.messages], "has_more": page.has_more})
 
 

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import Media, MediaUploaded, MessageSendRequested
-from chat.ids import new_media_id
+from chat.ids import is_media_id, new_media_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY, Gateway
 from media.store import Hashing, MediaStore, make_media_store
@@ -83,7 +83,11 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def readable(gw: Gateway, media_id: str, user_id: str) -> MediaInfo:
-    """The medium if ``user_id`` may read it; ``NotFound`` otherwise (unknown reads the same)."""
+    """The medium if ``user_id`` may read it; ``NotFound`` otherwise (unknown reads the same).
+    ``BadRequest`` for an id not spelled like one, before any key is built from it (an id
+    such as ``<id>:sent`` would otherwise name another key of the projection)."""
+    if not is_media_id(media_id):
+        raise BadRequest("media_id must be 32 lowercase hex digits")
     info = await gw.media.index.get(media_id)
     if info is None:
         raise NotFound("no such media")
@@ -103,24 +107,34 @@ async def attach_media(gw: Gateway, command: MessageSendRequested) -> MessageSen
         return command
     try:
         info = await readable(gw, command.media_id, command.sender_id)
-    except NotFound:
+    except (NotFound, BadRequest):  # malformed reads as unknown, as it always did here
         raise BadRequest("unknown media_id", ref=command.client_msg_id) from None
     media = Media(info.media_id, media_url(info.media_id), info.content_type, info.size)
     return dataclasses.replace(command, media=media)
 
 
+def _at_most(digits: str, cap: int) -> int:
+    """``min(int(digits), cap)``, without reading more digits than ``cap`` has (``int`` refuses
+    over 4300 digits, and a longer number is past any size anyway)."""
+    return cap if len(digits.lstrip("0")) > len(str(cap)) else min(int(digits), cap)
+
+
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(first, last)`` of a single ``Range: bytes=`` header, None to send everything.
-    ``ValueError`` when it starts past the end (answered 416)."""
+    ``ValueError`` when it is unsatisfiable: it starts past the end, or asks for the last 0
+    bytes (answered 416)."""
     match = _RANGE.match(header.strip()) if header else None
     if match is None:  # no header, several ranges or another unit: the whole thing (RFC 9110)
         return None
     first, last = match.groups()
     if not first and not last:
         return None
-    if not first:  # the last N bytes
-        return max(0, size - int(last)), size - 1
-    start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if not first:  # the last N bytes; the last 0 bytes are none (RFC 9110 14.1.1: unsatisfiable)
+        suffix = _at_most(last, size)
+        if suffix == 0:
+            raise ValueError(f"range {header!r} asks for no bytes")
+        return size - suffix, size - 1
+    start, end = _at_most(first, size), _at_most(last, size - 1) if last else size - 1
     if start >= size or end < start:
         raise ValueError(f"range {header!r} is outside the {size} bytes")
     return start, end

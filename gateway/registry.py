@@ -164,8 +164,9 @@ class Registry:
         return sorted(self.by_user.get(user_id, ()))
 
     async def add(self, conn: Connection) -> None:
-        """Register a socket. A device holds one socket: this one replaces (closes) any other of
-        the same device here, so the per-user cap on devices caps sockets too."""
+        """Register a socket; from here on frames can be pushed to ``conn``, so its ``hello`` must
+        already be queued. A device holds one socket: this one replaces (closes) any other of the
+        same device here, so the per-user cap on devices caps sockets too."""
         devices = self.by_user[conn.user_id]
         for old in devices.get(conn.device_id, ()):
             self._replace(old)

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from chat.errors import BadRequest, ChatError, Unavailable
 from gateway.auth import request_user
 from chat.events import ReceiptRecordRequested
-from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field
+from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
 from gateway.limits import admit_connection, admit_send
 from gateway.media import attach_media
 from gateway.registry import Connection
@@ -33,6 +33,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
     conn = Connection(ws, user_id, device_id)
+    # hello is queued first, before the registry can push anything to the connection (frames
+    # delivered while registering awaits Redis queue behind it): PROTOCOL.md, hello is first.
+    conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
+                   "server_id": gw.settings.gateway_id})
     # Live messages wait for the device's first sync (or a short grace if it never syncs), so
     # one that lands between registering and syncing cannot overtake the replay.
     conn.hold_until_sync(gw.settings.sync_grace_s)
@@ -42,8 +46,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
     log.info("connected", extra={"user_id": user_id, "device_id": device_id})
-    conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
-                   "server_id": gw.settings.gateway_id})
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -123,8 +125,10 @@ async def on_ping(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
 async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     """Replay every message after the device's cursor, per conversation, then ``synced``."""
     cursors = frame.get("cursors", {})
-    if not isinstance(cursors, dict) or not all(isinstance(v, int) and v >= 0 for v in cursors.values()):
-        raise BadRequest("cursors must map conversation ids to non-negative integers")
+    if not isinstance(cursors, dict):
+        raise BadRequest("cursors must map conversation ids to seqs")
+    for conversation_id, cursor in cursors.items():
+        seq_value(cursor, f"the cursor of {conversation_id[:MAX_ID_CHARS]!r}", least=0)
     result: dict[str, int] = {}
     # Live messages wait while the replay runs, so each conversation arrives in seq order and
     # whatever is accepted meanwhile comes by one path or the other (timeline before delivery).
@@ -149,9 +153,7 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
 async def on_receipt(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     """Every message up to ``seq`` was delivered to / read by this user (any of their devices)."""
     conversation_id = id_field(frame, "conversation_id")
-    seq, status = frame.get("seq"), frame.get("status")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise BadRequest("seq must be a positive integer")
+    seq, status = seq_value(frame.get("seq"), "seq"), frame.get("status")
     if status not in ("delivered", "read"):
         raise BadRequest('status must be "delivered" or "read"')
     await gw.require_member(conversation_id, conn.user_id)

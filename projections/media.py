@@ -8,6 +8,9 @@ The gateway writes ``media:{id}`` when an upload is complete; the projector reco
 medium was sent from ``MessageAccepted`` (before the message is delivered, so every recipient can
 download it at once). ``HSETNX`` keeps the first seq: events of a conversation are applied in log
 order, so replaying them changes nothing.
+
+Media ids are made by the server (``chat.ids.new_media_id``); one from a client is checked with
+``chat.ids.is_media_id`` before it reaches these methods, since ``<id>:sent`` names the other key.
 """
 
 from __future__ import annotations

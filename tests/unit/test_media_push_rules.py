@@ -13,13 +13,13 @@ from projections.push import PRIVATE_TITLE, Registration, notification
 @pytest.mark.parametrize("header, expected", [
     (None, None), ("", None), ("bytes=0-99", (0, 99)), ("bytes=100-", (100, 999)), ("bytes=-10", (990, 999)),
     ("bytes=-5000", (0, 999)), ("bytes=900-5000", (900, 999)), ("bytes=0-1,5-6", None), ("items=0-1", None),
-    ("bytes=-", None),
+    ("bytes=-", None), ("bytes=0-" + "9" * 5000, (0, 999)), ("bytes=-" + "9" * 5000, (0, 999)),
 ])
 def test_byte_ranges(header, expected):
     assert byte_range(header, 1000) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-4"])
+@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-4", "bytes=-0", "bytes=-000", "bytes=" + "9" * 5000 + "-"])
 def test_unsatisfiable_ranges(header):
     with pytest.raises(ValueError):
         byte_range(header, 1000)
