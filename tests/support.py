@@ -186,7 +186,7 @@ class PartitionReader:
 
 def wait_workers(system: System, count: int, timeout: float = 60.0) -> dict[str, tuple[set[int], set[int]]]:
     """Block until ``count`` live workers each serve at least one recovered commands partition
-    and together serve every partition of both topics (``workers:<app id>`` in Redis, as the
+    and together serve every partition of both topics (``workers:{app id}`` in Redis, as the
     workers announce it); returns worker id -> (commands partitions, events partitions).
 
     ``/healthz`` turns 200 as soon as the first worker covers everything; this waits for the

@@ -58,3 +58,31 @@ async def test_a_conversation_named_like_anothers_members_reads_nothing_of_it(cl
     assert set(await conversations.members(cid)) == {"alice", "bob"}
     assert await conversations.get(f"{cid}:members") is None
     assert await conversations.members(f"{cid}:former") == {}
+
+
+async def test_migrate_keys_renames_the_old_layout_once(client):
+    from chat import keys
+    from chat.cli.migrate_keys import migrate
+    n = uuid.uuid4().hex[:8]
+    media, user, cid = f"m{n}", f"u{n}", f"g_{n}"
+    await client.hset(f"media:{media}", "uploader", user)
+    await client.hset(f"media:{media}:sent", cid, 3)
+    await client.hset(f"push:devices:{user}", "phone", b"{}")
+    await client.set(f"push:private:{cid}", "0")
+    await client.hset(f"conv:{cid}:members", user, "admin")
+    await client.sadd(f"user:{user}:convs", cid)
+    await client.hset(f"presence:{user}", "status", "online")
+    await client.set(f"presence:{user}:lease", 1)  # live state: left to expire
+    await client.hset(keys.media(f"x{n}"), "uploader", user)  # already new: untouched
+    counts = await migrate(client)
+    assert counts["renamed"] >= 7
+    assert await client.hget(keys.media(media), "uploader") == user.encode()
+    assert await client.hget(keys.media_sent(media), cid) == b"3"
+    assert await client.hget(keys.push_devices(user), "phone") == b"{}"
+    assert await client.get(keys.push_private(cid)) == b"0"
+    assert await client.hget(keys.conversation_members(cid), user) == b"admin"
+    assert await client.smembers(keys.user_conversations(user)) == {cid.encode()}
+    assert await client.hget(keys.presence(user), "status") == b"online"
+    assert await client.get(f"presence:{user}:lease") == b"1"
+    assert not await client.exists(f"media:{media}", f"push:devices:{user}", f"conv:{cid}:members")
+    assert (await migrate(client))["renamed"] == 0
