@@ -13,7 +13,7 @@ import orjson
 from redis.exceptions import RedisError
 from aiohttp import web
 
-from chat import redis_pool
+from chat import keys, redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import Settings, SettingsError
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
               405: "bad_request", 409: "conflict", 413: "too_large", 429: "rate_limited"}
 ACK_PREFIX = b'{"type":"ack"'
-TYPING_PREFIX = "rate:typing:"
+TYPING_PREFIX = keys.TYPING_BUCKET
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:

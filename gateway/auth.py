@@ -8,9 +8,8 @@ import jwt
 from aiohttp import web
 
 from chat.errors import Unauthorized
+from chat.identity import user_id_problem
 from chat.settings import Settings
-
-MAX_USER_ID = 64
 
 
 def issue_token(settings: Settings, user_id: str) -> str:
@@ -26,8 +25,9 @@ def verify_token(settings: Settings, token: str) -> str:
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
     user_id = claims["sub"]
-    if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
-        raise Unauthorized("invalid token subject")
+    problem = user_id_problem(user_id)
+    if problem is not None:  # a subject outside chat.identity's alphabet never becomes a user
+        raise Unauthorized(f"invalid token subject: {problem}")
     return user_id
 
 

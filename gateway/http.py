@@ -17,9 +17,10 @@ from chat.events import (
     ConversationCreateRequested, ConversationUpdateRequested, Event, MemberRemoveRequested, MembersAddRequested,
     Origin,
 )
+from chat.identity import check_user_id, check_user_ids
 from chat.ids import direct_conversation_id, new_group_id
-from gateway.auth import MAX_USER_ID, issue_token, request_user
-from gateway.context import GATEWAY, Gateway, id_field, new_request, now_ms, seq_value
+from gateway.auth import issue_token, request_user
+from gateway.context import GATEWAY, Gateway, new_request, now_ms, seq_value
 from gateway.limits import admit_send
 from gateway.media import attach_media
 
@@ -96,9 +97,7 @@ async def dev_token(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     if not gw.settings.dev_sign_in:
         raise NotFound("development sign-in is off")
-    user_id = (await body_of(request)).get("user_id")
-    if not isinstance(user_id, str) or not user_id.strip() or len(user_id) > MAX_USER_ID:
-        raise BadRequest(f"user_id must be a non-empty string of at most {MAX_USER_ID} characters")
+    user_id = check_user_id((await body_of(request)).get("user_id"))
     return json({"token": issue_token(gw.settings, user_id)})
 
 
@@ -109,7 +108,7 @@ async def create_conversation(request: web.Request) -> web.Response:
     kind = data.get("type")
     request_id = new_request()
     if kind == "direct":
-        peer = id_field(data, "peer")
+        peer = check_user_id(data.get("peer"), "peer")
         if peer == user_id:
             raise BadRequest("a direct conversation needs a peer other than yourself")
         conversation_id = direct_conversation_id(user_id, peer)
@@ -118,10 +117,8 @@ async def create_conversation(request: web.Request) -> web.Response:
             return json(existing, 200)
         members, name, description = [peer], "", ""
     elif kind == "group":
-        members = data.get("members", [])
+        members = check_user_ids(data.get("members", []), "members")
         name, description = data.get("name", ""), data.get("description", "")
-        if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
-            raise BadRequest("members must be a list of user ids")
         if len(members) > gw.settings.max_members_per_request:
             raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
         if not isinstance(name, str) or not isinstance(description, str):
@@ -234,7 +231,7 @@ async def add_members(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
     conversation_id = request.match_info["conversation_id"]
     user_ids = (await body_of(request)).get("user_ids")
-    if not isinstance(user_ids, list) or not user_ids or not all(isinstance(u, str) and u for u in user_ids):
+    if not check_user_ids(user_ids, "user_ids"):
         raise BadRequest("user_ids must be a non-empty list of user ids")
     if len(user_ids) > gw.settings.max_members_per_request:
         raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
@@ -247,7 +244,7 @@ async def add_members(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     gw, user_id = ctx(request)
     conversation_id = request.match_info["conversation_id"]
-    member_id = request.match_info["user_id"]
+    member_id = check_user_id(request.match_info["user_id"])
     await change(gw, conversation_id, user_id, lambda origin: MemberRemoveRequested(
         conversation_id=conversation_id, user_id=user_id, member_id=member_id, origin=origin))
     return web.Response(status=204)
@@ -273,7 +270,9 @@ async def presence(request: web.Request) -> web.Response:
     """Status and last_seen of each user asked for; one who shares no conversation with the
     caller reads offline with last_seen null (nothing leaks)."""
     gw, user_id = ctx(request)
-    asked = list(dict.fromkeys(u.strip() for u in request.query.get("user_ids", "").split(",") if u.strip()))
+    # Ids are taken as given (" alice" is refused, not trimmed), like everywhere else.
+    raw = request.query.get("user_ids", "").split(",")
+    asked = list(dict.fromkeys(check_user_id(u, "user_ids") for u in raw if u))
     if not asked:
         raise BadRequest("user_ids is required: a comma-separated list of user ids")
     if len(asked) > gw.settings.max_presence_users:

@@ -1,9 +1,9 @@
 """Per-user limits that every gateway shares, kept in Redis (PROTOCOL.md, "Limits").
 
-Send rate: a token bucket per user, ``rate:send:{user_id}``, a hash ``{tokens, ts}`` that
-expires once the bucket would be full again (a missing bucket reads as full). One Lua
-script reads, refills and spends, so concurrent sends through several gateways never
-spend the same token twice, and it reads the time from the Redis server (``TIME``), so
+Send rate: a token bucket per user, ``rate:send:{user_id}`` (``chat.keys``), a hash
+``{tokens, ts}`` that expires once the bucket would be full again (a missing bucket reads as
+full). One Lua script reads, refills and spends, so concurrent sends through several gateways
+never spend the same token twice, and it reads the time from the Redis server (``TIME``), so
 gateways with skewed clocks agree. Every send path checks it after validation and before
 producing the command: a refused send costs no broker work.
 
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
+from chat import keys
 from chat.errors import RateLimited, Unavailable
 from chat.events import MessageSendRequested
 from chat.redis_pool import Script, run_pipeline
@@ -26,7 +27,7 @@ from chat.settings import Settings
 if TYPE_CHECKING:
     from gateway.context import Gateway
 
-SEND_PREFIX = "rate:send:"
+SEND_PREFIX = keys.SEND_BUCKET
 # A connection slot frees when one of the user's devices disconnects, which the server cannot
 # predict; entries of a gateway that died without a goodbye expire after connection_ttl_s.
 CONNECT_RETRY_AFTER_MS = 5_000
@@ -68,7 +69,7 @@ class TokenBucket:
         self.script = Script(client, TOKEN_BUCKET_LUA)
 
     def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+        return keys.bucket(self.prefix, name)
 
     async def take(self, name: str) -> int:
         """Spend one token of ``name``: 0 if there was one, else the ms until one is back."""

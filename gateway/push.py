@@ -12,8 +12,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from chat.errors import BadRequest, Forbidden, NotFound, TooLarge
+from chat.identity import check_device_id
 from gateway.auth import request_user
-from gateway.context import GATEWAY, MAX_ID_CHARS, id_field
+from gateway.context import GATEWAY
 from gateway.http import body_of, json
 from projections.push import PLATFORMS, DeviceRegistry
 
@@ -30,7 +31,7 @@ def registry(request: web.Request) -> tuple[DeviceRegistry, str]:
 async def register_device(request: web.Request) -> web.Response:
     devices, user_id = registry(request)
     data = await body_of(request)
-    device_id, push_token = id_field(data, "device_id"), data.get("push_token")
+    device_id, push_token = check_device_id(data.get("device_id")), data.get("push_token")
     platform = data.get("platform")
     if platform not in PLATFORMS:
         raise BadRequest(f"platform must be one of {list(PLATFORMS)}")
@@ -47,9 +48,7 @@ async def register_device(request: web.Request) -> web.Response:
 @routes.delete("/v1/devices/{device_id}")
 async def unregister_device(request: web.Request) -> web.Response:
     devices, user_id = registry(request)
-    device_id = request.match_info["device_id"]
-    if len(device_id) > MAX_ID_CHARS:
-        raise BadRequest("device_id is too long")
+    device_id = check_device_id(request.match_info["device_id"])
     await devices.unregister(user_id, device_id)
     return web.Response(status=204)
 

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from chat.errors import BadRequest, ChatError, Unavailable
 from gateway.auth import request_user
 from chat.events import ReceiptRecordRequested
+from chat.identity import check_device_id
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
 from gateway.limits import admit_connection, admit_send
 from gateway.media import attach_media
@@ -26,9 +27,7 @@ log = logging.getLogger(__name__)
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     gw = request.app[GATEWAY]
     user_id = request_user(gw.settings, request, allow_query=True)  # 401 before the upgrade
-    device_id = request.query.get("device_id", "")
-    if not device_id or len(device_id) > MAX_ID_CHARS:
-        raise BadRequest(f"device_id is required (at most {MAX_ID_CHARS} characters)")
+    device_id = check_device_id(request.query.get("device_id", ""))
     holder = await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)

@@ -12,9 +12,9 @@ from typing import Iterable
 
 import redis.asyncio as redis
 
+from chat import keys
 
-def _key(user_id: str) -> str:
-    return f"conn:{user_id}"
+_key = keys.connections
 
 
 def _now_ms() -> int:

@@ -14,12 +14,12 @@ plain writes converge to the same state (the ``last`` message only moves forward
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
 import orjson
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import (
     ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
 )
@@ -37,28 +37,13 @@ return 0
 """
 
 # The keys this projection owns (``chat rebuild conversations`` replaces exactly these).
-OWNED_KEYS = re.compile(r"conv:[^:]+(:members|:former|:last)?|user:.+:convs")
-SCAN_PATTERNS = ("conv:*", "user:*:convs")
+OWNED_KEYS = keys.owned("conv:{id}", "conv:{id}:members", "conv:{id}:former", "conv:{id}:last",
+                        "user:{id}:convs")
+SCAN_PATTERNS = ("conv:{*", "user:{*}:convs")
 
 
-def _meta(cid: str) -> str:
-    return f"conv:{cid}"
-
-
-def _members(cid: str) -> str:
-    return f"conv:{cid}:members"
-
-
-def _former(cid: str) -> str:
-    return f"conv:{cid}:former"
-
-
-def _last(cid: str) -> str:
-    return f"conv:{cid}:last"
-
-
-def _user(uid: str) -> str:
-    return f"user:{uid}:convs"
+_meta, _members, _former = keys.conversation, keys.conversation_members, keys.conversation_former
+_last, _user = keys.conversation_last, keys.user_conversations
 
 
 def _text(value: bytes | None) -> str | None:

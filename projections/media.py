@@ -20,6 +20,7 @@ from typing import Iterable
 
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import Event, MessageAccepted
 
 
@@ -34,12 +35,7 @@ class MediaInfo:
     thumbnail: bool = False
 
 
-def _key(media_id: str) -> str:
-    return f"media:{media_id}"
-
-
-def _sent(media_id: str) -> str:
-    return f"media:{media_id}:sent"
+_key, _sent = keys.media, keys.media_sent
 
 
 class MediaProjection:

@@ -16,11 +16,11 @@ lease is live state, back within one heartbeat after a rebuild.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import Event, PresenceChanged
 from chat.redis_pool import Script, run_pipeline
 
@@ -36,20 +36,11 @@ return 0
 
 # The keys ``chat rebuild presence`` replaces: the statuses from the log, not the live leases
 # and watch lists (a rebuilt status hash lacks ``heartbeat_at`` until the next heartbeat).
-OWNED_KEYS = re.compile(r"presence:(?!live:).+(?<!:lease)")
-SCAN_PATTERNS = ("presence:*",)
+OWNED_KEYS = keys.owned("presence:{id}")
+SCAN_PATTERNS = ("presence:{*}",)
 
 
-def _status(user_id: str) -> str:
-    return f"presence:{user_id}"
-
-
-def _lease(user_id: str) -> str:
-    return f"presence:{user_id}:lease"
-
-
-def _live(partition: int) -> str:
-    return f"presence:live:{partition}"
+_status, _lease, _live = keys.presence, keys.presence_lease, keys.presence_live
 
 
 class PresenceProjection:

@@ -21,6 +21,7 @@ from typing import Awaitable, Callable, Iterable, Sequence
 import orjson
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import Event, MessageAccepted, PushRequested
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
@@ -36,12 +37,7 @@ class Registration:
     push_token: str
 
 
-def _devices(user_id: str) -> str:
-    return f"push:devices:{user_id}"
-
-
-def _private(conversation_id: str) -> str:
-    return f"push:private:{conversation_id}"
+_devices, _private = keys.push_devices, keys.push_private
 
 
 class DeviceRegistry:

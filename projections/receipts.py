@@ -1,5 +1,6 @@
 """Receipts projection in Redis: per conversation, per member, a delivered and a read watermark
-(not a row per message). ``conv:{id}:receipts`` is a hash ``"<user>|d"`` / ``"<user>|r"`` -> seq.
+(not a row per message). ``conv:{id}:receipts`` (``chat.keys``) is a hash ``"<user>|d"`` /
+``"<user>|r"`` -> seq.
 
 Watermarks only move forward (a Lua max), so applying an event again changes nothing. A
 message also moves its sender's watermarks: sending reads everything before it.
@@ -7,11 +8,11 @@ message also moves its sender's watermarks: sending reads everything before it.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterable
 
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import Event, MessageAccepted, ReceiptRecorded
 from chat.redis_pool import Script, run_pipeline
 
@@ -27,12 +28,11 @@ return 0
 """
 
 # The keys this projection owns (``chat rebuild receipts`` replaces exactly these).
-OWNED_KEYS = re.compile(r"conv:[^:]+:receipts")
-SCAN_PATTERNS = ("conv:*:receipts",)
+OWNED_KEYS = keys.owned("conv:{id}:receipts")
+SCAN_PATTERNS = ("conv:{*}:receipts",)
 
 
-def _key(conversation_id: str) -> str:
-    return f"conv:{conversation_id}:receipts"
+_key = keys.receipts
 
 
 class ReceiptProjection:

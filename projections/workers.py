@@ -13,6 +13,8 @@ from typing import Iterable
 
 import redis.asyncio as redis
 
+from chat import keys
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -25,7 +27,7 @@ def _parts(text: str) -> set[int]:
 class WorkerRegistry:
     def __init__(self, client: redis.Redis, app_id: str, ttl_s: float) -> None:
         self.redis = client
-        self.key = f"workers:{app_id}"
+        self.key = keys.workers(app_id)
         self.ttl_ms = int(ttl_s * 1000)
 
     async def announce(self, worker_id: str, commands: Iterable[int], events: Iterable[int]) -> None:

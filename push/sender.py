@@ -1,12 +1,12 @@
 """The push sender: one attempt per ``PushRequested``, retries with exponential backoff off the
 pipeline, a dead-letter topic for what keeps failing, and one notification per (message, device).
 
-- **Once per (message, device):** the first attempt claims ``push:sent:{message}:{device}``
-  with ``SET NX`` (kept ``CHAT_PUSH_DEDUP_TTL_S``); a job seen again (the projector replaying a
-  batch after a crash, the push topic re-delivered) finds the claim and is dropped. Retries carry
-  ``attempt > 0`` and come only from the retry queue. A worker dying between the claim and the
-  provider's answer loses that notification: pushes are best effort, the message itself is
-  never lost (``sync``).
+- **Once per (message, device):** the first attempt claims
+  ``push:sent:{message}:{user}:{device}`` (``chat.keys``) with ``SET NX`` (kept
+  ``CHAT_PUSH_DEDUP_TTL_S``); a job seen again (the projector replaying a batch after a crash,
+  the push topic re-delivered) finds the claim and is dropped. Retries carry ``attempt > 0`` and
+  come only from the retry queue. A worker dying between the claim and the provider's answer
+  loses that notification: pushes are best effort, the message itself is never lost (``sync``).
 - **Retries:** a retryable failure (network, 408/429/5xx) goes into a Redis sorted set scored by
   when it is due, ``backoff * 2^attempt`` (capped, with jitter). ``RetryQueue.due`` pops due jobs
   atomically (a Lua script), so with several workers each retry is taken once; the push agent's
@@ -27,6 +27,7 @@ from typing import Awaitable, Callable
 import httpx
 import redis.asyncio as redis
 
+from chat import keys
 from chat.codec import default_codec
 from chat.events import Event, PushFailed, PushRequested
 from chat.settings import Settings
@@ -82,7 +83,7 @@ class PushSender:
 
     async def handle(self, job: PushRequested) -> str:
         """Make one attempt; returns "sent", "duplicate", "retry" or "dead". Never raises."""
-        marker = f"push:sent:{job.message_id}:{job.user_id}:{job.device_id}"
+        marker = keys.push_sent(job.message_id, job.user_id, job.device_id)
         if job.attempt == 0 and not await self.redis.set(marker, 1, nx=True, ex=int(self.settings.push_dedup_ttl_s)):
             return "duplicate"
         try:

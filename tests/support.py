@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from chat import keys
 from chat.settings import Settings
 from infra.services import Service, free_port
 from infra.topics import core_topic_configs, core_topics, ensure_topics
@@ -185,7 +186,7 @@ class PartitionReader:
 
 def wait_workers(system: System, count: int, timeout: float = 60.0) -> dict[str, tuple[set[int], set[int]]]:
     """Block until ``count`` live workers each serve at least one recovered commands partition
-    and together serve every partition of both topics (``workers:<app id>`` in Redis, as the
+    and together serve every partition of both topics (``workers:{app id}`` in Redis, as the
     workers announce it); returns worker id -> (commands partitions, events partitions).
 
     ``/healthz`` turns 200 as soon as the first worker covers everything; this waits for the
@@ -201,7 +202,7 @@ def wait_workers(system: System, count: int, timeout: float = 60.0) -> dict[str,
         while True:
             now_ms = int(time.time() * 1000)
             served = {}
-            for worker, value in client.hgetall(f"workers:{system.settings.app_id}").items():
+            for worker, value in client.hgetall(keys.workers(system.settings.app_id)).items():
                 parts, _, expires = value.decode().rpartition("|")
                 if int(expires) <= now_ms:
                     continue

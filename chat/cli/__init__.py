@@ -1,7 +1,8 @@
 """chat: the operators' and analysts' command line (installed with the package).
 
 chat replay decodes a topic range, chat rebuild rebuilds projections from the log,
-chat topics shows topics, offsets and consumer lag. Settings come from CHAT_* as for
+chat topics shows topics, offsets and consumer lag, chat migrate-keys renames Redis keys of the
+layout before chat.keys. Settings come from CHAT_* as for
 every process. Exit codes: 0 done, 2 bad usage, 3 a service is unreachable, 4 no such topic or
 projection, 1 anything else.
 """
@@ -23,13 +24,13 @@ log = logging.getLogger("chat.cli")
 
 
 def parser() -> argparse.ArgumentParser:
-    from chat.cli import rebuild, replay, topics
+    from chat.cli import migrate_keys, rebuild, replay, topics
 
     top = argparse.ArgumentParser(prog="chat", description=__doc__.split("\n\n")[1].replace("\n", " "),
                                   epilog="Exit codes: 0 done, 2 bad usage, 3 broker/Redis unreachable,"
                                          " 4 unknown topic or projection, 1 other errors.")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (replay, rebuild, topics):
+    for module in (replay, rebuild, topics, migrate_keys):
         module.add_parser(commands)
     return top
 

@@ -22,6 +22,7 @@ import orjson
 import pytest
 import redis as sync_redis
 
+from chat import keys
 from chat.codec import default_codec
 from chat.events import (
     ConversationCreateRequested, MemberRemoveRequested, MembersAddRequested, MessageSendRequested, Origin,
@@ -105,7 +106,7 @@ def wait_presence(system: System, newest: dict[str, int], timeout: float = 60.0)
     client = sync_redis.Redis.from_url(system.settings.redis_url)
     deadline = time.monotonic() + timeout
     try:
-        while any(client.hget(f"presence:{u}", "changed_at") != str(at).encode() for u, at in newest.items()):
+        while any(client.hget(keys.presence(u), "changed_at") != str(at).encode() for u, at in newest.items()):
             assert time.monotonic() < deadline, "the worker did not project the presence topic in time"
             time.sleep(0.2)
     finally:
@@ -118,7 +119,7 @@ def wait_projected(system: System, last: dict[str, tuple[str, int]], timeout: fl
     deadline = time.monotonic() + timeout
     try:
         while True:
-            marks = [client.hget(f"conv:{cid}:receipts", f"{sender}|r") for cid, (sender, _) in last.items()]
+            marks = [client.hget(keys.receipts(cid), f"{sender}|r") for cid, (sender, _) in last.items()]
             if all(m is not None and int(m) == seq for m, (_, seq) in zip(marks, last.values())):
                 return
             assert time.monotonic() < deadline, "the worker did not project every conversation in time"
@@ -162,14 +163,14 @@ def damage(system: System, cid: str) -> None:
         conn.execute("INSERT INTO messages VALUES ('g_ghost', 1, 'x', 'x', 'x', 'ghost', NULL, 1, 2)")
     client = sync_redis.Redis.from_url(system.settings.redis_url)
     try:
-        client.delete(f"conv:{cid}:members", f"conv:{cid}:receipts")
-        client.hset(f"conv:{cid}:last", "seq", 999)
-        client.sadd("user:mallory:convs", cid)
-        client.hset("conv:g_ghost:receipts", "mallory|r", 5)
+        client.delete(keys.conversation_members(cid), keys.receipts(cid))
+        client.hset(keys.conversation_last(cid), "seq", 999)
+        client.sadd(keys.user_conversations("mallory"), cid)
+        client.hset(keys.receipts("g_ghost"), "mallory|r", 5)
         client.set("ratelimit:unrelated", 1)  # not a projection's key: must survive
-        client.hset("presence:user0", mapping={"status": "offline", "changed_at": 9_999})
-        client.delete("presence:user1")
-        client.set("presence:user2:lease", 7)  # a live lease: not rebuilt, must survive
+        client.hset(keys.presence("user0"), mapping={"status": "offline", "changed_at": 9_999})
+        client.delete(keys.presence("user1"))
+        client.set(keys.presence_lease("user2"), 7)  # a live lease: not rebuilt, must survive
     finally:
         client.close()
 
@@ -192,7 +193,7 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     for name in live:
         assert rebuilt[name] == live[name], f"{name} differs after the rebuild"
     client = sync_redis.Redis.from_url(system.settings.redis_url)
-    assert client.get("ratelimit:unrelated") == b"1" and client.get("presence:user2:lease") == b"7"
+    assert client.get("ratelimit:unrelated") == b"1" and client.get(keys.presence_lease("user2")) == b"7"
     client.close()
     copy = sync_redis.Redis.from_url(with_db(system.settings.redis_url, scratch))
     assert copy.dbsize() == 0  # the copy is gone

@@ -1,0 +1,113 @@
+"""Every Redis key the project builds, in one place.
+
+Rule: an id chosen by a client (user, device, conversation, media id) never appears raw in a
+key. ``tag`` percent-encodes it (UTF-8; every character but ``A-Z a-z 0-9 _ . - ~`` becomes
+``%XX``, ``%`` included, so the encoding is one-to-one) and wraps it in braces. An encoded id
+can hold no ``:``, ``{``, ``}``, glob character or space, so a key's id ends at its ``}``:
+no id can name another key or another family (``presence:{alice:lease}`` is not
+``presence:{alice}:lease``), no key of one id is a prefix of a key of another id, and SCAN
+patterns stay exact. The first ``{...}`` is also the Redis Cluster hash tag, so the keys of one
+id (a user's status and lease, a conversation's hashes) share a slot.
+
+Ids in the user-id alphabet (``chat.identity``) encode to themselves: ``presence:{alice}``.
+
+Layout:
+- ``presence:{user}``, ``presence:{user}:lease``, ``presence:live:{partition}``
+- ``conv:{conv}``, ``conv:{conv}:members``, ``conv:{conv}:former``, ``conv:{conv}:last``,
+  ``conv:{conv}:receipts``; ``user:{user}:convs``
+- ``conn:{user}``; ``workers:{app}``
+- ``media:{media}``, ``media:{media}:sent``
+- ``push:devices:{user}``, ``push:private:{conv}``, ``push:sent:{message}:{user}:{device}``
+- ``rate:send:{user}``, ``rate:typing:{user}``
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+# What an encoded id looks like inside its braces (for OWNED_KEYS patterns).
+TAGGED = r"\{[A-Za-z0-9_.~%-]*\}"
+
+
+def tag(ident: str) -> str:
+    """``{<ident percent-encoded>}``: one id, unambiguous wherever it sits in a key."""
+    return "{" + quote(ident, safe="") + "}"
+
+
+def presence(user_id: str) -> str:
+    return f"presence:{tag(user_id)}"
+
+
+def presence_lease(user_id: str) -> str:
+    return f"presence:{tag(user_id)}:lease"
+
+
+def presence_live(partition: int) -> str:
+    return f"presence:live:{tag(str(int(partition)))}"
+
+
+def conversation(cid: str) -> str:
+    return f"conv:{tag(cid)}"
+
+
+def conversation_members(cid: str) -> str:
+    return f"conv:{tag(cid)}:members"
+
+
+def conversation_former(cid: str) -> str:
+    return f"conv:{tag(cid)}:former"
+
+
+def conversation_last(cid: str) -> str:
+    return f"conv:{tag(cid)}:last"
+
+
+def receipts(cid: str) -> str:
+    return f"conv:{tag(cid)}:receipts"
+
+
+def user_conversations(user_id: str) -> str:
+    return f"user:{tag(user_id)}:convs"
+
+
+def connections(user_id: str) -> str:
+    return f"conn:{tag(user_id)}"
+
+
+def workers(app_id: str) -> str:
+    return f"workers:{tag(app_id)}"
+
+
+def media(media_id: str) -> str:
+    return f"media:{tag(media_id)}"
+
+
+def media_sent(media_id: str) -> str:
+    return f"media:{tag(media_id)}:sent"
+
+
+def push_devices(user_id: str) -> str:
+    return f"push:devices:{tag(user_id)}"
+
+
+def push_private(cid: str) -> str:
+    return f"push:private:{tag(cid)}"
+
+
+def push_sent(message_id: str, user_id: str, device_id: str) -> str:
+    return f"push:sent:{tag(message_id)}:{tag(user_id)}:{tag(device_id)}"
+
+
+SEND_BUCKET = "rate:send:"
+TYPING_BUCKET = "rate:typing:"
+
+
+def bucket(prefix: str, name: str) -> str:
+    """A token bucket's key: ``<prefix>{name}`` (``rate:send:{alice}``)."""
+    return f"{prefix}{tag(name)}"
+
+
+def owned(*patterns: str) -> re.Pattern[str]:
+    """A projection's ``OWNED_KEYS``: ``{id}`` in each pattern stands for one encoded id."""
+    return re.compile("|".join(re.escape(p).replace(re.escape("{id}"), TAGGED) for p in patterns))
