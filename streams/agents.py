@@ -26,7 +26,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
-from streams.retry import survives, together, until_written
+from streams.retry import Stopping, survives, together, until_written
 from streams.topics import commands_topic, events_topic
 
 log = logging.getLogger(__name__)
@@ -172,4 +172,5 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 @app.on_before_shutdown.connect
 async def on_shutdown(sender: Any, **kwargs: Any) -> None:
     """After the consumers stop: flush what was produced, leave the registry, close stores."""
+    Stopping.is_set = True
     await resources.close()

@@ -25,13 +25,25 @@ FIRST_DELAY_S, MAX_DELAY_S = 0.05, 2.0
 TRANSIENT = (RedisError, ChatError, OSError, asyncio.TimeoutError)
 
 
+class Stopping:
+    """Set once the worker is shutting down, before its stores and producer are closed."""
+    is_set = False
+
+
 async def until_written(step: Callable[[], Awaitable[T]], what: str) -> T:
-    """``await step()`` until it does not raise a transient error; other errors propagate."""
+    """``await step()`` until it does not raise a transient error; other errors propagate.
+
+    Once the worker is stopping, a failed step is given up (``CancelledError``, as for any
+    work a stopping agent leaves): its stores are closing, so retrying could never succeed and
+    would hold the shutdown until the process is killed. The batch was not committed, so the
+    worker that takes the partition over writes it."""
     delay = FIRST_DELAY_S
     while True:
         try:
             return await step()
         except TRANSIENT as exc:
+            if Stopping.is_set:
+                raise asyncio.CancelledError(f"{what}: the worker is stopping") from exc
             log.warning("%s failed (%s: %s); retrying in %.2f s", what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_DELAY_S)

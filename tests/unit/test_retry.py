@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from chat.errors import OperationalError
 from streams.retry import together, until_written
 
 
@@ -57,3 +58,23 @@ async def test_until_written_lets_a_programming_error_through():
 
     with pytest.raises(KeyError):
         await until_written(lambda: together(step()), "test batch")
+
+
+async def test_a_stopping_worker_gives_a_failing_write_up():
+    """Retrying after the stores closed could never succeed and held a SIGTERM until SIGKILL."""
+    from streams.retry import Stopping
+
+    calls = 0
+
+    async def closed_store() -> None:
+        nonlocal calls
+        calls += 1
+        raise OperationalError("timeline store is not open")
+
+    Stopping.is_set = True
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await until_written(closed_store, "projecting events")
+    finally:
+        Stopping.is_set = False
+    assert calls == 1
