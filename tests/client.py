@@ -175,3 +175,20 @@ async def full_history(client: Client, conversation_id: str, page: int = 200) ->
 async def sign_in_users(session: aiohttp.ClientSession, base_url: str, *names: str) -> list[Client]:
     """Fresh users (``uid`` of each name), signed in."""
     return [await Client.sign_in(session, base_url, uid(n)) for n in names]
+
+
+async def page(client: Client, cid: str, query: str = "") -> tuple[list[int], bool]:
+    """One page of ``GET …/messages`` (``query`` as given): its seqs and ``has_more``."""
+    status, body = await client.call("GET", f"/v1/conversations/{cid}/messages{query}")
+    assert status == 200, body
+    return [m["seq"] for m in body["messages"]], body["has_more"]
+
+
+async def sync(device: Device, cursors: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Send a sync; the messages it replayed and the synced cursors."""
+    start = len(device.frames)
+    count = len(device.of_type("synced")) + 1
+    await device.send({"type": "sync", "cursors": cursors})
+    synced = (await device.wait_for("synced", count=count))[-1]
+    end = device.frames.index(synced, start)
+    return [f["message"] for f in device.frames[start:end] if f["type"] == "message"], synced["cursors"]

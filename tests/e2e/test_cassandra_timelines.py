@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.client import Client, Device, eventually, full_history, uid
+from tests.client import Client, eventually, full_history, page, sync, uid
 from tests.support import ROOT, System
 
 RETENTION_DAYS = "0.00005"  # 4.32 s
@@ -75,20 +75,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def page(client: Client, cid: str, query: str = "") -> tuple[list[int], bool]:
-    status, body = await client.call("GET", f"/v1/conversations/{cid}/messages{query}")
-    assert status == 200, body
-    return [m["seq"] for m in body["messages"]], body["has_more"]
-
-
-async def sync(device: Device, cursors: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Send a sync; the messages it replayed and the synced cursors."""
-    start = len(device.frames)
-    count = len(device.of_type("synced")) + 1
-    await device.send({"type": "sync", "cursors": cursors})
-    synced = (await device.wait_for("synced", count=count))[-1]
-    end = device.frames.index(synced, start)
-    return [f["message"] for f in device.frames[start:end] if f["type"] == "message"], synced["cursors"]
 
 
 async def test_send_fan_out_history_and_sync(system, rows, session):

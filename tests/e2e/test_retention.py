@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from typing import Any
 
 import pytest
 
 from projections.timelines_sqlite import SqliteTimelineStore
-from tests.client import Client, Device, eventually, uid
+from tests.client import Client, eventually, page, sync, uid
 from tests.support import System
 
 RETENTION_DAYS = "0.00004"  # 3.456 s
@@ -47,20 +46,6 @@ async def raw_page(system: System, cid: str) -> list[int]:
         await store.close()
 
 
-async def page(client: Client, cid: str, query: str = "") -> tuple[list[int], bool]:
-    status, body = await client.call("GET", f"/v1/conversations/{cid}/messages{query}")
-    assert status == 200, body
-    return [m["seq"] for m in body["messages"]], body["has_more"]
-
-
-async def sync(device: Device, cursors: dict[str, int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Send a sync; the messages it replayed and the synced cursors."""
-    start = len(device.frames)
-    count = len(device.of_type("synced")) + 1
-    await device.send({"type": "sync", "cursors": cursors})
-    synced = (await device.wait_for("synced", count=count))[-1]
-    end = device.frames.index(synced, start)
-    return [f["message"] for f in device.frames[start:end] if f["type"] == "message"], synced["cursors"]
 
 
 async def test_expired_messages_never_come_back(system, session):
