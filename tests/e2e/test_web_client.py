@@ -63,6 +63,8 @@ class Person:
 
     def __init__(self, context, page, user_id: str) -> None:
         self.context, self.page, self.user_id = context, page, user_id
+        self.csp_violations: list[str] = []
+        page.on("console", lambda m: self.csp_violations.append(m.text) if "Content Security Policy" in m.text else None)
 
     @classmethod
     async def sign_in(cls, browser, base_url: str, user_id: str, viewport=DESKTOP) -> "Person":
@@ -72,7 +74,7 @@ class Person:
         await page.fill("#signin-user", user_id)
         await page.click("#signin-form button[type=submit]")
         await page.wait_for_selector("#main:not([hidden])")
-        await page.wait_for_function("document.body.dataset.connection === 'online'", timeout=WAIT_MS)
+        await page.wait_for_selector("body[data-connection='online']", state="attached", timeout=WAIT_MS)
         return cls(context, page, user_id)
 
     def conv(self, conversation_id: str):
@@ -93,7 +95,19 @@ class Person:
         return self.page.locator(f'#message-list li.msg[data-seq="{seq}"]')
 
     async def close(self) -> None:
+        """Closes the profile; nothing the page did may have been refused by the CSP."""
         await self.context.close()
+        assert self.csp_violations == [], self.csp_violations
+
+
+async def test_pages_and_answers_carry_the_security_headers(system, session):
+    for path in ("/", "/static/app.js", "/v1", "/healthz", "/v1/conversations"):
+        async with session.get(f"{system.url()}{path}") as r:
+            assert r.headers["X-Content-Type-Options"] == "nosniff", path
+            assert r.headers["Referrer-Policy"] == "no-referrer", path
+            csp = r.headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self';" in csp, path
+            assert "unsafe-inline" not in csp, path
 
 
 def tiny_png() -> bytes:
