@@ -32,7 +32,6 @@ class Prober:
         self.producer = producer
         self.registry = registry
         self.answered: dict[int, float] = {}  # partition -> time.monotonic() of its last answer
-        self.round_trip: dict[int, float] = {}  # partition -> seconds its last answer took
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -61,7 +60,6 @@ class Prober:
         probe_id = new_request_id()
         probe = PipelineProbe(gateway_id=self.settings.gateway_id, probe_id=probe_id, partition=partition,
                               sent_at=int(time.time() * 1000))
-        started = time.monotonic()
         waiter = self.registry.expect(probe_id)
         try:
             await self.producer.send(probe, "", partition=partition)
@@ -72,5 +70,4 @@ class Prober:
         finally:
             self.registry.pending.pop(probe_id, None)
         self.answered[partition] = time.monotonic()
-        self.round_trip[partition] = self.answered[partition] - started
         return True

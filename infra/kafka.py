@@ -130,8 +130,9 @@ class Kafka(Service):
 
 
     def start(self) -> "Kafka":
-        if port_open(self.port) or port_open(self.controller_port):
-            raise ServiceError(f"kafka: port {self.port} or {self.controller_port} is already in use"
+        # Service.start checks the broker's port; the controller's is this node's own.
+        if port_open(self.controller_port):
+            raise ServiceError(f"kafka: controller port {self.controller_port} is already in use"
                                " (another instance running?)")
         self._write_config()
         self._format()
