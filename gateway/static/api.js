@@ -1,4 +1,4 @@
-// HTTP side of ../shared/PROTOCOL.md (v1) and what the client keeps in localStorage.
+// HTTP side of ../shared/PROTOCOL.md (1.1) and what the client keeps in localStorage.
 
 const KEY = "chat.";
 
@@ -94,6 +94,32 @@ export class Api {
   }
   presence(userIds) {
     return this.call("GET", `/v1/presence?user_ids=${userIds.map(encodeURIComponent).join(",")}`);
+  }
+  search(q, { conversationId, before, limit = 20 } = {}) {
+    const query = new URLSearchParams({ q, limit: String(limit) });
+    if (conversationId) query.set("conversation_id", conversationId);
+    if (before) query.set("before", String(before));
+    return this.call("GET", `/v1/search?${query}`);
+  }
+  /** Messages with seq in (afterSeq, afterSeq + limit], ascending. */
+  messagesAfter(conversationId, afterSeq, limit = 30) {
+    const q = new URLSearchParams({ limit: String(limit), after_seq: String(afterSeq) });
+    return this.call("GET", `/v1/conversations/${encodeURIComponent(conversationId)}/messages?${q}`);
+  }
+  mute(conversationId, mutedUntil) {
+    return this.call("PUT", `/v1/conversations/${encodeURIComponent(conversationId)}/settings`, { muted_until: mutedUntil });
+  }
+  profiles(userIds) {
+    return this.call("GET", `/v1/users?ids=${userIds.map(encodeURIComponent).join(",")}`);
+  }
+  updateProfile(fields) {
+    return this.call("PUT", "/v1/users/me", fields);
+  }
+  blocked() {
+    return this.call("GET", "/v1/users/me/blocked").then((b) => b.user_ids);
+  }
+  block(userId, on) {
+    return this.call(on ? "PUT" : "DELETE", `/v1/users/me/blocked/${encodeURIComponent(userId)}`);
   }
   uploadMedia(file) {
     return this.call("POST", "/v1/media", file, { "Content-Type": file.type || "application/octet-stream" });

@@ -1,5 +1,6 @@
 // The WebSocket side of PROTOCOL.md: connect with ?token=, sync right after hello with the
-// last seq seen per conversation, reconnect on its own with backoff.
+// last seq seen per conversation (and, protocol 1.1, the last change_seq applied), reconnect on
+// its own with backoff.
 
 const MAX_BACKOFF_MS = 10000;
 const CLOSE_REPLACED = 4409; // a newer socket of this device (gateway/registry.py)
@@ -10,11 +11,12 @@ export class Socket {
    * @param {string} o.token
    * @param {string} o.deviceId
    * @param {() => object} o.cursors  the last seq seen per conversation, for sync
+   * @param {() => object} o.changeCursors  the last change_seq applied per conversation
    * @param {(frame: object) => void} o.onFrame
    * @param {(status: "connecting"|"syncing"|"online"|"offline", info?: object) => void} o.onStatus
    */
-  constructor({ token, deviceId, cursors, onFrame, onStatus }) {
-    Object.assign(this, { token, deviceId, cursors, onFrame, onStatus });
+  constructor({ token, deviceId, cursors, changeCursors, onFrame, onStatus }) {
+    Object.assign(this, { token, deviceId, cursors, changeCursors, onFrame, onStatus });
     this.ws = null;
     this.attempts = 0;
     this.timer = null;
@@ -65,7 +67,7 @@ export class Socket {
         greeted = true;
         this.attempts = 0;
         this.setStatus("syncing");
-        ws.send(JSON.stringify({ type: "sync", cursors: this.cursors() }));
+        ws.send(JSON.stringify({ type: "sync", cursors: this.cursors(), change_cursors: this.changeCursors() }));
       }
       this.onFrame(frame);
       if (frame.type === "synced") this.setStatus("online");

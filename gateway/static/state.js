@@ -1,5 +1,7 @@
 // The client's model: conversations, messages (deduplicated by (conversation_id, seq)),
-// pending sends, receipts watermarks, typing and presence. No DOM here; the view listens.
+// pending sends, receipts watermarks, typing and presence, and the 1.1 additions: changes to
+// messages (edits, deletions, reactions) with their own per-conversation counter, profiles and
+// blocks. No DOM here; the view listens.
 
 import { store } from "./api.js";
 
@@ -11,6 +13,10 @@ export class State {
     this.onChange = onChange; // (what: "list"|"messages"|"receipts"|"typing"|"presence", conversationId?)
     this.cursorKey = `cursors.${me}.${deviceId}`;
     this.cursors = store.get(this.cursorKey, {});
+    this.changeKey = `changes.${me}.${deviceId}`;
+    this.changeCursors = store.get(this.changeKey, {}); // id -> last change_seq applied
+    this.profiles = new Map(); // user -> {user_id, display_name, avatar_url}
+    this.blocked = new Set();
     this.conversations = new Map();
     this.threads = new Map(); // id -> {bySeq: Map, pending: Map(client_msg_id -> msg), hasMore, loaded}
     this.receipts = new Map(); // id -> {user: {delivered_seq, read_seq}}
@@ -33,8 +39,10 @@ export class State {
     for (const c of list) {
       // A new device starts from what the list shows; sync replays anything newer.
       if (!(c.conversation_id in this.cursors)) this.cursors[c.conversation_id] = c.last_seq || 0;
+      if (!(c.conversation_id in this.changeCursors)) this.changeCursors[c.conversation_id] = c.last_change_seq || 0;
     }
     store.set(this.cursorKey, this.cursors);
+    store.set(this.changeKey, this.changeCursors);
     this.onChange("list");
   }
 
@@ -71,11 +79,59 @@ export class State {
     if (c && m.seq > (c.last_seq || 0)) {
       c.last_seq = m.seq;
       c.last_message = m;
-      if (m.sender_id !== this.me && !isOpen) c.unread = (c.unread || 0) + 1;
+      if (m.sender_id !== this.me && !isOpen) {
+        c.unread = (c.unread || 0) + 1;
+        if ((m.mentions || []).includes(this.me)) c.unread_mentions = (c.unread_mentions || 0) + 1;
+      }
     }
     this.onChange("list", m.conversation_id);
     this.onChange("messages", m.conversation_id);
     return true;
+  }
+
+  /** A message_updated frame (live or replayed by sync): the message as it is now replaces
+   * ours, and the quotes of replies to it follow. Frames at or below the conversation's change
+   * cursor were applied already. */
+  applyChange(frame) {
+    const id = frame.conversation_id;
+    if (frame.change_seq <= (this.changeCursors[id] || 0)) return false;
+    this.changeCursors[id] = frame.change_seq;
+    store.set(this.changeKey, this.changeCursors);
+    const m = frame.message;
+    const t = this.thread(id);
+    if (t.bySeq.has(m.seq)) t.bySeq.set(m.seq, m);
+    for (const other of t.bySeq.values()) {
+      if (other.reply_to?.seq === m.seq) other.reply_to = { ...other.reply_to, body: m.deleted ? "" : m.body.slice(0, 200) };
+    }
+    const c = this.conversations.get(id);
+    if (c?.last_message?.seq === m.seq) {
+      c.last_message = m;
+      this.onChange("list", id);
+    }
+    this.onChange("messages", id);
+    return true;
+  }
+
+  /** synced.change_cursors: every change up to these has been replayed. */
+  syncedChanges(cursors) {
+    for (const [id, seq] of Object.entries(cursors || {})) {
+      this.changeCursors[id] = Math.max(this.changeCursors[id] || 0, seq);
+    }
+    store.set(this.changeKey, this.changeCursors);
+  }
+
+  message(id, seq) {
+    return this.thread(id).bySeq.get(seq);
+  }
+
+  setProfile(p) {
+    this.profiles.set(p.user_id, p);
+    this.onChange("profile", p.user_id);
+  }
+
+  /** The name a person sees for a user: their display name, else their id. */
+  name(user) {
+    return this.profiles.get(user)?.display_name || user;
   }
 
   /** An older page from GET …/messages, prepended. */
@@ -164,6 +220,7 @@ export class State {
     const c = this.conversations.get(id);
     if (user === this.me && status === "read" && c) {
       c.unread = Math.max(0, Math.min(c.unread || 0, (c.last_seq || 0) - seq));
+      if (seq >= (c.last_seq || 0)) c.unread_mentions = 0;
       this.onChange("list", id);
     }
   }
@@ -217,10 +274,15 @@ export class State {
   }
 }
 
-/** The name a person sees: the group's name, or the peer's id in a direct chat. */
-export function title(c, me) {
-  if (c.type === "direct") return peerOf(c, me) || "Direct chat";
-  return c.name || c.members.map((m) => m.user_id).filter((u) => u !== me).join(", ") || "Group";
+/** The name a person sees: the group's name, or the peer's name in a direct chat. */
+export function title(c, me, name = (u) => u) {
+  if (c.type === "direct") return name(peerOf(c, me)) || "Direct chat";
+  return c.name || c.members.map((m) => m.user_id).filter((u) => u !== me).map(name).join(", ") || "Group";
+}
+
+/** Muted now: muted_until is -1 (until unmuted) or a time still to come. */
+export function isMuted(c) {
+  return c?.muted_until === -1 || (c?.muted_until || 0) > Date.now();
 }
 
 export function peerOf(c, me) {
