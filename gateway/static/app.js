@@ -1,11 +1,14 @@
 // The web client: sign-in, the conversation list, new chats, and the wiring between the
 // socket (frames of ../shared/PROTOCOL.md), the model (state.js) and the views.
 
-import { Api, deviceId, store } from "./api.js";
+import { Api, deviceId, newId, store } from "./api.js";
 import { ChatView } from "./chat.js";
+import { renderList } from "./list.js";
+import { People } from "./profiles.js";
+import { Search } from "./search.js";
 import { Socket } from "./socket.js";
-import { State, peerOf, title } from "./state.js";
-import { $, avatar, clock, el, typingText } from "./ui.js";
+import { State } from "./state.js";
+import { $ } from "./ui.js";
 
 class App {
   constructor(me, token) {
@@ -13,24 +16,30 @@ class App {
     this.deviceId = deviceId();
     this.api = new Api(token, () => this.signOut());
     this.state = new State(me, this.deviceId, (what, key) => this.changed(what, key));
+    this.people = new People(this);
     this.chat = new ChatView(this);
+    this.search = new Search(this);
+    this.changes = new Map(); // id of an edit, delete or react frame -> what it was, until answered
     this.deliveredSent = new Map();
     this.readSent = new Map();
     this.timers = new Map();
     this.socket = new Socket({
       token, deviceId: this.deviceId, cursors: () => ({ ...this.state.cursors }),
+      changeCursors: () => ({ ...this.state.changeCursors }),
       onFrame: (f) => this.frame(f), onStatus: (s, info) => this.status(s, info),
     });
   }
 
   async start() {
-    $("#me").replaceChildren(avatar(this.me), el("span", {}, this.me));
+    this.people.renderMe();
     show("main");
     try {
       this.state.setConversations(await this.api.conversations());
     } catch (err) {
       console.warn("conversation list", err);
     }
+    this.people.load([this.me, ...this.state.memberIds()]);
+    this.loadBlocked();
     this.loadPresence(this.state.memberIds());
     this.socket.start();
     document.addEventListener("visibilitychange", () => this.chat.id && this.markRead(this.chat.id));
@@ -47,8 +56,20 @@ class App {
     }
   }
 
+  async loadBlocked() {
+    try {
+      this.state.blocked = new Set(await this.api.blocked());
+      this.changed("list");
+    } catch (err) {
+      if (err.status !== 404) console.warn("blocked users", err); // 404: a server without blocking
+    }
+  }
+
   frame(f) {
     switch (f.type) {
+      case "message_updated": this.state.applyChange(f); break;
+      case "changed": this.changes.delete(f.id); break;
+      case "profile": this.state.setProfile(f.profile); break;
       case "message": {
         const m = f.message;
         const open = this.isVisible(m.conversation_id);
@@ -66,9 +87,10 @@ class App {
         break;
       case "presence": this.state.setPresence(f.user_id, f); break;
       case "conversation": this.conversation(f.conversation); break;
-      case "synced": this.synced(); break;
+      case "synced": this.synced(f); break;
       case "error":
-        if (f.ref) this.state.failPending(f.ref, f.message || f.code);
+        if (f.ref && this.changes.has(f.ref)) this.refused(f);
+        else if (f.ref) this.state.failPending(f.ref, f.message || f.code);
         else console.warn("server error", f);
         break;
       default: break;
@@ -81,12 +103,16 @@ class App {
     this.state.upsertConversation(c);
     if (!this.state.conversations.has(c.conversation_id) && this.chat.id === c.conversation_id) this.close();
     const added = c.members.map((m) => m.user_id).filter((u) => u !== this.me && !before.has(u));
-    if (added.length) this.loadPresence(added);
+    if (added.length) {
+      this.loadPresence(added);
+      this.people.load(added);
+    }
     if (!known && this.chat.id === c.conversation_id) this.chat.renderHeader();
   }
 
   /** After each (re)connect's replay: resend what was never acked, catch up the list, send receipts. */
-  async synced() {
+  async synced(f) {
+    this.state.syncedChanges(f.change_cursors);
     for (const m of this.state.allPending()) this.socket.send(sendFrame(m));
     try {
       const list = await this.api.conversations();
@@ -102,6 +128,56 @@ class App {
 
   send(frame) {
     return this.socket.send(frame);
+  }
+
+  /** An edit, delete or react frame; the server answers `changed` (or `error` with our id as
+   * `ref`) and every device, this one too, gets `message_updated`. */
+  change(frame) {
+    const id = newId();
+    this.changes.set(id, frame);
+    if (!this.send({ ...frame, id })) {
+      this.changes.delete(id);
+      this.chat.error("You are offline: try again once connected.");
+    }
+  }
+
+  react(m, emoji, on) {
+    this.change({ type: "react", conversation_id: m.conversation_id, seq: m.seq, emoji, on });
+  }
+
+  refused(f) {
+    const what = { edit: "edit", delete: "delete", react: "react to" }[this.changes.get(f.ref).type];
+    this.changes.delete(f.ref);
+    this.chat.error(`Could not ${what} the message: ${f.message || f.code}`);
+  }
+
+  async setMute(id, mutedUntil) {
+    try {
+      const answer = await this.api.mute(id, mutedUntil);
+      const c = this.state.conversations.get(id);
+      if (c) c.muted_until = answer.muted_until;
+      this.changed("list", id);
+    } catch (err) {
+      this.chat.error(err.status === 404 ? "Muting is not available on this server yet." : `Could not change muting: ${err.message}`);
+    }
+  }
+
+  async setBlocked(user, on) {
+    try {
+      await this.api.block(user, on);
+      if (on) this.state.blocked.add(user);
+      else this.state.blocked.delete(user);
+      this.changed("list");
+    } catch (err) {
+      this.chat.error(err.status === 404 ? "Blocking is not available on this server yet." : `Could not ${on ? "block" : "unblock"}: ${err.message}`);
+    }
+  }
+
+  /** Open a conversation at one message (a search result). */
+  async openAt(id, seq) {
+    if (this.chat.id !== id) this.open(id);
+    await this.chat.ready;
+    await this.chat.jumpTo(seq);
   }
 
   sendMessage(msg) {
@@ -132,8 +208,9 @@ class App {
         this.deliveredSent.set(id, Math.max(seq, this.deliveredSent.get(id) || 0));
       }
     }
-    if (c && c.unread) {
+    if (c && (c.unread || c.unread_mentions)) {
       c.unread = 0;
+      c.unread_mentions = 0;
       this.renderList();
     }
   }
@@ -150,6 +227,7 @@ class App {
 
   changed(what, key) {
     if (what !== "messages" && what !== "receipts") this.later("list", () => this.renderList(), 16);
+    if (what === "profile" && key === this.me) this.people.renderMe();
     this.chat.update(what, key);
   }
 
@@ -165,23 +243,7 @@ class App {
   }
 
   renderList() {
-    const items = this.state.sorted().map((c) => {
-      const id = c.conversation_id;
-      const peer = peerOf(c, this.me);
-      const name = title(c, this.me);
-      const typists = this.state.typists(id);
-      const typing = c.type === "direct" ? (typists.length ? "typing…" : "") : typingText(typists);
-      const last = c.last_message;
-      const preview = typing ? el("span.preview.is-typing", {}, typing)
-        : el("span.preview", {}, last ? `${last.sender_id === this.me ? "You: " : c.type === "group" ? `${last.sender_id}: ` : ""}${last.body || (last.media ? "Photo" : "")}` : "No messages yet");
-      return el(`li.conv${this.chat.id === id ? ".active" : ""}`, { "data-id": id, onclick: () => this.open(id) },
-        avatar(name, { group: c.type === "group", presence: peer ? this.state.presence.get(peer)?.status : null }),
-        el("div.conv-main", {},
-          el("div.conv-row", {}, el("span.conv-title", {}, name), el("time", {}, clock(last?.sent_at ?? c.created_at))),
-          el("div.conv-row", {}, preview, c.unread ? el("span.badge", {}, String(c.unread)) : null)));
-    });
-    $("#conversations").replaceChildren(...items);
-    $("#no-conversations").hidden = items.length > 0;
+    renderList(this);
   }
 
   open(id) {
@@ -232,6 +294,8 @@ class App {
 function sendFrame(m) {
   const frame = { type: "send", conversation_id: m.conversation_id, client_msg_id: m.client_msg_id, body: m.body };
   if (m.media) frame.media_id = m.media.media_id;
+  if (m.reply_to) frame.reply_to = m.reply_to.seq;
+  if (m.mentions?.length) frame.mentions = m.mentions;
   return frame;
 }
 

@@ -1,13 +1,20 @@
-// The open conversation: header (presence, typing), history with infinite scroll upward,
-// ticks on my messages, and the composer (text, image attachment, typing frames).
+// The open conversation: header (presence, typing), history with infinite scroll upward and
+// jumps to a message, the message menu's actions (reply, inline edit, delete), and the composer
+// (text, image attachment, typing frames, mentions, replies).
 
 import { newId } from "./api.js";
+import { Mentions, renderReplyPreview } from "./compose.js";
+import { ChatHeader } from "./header.js";
+import { MessageMenu } from "./menu.js";
+import { messageNode } from "./message.js";
 import { peerOf, title } from "./state.js";
-import { $, avatar, clock, el, lastSeen, typingText } from "./ui.js";
+import { $, el, lastSeen, typingText } from "./ui.js";
 
 const PAGE = 30;
 const TYPING_REFRESH_MS = 3000;
 const NEAR_BOTTOM_PX = 120;
+const JUMP_PAGE = 200;
+const FLASH_MS = 2500;
 
 export class ChatView {
   constructor(app) {
@@ -21,12 +28,28 @@ export class ChatView {
     this.scroller = $("#messages");
     this.list = $("#message-list");
     this.input = $("#message-input");
+    this.replyTo = null; // the message being answered
+    this.editing = null; // {seq, node, input} of the inline editor
+    this.deleting = null;
+    this.flash = null; // {seq, until}: the message a jump landed on
+    this.ready = Promise.resolve(); // the open conversation has loaded
+    this.menu = new MessageMenu(this);
+    this.header = new ChatHeader(this);
+    this.mentions = new Mentions(this);
     this.scroller.addEventListener("scroll", () => this.onScroll());
     $("#composer").addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
     this.input.addEventListener("input", () => this.onInput());
     this.input.addEventListener("blur", () => this.stopTyping());
     this.input.addEventListener("keydown", (e) => {
+      if (this.mentions.key(e)) return;
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.submit(); }
+      if (e.key === "Escape" && this.replyTo) { this.replyTo = null; renderReplyPreview(this); }
+    });
+    $("#delete-cancel").addEventListener("click", () => $("#delete-dialog").close());
+    $("#delete-form").addEventListener("submit", () => {
+      const m = this.deleting;
+      if (m) this.app.change({ type: "delete", conversation_id: m.conversation_id, seq: m.seq });
+      this.deleting = null;
     });
     $("#attach-input").addEventListener("change", (e) => this.attach(e.target.files[0]));
     $("#back").addEventListener("click", () => this.app.close());
@@ -40,8 +63,20 @@ export class ChatView {
     this.clearAttachment();
     this.error("");
     this.input.value = "";
+    this.replyTo = null;
+    this.editing = null;
+    this.mentions.reset();
+    this.menu.close();
+    this.header.close();
+    renderReplyPreview(this);
     this.renderHeader();
     this.render({ toBottom: true });
+    this.ready = this.load(id);
+    return this.ready;
+  }
+
+  /** The newest page (once) and the receipts of a conversation being opened. */
+  async load(id) {
     const t = this.state.thread(id);
     try {
       const [page, receipts] = await Promise.all([
@@ -75,7 +110,7 @@ export class ChatView {
     if (this.scroller.scrollTop < 80) this.loadOlder();
   }
 
-  async loadOlder() {
+  async loadOlder(limit = PAGE) {
     const id = this.id;
     const t = id && this.state.thread(id);
     if (!t || !t.hasMore || this.loadingOlder) return false;
@@ -83,7 +118,7 @@ export class ChatView {
     this.renderTop();
     try {
       const oldest = this.state.oldestSeq(id);
-      const page = await this.app.api.messages(id, { beforeSeq: oldest || undefined, limit: PAGE });
+      const page = await this.app.api.messages(id, { beforeSeq: oldest || undefined, limit });
       if (this.id !== id) return false;
       const before = this.scroller.scrollHeight - this.scroller.scrollTop;
       this.state.addPage(id, page);
@@ -110,7 +145,77 @@ export class ChatView {
       this.renderTyping();
     } else if (what === "presence" || what === "list") {
       this.renderHeader();
+    } else if (what === "profile") {
+      this.renderHeader();
+      this.render();
+      renderReplyPreview(this);
     }
+  }
+
+  /** Show a message: load older pages until it is there, scroll to it and light it up. */
+  async jumpTo(seq) {
+    const id = this.id;
+    while (this.id === id && !this.state.message(id, seq) && this.state.thread(id).hasMore) {
+      if (this.loadingOlder) {
+        await new Promise((r) => setTimeout(r, 50));
+      } else if (!(await this.loadOlder(JUMP_PAGE))) {
+        break;
+      }
+    }
+    if (this.id !== id) return;
+    this.flash = { seq, until: Date.now() + FLASH_MS };
+    this.render();
+    const node = this.list.querySelector(`li.msg[data-seq="${seq}"]`);
+    if (!node) {
+      this.error("That message is no longer available.");
+      return;
+    }
+    node.scrollIntoView({ block: "center" });
+    setTimeout(() => this.render(), FLASH_MS + 20);
+  }
+
+  // ---- the message menu's actions ----
+
+  startReply(m) {
+    this.replyTo = m;
+    renderReplyPreview(this);
+    this.input.focus();
+  }
+
+  startEdit(m) {
+    const input = el("textarea.edit-input", { rows: "2", "aria-label": "Edit message" });
+    input.value = m.body;
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.saveEdit(); }
+      if (e.key === "Escape") { e.stopPropagation(); this.cancelEdit(); }
+    });
+    const node = el("div.editor", {}, input, el("div.editor-actions", {},
+      el("button.link", { type: "button", onclick: () => this.cancelEdit() }, "Cancel"),
+      el("button.primary.small.save", { type: "button", onclick: () => this.saveEdit() }, "Save")));
+    this.editing = { seq: m.seq, node, input };
+    this.render();
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+
+  saveEdit() {
+    const e = this.editing;
+    if (!e) return;
+    const m = this.state.message(this.id, e.seq);
+    const body = e.input.value.trim();
+    if (!body) return;
+    if (m && body !== m.body) this.app.change({ type: "edit", conversation_id: this.id, seq: e.seq, body });
+    this.cancelEdit();
+  }
+
+  cancelEdit() {
+    this.editing = null;
+    this.render();
+  }
+
+  confirmDelete(m) {
+    this.deleting = m;
+    $("#delete-dialog").showModal();
   }
 
   renderHeader() {
@@ -118,8 +223,10 @@ export class ChatView {
     if (!c) return;
     const peer = peerOf(c, this.state.me);
     const presence = peer ? this.state.presence.get(peer) : null;
-    $("#chat-avatar").replaceChildren(avatar(title(c, this.state.me), { group: c.type === "group", presence: presence?.status }));
-    $("#chat-title").textContent = title(c, this.state.me);
+    const name = title(c, this.state.me, (u) => this.state.name(u));
+    $("#chat-avatar").replaceChildren(peer ? this.app.people.avatar(peer, { presence: presence?.status })
+      : this.app.people.avatar(name, { group: true }));
+    $("#chat-title").textContent = name;
     let sub;
     if (peer) {
       sub = lastSeen(presence);
@@ -129,12 +236,13 @@ export class ChatView {
       sub = `${c.members.length} members${online ? `, ${online} online` : ""}`;
     }
     $("#chat-subtitle").textContent = sub;
+    this.header.render();
     this.renderTyping();
   }
 
   renderTyping() {
     const users = this.state.typists(this.id);
-    const text = typingText(users);
+    const text = typingText(users.map((u) => this.state.name(u)));
     const node = $("#typing");
     node.textContent = text;
     node.classList.toggle("on", !!text);
@@ -154,43 +262,20 @@ export class ChatView {
     const lastMine = [...msgs].reverse().find((m) => m.sender_id === this.state.me && m.seq);
     let prev = null;
     const items = msgs.map((m) => {
-      const node = this.message(m, { group, showSender: group && prev?.sender_id !== m.sender_id, last: m === lastMine });
+      const node = messageNode(this, m, { group, showSender: group && prev?.sender_id !== m.sender_id, last: m === lastMine });
       prev = m;
       return node;
     });
+    const input = this.editing?.input;
+    const focus = input && document.activeElement === input ? [input.selectionStart, input.selectionEnd] : null;
     this.list.replaceChildren(...items);
+    if (focus) { // the editor moved into the new item: keep the caret where it was
+      input.focus();
+      input.setSelectionRange(...focus);
+    }
     this.renderTop();
     $("#chat-empty").hidden = msgs.length > 0 || !this.state.thread(this.id).loaded;
     if (toBottom) this.scroller.scrollTop = this.scroller.scrollHeight;
-  }
-
-  message(m, { group, showSender, last }) {
-    const mine = m.sender_id === this.state.me;
-    let status = null;
-    let tick = null;
-    let readBy = null;
-    if (mine && m.failed) {
-      status = "failed";
-      tick = el("span.tick.failed", { title: m.failed }, "!");
-    } else if (mine && !m.seq) {
-      status = "pending";
-      tick = el("span.tick.pending", { title: "Sending" }, "◷");
-    } else if (mine) {
-      const t = this.state.tick(this.id, m.seq);
-      status = t.status;
-      tick = el(`span.tick.${t.status}`, { title: `${t.status}; read by ${t.readBy} of ${t.of}` }, t.status === "sent" ? "✓" : "✓✓");
-      if (group && last && t.readBy) readBy = el("div.readby", {}, `Read by ${t.readBy} of ${t.of}`);
-    }
-    const body = m.body ? el("div.body", {}, m.body) : null;
-    return el(`li.msg${mine ? ".mine" : ""}`, { "data-seq": m.seq ?? null, "data-status": status, "data-sender": m.sender_id },
-      el("div.bubble", {},
-        showSender && !mine ? el("div.sender", {}, m.sender_id) : null,
-        m.media || m.localPreview ? this.image(m) : null,
-        body,
-        el("div.meta", {}, el("time", {}, clock(m.sent_at)), tick)),
-      readBy,
-      m.failed ? el("div.failure", {}, `Not sent: ${m.failed} `,
-        el("button.link", { type: "button", onclick: () => this.app.resend(m) }, "Retry")) : null);
   }
 
   image(m) {
@@ -270,11 +355,18 @@ export class ChatView {
         return;
       }
     }
+    const reply = this.replyTo;
+    const mentions = this.mentions.of(body);
     this.input.value = "";
     this.clearAttachment();
     this.error("");
+    this.replyTo = null;
+    this.mentions.reset();
+    renderReplyPreview(this);
     const msg = { conversation_id: id, client_msg_id: newId(), sender_id: this.state.me, body,
-                  media, localPreview: file ? URL.createObjectURL(file) : null, sent_at: Date.now() };
+                  media, localPreview: file ? URL.createObjectURL(file) : null, sent_at: Date.now(),
+                  reply_to: reply ? { seq: reply.seq, sender_id: reply.sender_id, body: reply.body.slice(0, 200) } : null,
+                  mentions };
     this.app.sendMessage(msg);
     this.scroller.scrollTop = this.scroller.scrollHeight;
   }
