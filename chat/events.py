@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, ClassVar, Union
 
@@ -37,6 +37,12 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyRef:
+    seq: int
+    sender_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     user_id: str
     device_id: str | None = None
@@ -59,7 +65,8 @@ class Event:
 @dataclass(frozen=True, slots=True)
 class MessageSendRequested(Event):
     TYPE: ClassVar[str] = "MessageSendRequested"
-    VERSION: ClassVar[int] = 2  # v2: media, the metadata of media_id as the gateway found it
+    # v2: media, the metadata of media_id as the gateway found it; v3: reply_to and mentions
+    VERSION: ClassVar[int] = 3
     conversation_id: str
     sender_id: str
     client_msg_id: str
@@ -67,6 +74,8 @@ class MessageSendRequested(Event):
     origin: Origin
     media_id: str | None = None
     media: Media | None = None
+    reply_to: int | None = None
+    mentions: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,7 @@ class ReceiptRecorded(Event):
 @dataclass(frozen=True, slots=True)
 class MessageAccepted(Event):
     TYPE: ClassVar[str] = "MessageAccepted"
+    VERSION: ClassVar[int] = 2  # v2: reply_to and mentions
     conversation_id: str
     seq: int
     message_id: str
@@ -188,6 +198,8 @@ class MessageAccepted(Event):
     sent_at: int
     origin: Origin
     media: Media | None = None
+    reply_to: ReplyRef | None = None
+    mentions: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +333,104 @@ class PushFailed(Event):
     failed_at: int
 
 
+# Protocol 1.1: changes to existing messages. Each accepted change takes the conversation's next
+# change_seq; change_id is the client's id of the change (its idempotence key).
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEditRequested(Event):
+    TYPE: ClassVar[str] = "MessageEditRequested"
+    conversation_id: str
+    user_id: str
+    change_id: str
+    seq: int
+    body: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleteRequested(Event):
+    TYPE: ClassVar[str] = "MessageDeleteRequested"
+    conversation_id: str
+    user_id: str
+    change_id: str
+    seq: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionRequested(Event):
+    TYPE: ClassVar[str] = "ReactionRequested"
+    conversation_id: str
+    user_id: str
+    change_id: str
+    seq: int
+    emoji: str
+    on: bool
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited(Event):
+    TYPE: ClassVar[str] = "MessageEdited"
+    conversation_id: str
+    seq: int
+    change_seq: int
+    change_id: str
+    user_id: str
+    body: str
+    edited_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted(Event):
+    TYPE: ClassVar[str] = "MessageDeleted"
+    conversation_id: str
+    seq: int
+    change_seq: int
+    change_id: str
+    user_id: str
+    deleted_at: int
+    origin: Origin
+    media_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionChanged(Event):
+    TYPE: ClassVar[str] = "ReactionChanged"
+    conversation_id: str
+    seq: int
+    change_seq: int
+    change_id: str
+    user_id: str
+    emoji: str
+    on: bool
+    changed_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeAcknowledged(Event):
+    TYPE: ClassVar[str] = "ChangeAcknowledged"
+    conversation_id: str
+    seq: int
+    change_seq: int | None
+    change_id: str
+    user_id: str
+    command: str
+    answered_at: int
+    origin: Origin
+
+
+ChangeCommand = Union[MessageEditRequested, MessageDeleteRequested, ReactionRequested]
+MessageChange = Union[MessageEdited, MessageDeleted, ReactionChanged]
+CHANGE_KINDS: dict[str, str] = {"MessageEdited": "edit", "MessageDeleted": "delete", "ReactionChanged": "reaction"}
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
-                MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested]
+                MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested, MessageEditRequested,
+                MessageDeleteRequested, ReactionRequested]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
@@ -350,10 +458,17 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MediaUploaded,
         PushRequested,
         PushFailed,
+        MessageEditRequested,
+        MessageDeleteRequested,
+        ReactionRequested,
+        MessageEdited,
+        MessageDeleted,
+        ReactionChanged,
+        ChangeAcknowledged,
     )
 }
 
-_NESTED = (Origin, Media, Member, Target)
+_NESTED = (Origin, Media, Member, Target, ReplyRef)
 
 
 _Plan = tuple[tuple[str, type | None, bool], ...]

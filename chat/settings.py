@@ -83,6 +83,11 @@ class Settings:
     max_page: int = 200
     default_page: int = 50
     dedup_window_s: float = 86_400.0
+    # Protocol 1.1: the sender may edit a message this long after sending it; a user may react
+    # to one message with at most this many distinct emoji; a send names at most this many mentions.
+    edit_window_s: float = 172_800.0
+    max_reactions_per_user: int = 20
+    max_mentions: int = 100
     rate_burst: int = 200  # messages a user may send at once (all gateways together) ...
     rate_per_s: float = 50.0  # ... and per second sustained
     max_connections_per_user: int = 20  # connected devices, across all gateways

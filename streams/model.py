@@ -8,11 +8,13 @@ effects of the commands decided before it.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from chat.events import (
+    ChangeAcknowledged,
     Command,
     CommandRejected,
     ConversationCreateRequested,
@@ -27,22 +29,34 @@ from chat.events import (
     MembersAdded,
     MessageAccepted,
     MessageDeduplicated,
+    MessageDeleteRequested,
+    MessageDeleted,
+    MessageEditRequested,
+    MessageEdited,
     MessageRejected,
     MessageSendRequested,
+    ReactionChanged,
+    ReactionRequested,
     ReceiptRecordRequested,
     ReceiptRecorded,
+    ReplyRef,
 )
 from chat.ids import direct_conversation_id
 
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 2_000
+DAY_MS = 86_400_000
+MAX_EMOJI_BYTES = 64
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_body_bytes: int = 65_536
     max_members: int = 1_000
-    dedup_window_ms: int = 86_400_000
+    dedup_window_ms: int = DAY_MS
+    edit_window_ms: int = 2 * DAY_MS
+    retention_ms: int = 90 * DAY_MS
+    max_reactions_per_user: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,31 @@ class SentRef:
     seq: int
     message_id: str
     sent_at: int
+
+
+@dataclass(slots=True)
+class MessageFacts:
+    """What the sequencer keeps of each message within retention to decide changes to it."""
+
+    sender_id: str
+    sent_at: int
+    digest: bytes  # of the body: an edit to the same body changes nothing
+    media_id: str | None
+    deleted: bool = False
+    reactions: dict[str, list[str]] | None = None  # emoji -> user ids, in order of reacting
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRef:
+    """The answer given to a change id: the message's seq and the change_seq (None: no change)."""
+
+    seq: int
+    change_seq: int | None
+    at: int
+
+
+def digest(body: str) -> bytes:
+    return hashlib.blake2b(body.encode(), digest_size=8).digest()
 
 
 @dataclass(slots=True)
@@ -67,6 +106,12 @@ class ConversationState:
     read: dict[str, int] = field(default_factory=dict)
     # (sender_id, client_msg_id) -> the accepted message, oldest first, pruned by time.
     recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
+    # Protocol 1.1. Changes (edits, deletions, reactions) are numbered apart from messages.
+    last_change_seq: int = 0
+    # seq -> facts of each message within retention, in seq order (pruned as messages expire).
+    messages: dict[int, MessageFacts] = field(default_factory=dict)
+    # (user_id, change_id) -> the answer given, oldest first, pruned by time like ``recent``.
+    recent_changes: OrderedDict[tuple[str, str], ChangeRef] = field(default_factory=OrderedDict)
 
 
 def _reject(command: Command, code: str, message: str) -> MessageRejected | CommandRejected:
@@ -76,7 +121,8 @@ def _reject(command: Command, code: str, message: str) -> MessageRejected | Comm
                                origin=command.origin)
     user_id = command.creator_id if isinstance(command, ConversationCreateRequested) else command.user_id
     return CommandRejected(conversation_id=command.conversation_id, command=command.TYPE,
-                           user_id=user_id, code=code, message=message, origin=command.origin)
+                           user_id=user_id, code=code, message=message, origin=command.origin,
+                           ref=getattr(command, "change_id", None))
 
 
 def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_id: str,
@@ -90,7 +136,69 @@ def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_
         return [_decide_membership(state, command, now_ms, limits)]
     if isinstance(command, ReceiptRecordRequested):
         return _decide_receipt(state, command, now_ms)
+    if isinstance(command, (MessageEditRequested, MessageDeleteRequested, ReactionRequested)):
+        return [_decide_change(state, command, now_ms, limits)]
     return []
+
+
+def _decide_change(state: ConversationState | None,
+                   cmd: MessageEditRequested | MessageDeleteRequested | ReactionRequested,
+                   now_ms: int, limits: Limits) -> Event:
+    """An edit, deletion or reaction (protocol 1.1): who may, what it changes, and idempotence by
+    the client's change id. A refusal is not remembered; an answer, even "nothing changed", is."""
+    if state is None or cmd.user_id not in state.members:
+        return _reject(cmd, "not_found", "no such conversation")
+    if not cmd.change_id:
+        return _reject(cmd, "bad_request", "id is required")
+    seen = state.recent_changes.get((cmd.user_id, cmd.change_id))
+    if seen is not None and now_ms - seen.at < limits.dedup_window_ms:
+        return _unchanged(cmd, seen.seq, seen.change_seq, now_ms)
+    if isinstance(cmd, ReactionRequested) and not 1 <= len(cmd.emoji.encode()) <= MAX_EMOJI_BYTES:
+        return _reject(cmd, "bad_request", f"emoji must be 1 to {MAX_EMOJI_BYTES} bytes of UTF-8")
+    facts = state.messages.get(cmd.seq)
+    if facts is None or facts.sent_at + limits.retention_ms <= now_ms:
+        return _reject(cmd, "not_found", "no such message")
+    change_seq = state.last_change_seq + 1
+    common = {"conversation_id": cmd.conversation_id, "seq": cmd.seq, "change_seq": change_seq,
+              "change_id": cmd.change_id, "user_id": cmd.user_id, "origin": cmd.origin}
+    if isinstance(cmd, MessageEditRequested):
+        if cmd.user_id != facts.sender_id:
+            return _reject(cmd, "forbidden", "only the sender edits a message")
+        if facts.deleted:
+            return _reject(cmd, "conflict", "the message is deleted")
+        if now_ms - facts.sent_at > limits.edit_window_ms:
+            return _reject(cmd, "forbidden", "the message is past its edit window")
+        if len(cmd.body.encode()) > limits.max_body_bytes:
+            return _reject(cmd, "too_large", f"body is over {limits.max_body_bytes} bytes")
+        if not cmd.body and facts.media_id is None:
+            return _reject(cmd, "bad_request", "body is empty")
+        if digest(cmd.body) == facts.digest:
+            return _unchanged(cmd, cmd.seq, None, now_ms)
+        return MessageEdited(body=cmd.body, edited_at=now_ms, **common)
+    if isinstance(cmd, MessageDeleteRequested):
+        admin = state.kind == "group" and state.members[cmd.user_id] == "admin"
+        if cmd.user_id != facts.sender_id and not admin:
+            return _reject(cmd, "forbidden", "only the sender or a group admin deletes a message")
+        if facts.deleted:
+            return _unchanged(cmd, cmd.seq, None, now_ms)
+        return MessageDeleted(deleted_at=now_ms, media_id=facts.media_id, **common)
+    if facts.deleted:
+        return _reject(cmd, "conflict", "the message is deleted")
+    reactions = facts.reactions or {}
+    already = cmd.user_id in reactions.get(cmd.emoji, ())
+    if already == cmd.on:
+        return _unchanged(cmd, cmd.seq, None, now_ms)
+    if cmd.on and sum(cmd.user_id in users for users in reactions.values()) >= limits.max_reactions_per_user:
+        return _reject(cmd, "bad_request",
+                       f"at most {limits.max_reactions_per_user} different emoji per user on a message")
+    return ReactionChanged(emoji=cmd.emoji, on=cmd.on, changed_at=now_ms, **common)
+
+
+def _unchanged(cmd: MessageEditRequested | MessageDeleteRequested | ReactionRequested, seq: int,
+               change_seq: int | None, now_ms: int) -> ChangeAcknowledged:
+    return ChangeAcknowledged(conversation_id=cmd.conversation_id, seq=seq, change_seq=change_seq,
+                              change_id=cmd.change_id, user_id=cmd.user_id, command=cmd.TYPE,
+                              answered_at=now_ms, origin=cmd.origin)
 
 
 def _decide_receipt(state: ConversationState | None, cmd: ReceiptRecordRequested, now_ms: int) -> list[Event]:
@@ -130,10 +238,19 @@ def _decide_send(state: ConversationState | None, cmd: MessageSendRequested, now
         return _reject(cmd, "bad_request", "unknown media_id")
     if not cmd.body and cmd.media is None:
         return _reject(cmd, "bad_request", "body is empty")
+    reply_to = None
+    if cmd.reply_to is not None:
+        replied = state.messages.get(cmd.reply_to)
+        if replied is None or replied.sent_at + limits.retention_ms <= now_ms:
+            return _reject(cmd, "bad_request", "reply_to is not a message of this conversation")
+        reply_to = ReplyRef(cmd.reply_to, replied.sender_id)
+    # Mentions of non-members are dropped, never refused (PROTOCOL.md 1.1).
+    mentions = [u for u in dict.fromkeys(cmd.mentions) if u in state.members]
     return MessageAccepted(
         conversation_id=cmd.conversation_id, seq=state.last_seq + 1, message_id=new_id,
         sender_id=cmd.sender_id, client_msg_id=cmd.client_msg_id, body=cmd.body,
         sent_at=now_ms, origin=cmd.origin, media=cmd.media if cmd.media_id is not None else None,
+        reply_to=reply_to, mentions=mentions,
     )
 
 
@@ -211,7 +328,7 @@ def _successor(state: ConversationState, leaving: str) -> str | None:
 
 
 def evolve(state: ConversationState | None, event: Event, *,
-           dedup_window_ms: int = Limits.dedup_window_ms) -> ConversationState | None:
+           dedup_window_ms: int = DAY_MS, retention_ms: int = 90 * DAY_MS) -> ConversationState | None:
     """The state after an event. Idempotent: an event already applied changes nothing.
 
     A message updates the state in place and returns it: copying a day's dedup map for
@@ -256,7 +373,55 @@ def evolve(state: ConversationState | None, event: Event, *,
             if oldest.sent_at >= horizon:
                 break
             recent.popitem(last=False)
+        messages = state.messages
+        messages[event.seq] = MessageFacts(event.sender_id, event.sent_at, digest(event.body),
+                                           event.media.media_id if event.media is not None else None)
+        expired = event.sent_at - retention_ms
+        while messages:
+            seq, oldest_message = next(iter(messages.items()))
+            if oldest_message.sent_at > expired:
+                break
+            del messages[seq]
+        _prune_changes(state.recent_changes, horizon)
+    elif isinstance(event, (MessageEdited, MessageDeleted, ReactionChanged)) and event.change_seq > state.last_change_seq:
+        state.last_change_seq = event.change_seq
+        facts = state.messages.get(event.seq)
+        if facts is not None:
+            _change_facts(facts, event)
+        at = event.edited_at if isinstance(event, MessageEdited) else (
+            event.deleted_at if isinstance(event, MessageDeleted) else event.changed_at)
+        state.recent_changes[(event.user_id, event.change_id)] = ChangeRef(event.seq, event.change_seq, at)
+        _prune_changes(state.recent_changes, at - dedup_window_ms)
+    elif isinstance(event, ChangeAcknowledged) and event.change_seq is None:
+        # "Nothing changed" is an answer too: a retry of its id gets it again, whatever it asks.
+        state.recent_changes.setdefault((event.user_id, event.change_id),
+                                        ChangeRef(event.seq, None, event.answered_at))
     return state
+
+
+def _change_facts(facts: MessageFacts, event: MessageEdited | MessageDeleted | ReactionChanged) -> None:
+    if isinstance(event, MessageEdited):
+        facts.digest = digest(event.body)
+    elif isinstance(event, MessageDeleted):
+        facts.deleted, facts.reactions, facts.digest = True, None, digest("")
+    else:
+        reactions = facts.reactions if facts.reactions is not None else {}
+        users = reactions.setdefault(event.emoji, [])
+        if event.on and event.user_id not in users:
+            users.append(event.user_id)
+        elif not event.on and event.user_id in users:
+            users.remove(event.user_id)
+            if not users:
+                del reactions[event.emoji]
+        facts.reactions = reactions or None
+
+
+def _prune_changes(recent: OrderedDict[tuple[str, str], ChangeRef], horizon: int) -> None:
+    while recent:
+        oldest = next(iter(recent.values()))
+        if oldest.at >= horizon:
+            break
+        recent.popitem(last=False)
 
 
 def _advance(marks: dict[str, int], user_id: str, seq: int) -> None:
@@ -276,7 +441,8 @@ class Sequencer:
         if conversation_id is None:
             return
         current = self.conversations.get(conversation_id)
-        updated = evolve(current, event, dedup_window_ms=self.limits.dedup_window_ms)
+        updated = evolve(current, event, dedup_window_ms=self.limits.dedup_window_ms,
+                         retention_ms=self.limits.retention_ms)
         if updated is not None:
             self.conversations[conversation_id] = updated
 

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 
 def limits_from(settings: Settings) -> Limits:
     return Limits(max_body_bytes=settings.max_body_bytes, max_members=settings.max_members_per_request,
-                  dedup_window_ms=int(settings.dedup_window_s * 1000))
+                  dedup_window_ms=int(settings.dedup_window_s * 1000),
+                  edit_window_ms=int(settings.edit_window_s * 1000), retention_ms=settings.retention_ms,
+                  max_reactions_per_user=settings.max_reactions_per_user)
 
 
 def new_fence(partition: int, worker_id: str) -> PartitionFenced:

@@ -15,7 +15,8 @@ from chat.events import (
     EVENT_TYPES, ConversationUpdateRequested, ConversationUpdated, MemberRemoveRequested, MemberRemoved,
     MembersAddRequested, MembersAdded, ReceiptRecordRequested, ReceiptRecorded, CommandRejected, ConversationCreateRequested, ConversationCreated, Delivery, Media,
     MediaUploaded, Member, MessageAccepted, PushFailed, PushRequested, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced, PipelineProbe,
-    PresenceChanged, PresenceSignal, Target,
+    PresenceChanged, PresenceSignal, Target, ReplyRef, MessageEditRequested, MessageDeleteRequested,
+    ReactionRequested, MessageEdited, MessageDeleted, ReactionChanged, ChangeAcknowledged,
 )
 
 O = Origin("gw", "dev", "req")
@@ -46,6 +47,16 @@ SAMPLES = [
     MediaUploaded("md", "alice", "image/png", 10, "ab" * 32, 17),
     PushRequested("c", 1, "m", "alice", "bob", "phone", "fcm", "tok", "c", "alice", None, 9, 2),
     PushFailed("c", 1, "m", "alice", "bob", "phone", "webhook", "http://x", "c", "alice", "hi", 9, 5, "HTTP 500", 18),
+    MessageSendRequested("c", "alice", "cm3", "re", O, None, None, 7, ["bob", "carol"]),
+    MessageAccepted("c", 8, "m", "a", "cm", "re", 9, O, None, ReplyRef(7, "bob"), ["bob"]),
+    MessageEditRequested("c", "alice", "ch1", 3, "fixed", O),
+    MessageDeleteRequested("c", "alice", "ch2", 3, O),
+    ReactionRequested("c", "alice", "ch3", 3, "👍🏽", True, O),
+    MessageEdited("c", 3, 1, "ch1", "alice", "fixed", 20, O),
+    MessageDeleted("c", 3, 2, "ch2", "alice", 21, O, "md"),
+    ReactionChanged("c", 3, 3, "ch3", "alice", "👍🏽", False, 22, O),
+    ChangeAcknowledged("c", 3, None, "ch3", "alice", "ReactionRequested", 23, O),
+    ChangeAcknowledged("c", 3, 2, "ch2", "alice", "MessageDeleteRequested", 24, O),
 ]
 
 
@@ -152,3 +163,16 @@ def test_event_ids_are_unique_32_hex_digits():
     ids = {new_event_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_message_accepted_v1_records_read_as_v2_with_no_reply_or_mentions():
+    """Events written before protocol 1.1 replay unchanged: no reply_to, no mentions."""
+    codec = default_codec()
+    v1 = codec.schemas[("MessageAccepted", 1)]
+    payload = io.BytesIO()
+    fastavro.schemaless_writer(payload, v1, {"conversation_id": "c", "seq": 4, "message_id": "m", "sender_id": "a",
+                                             "client_msg_id": "cm", "body": "hi", "media": None, "sent_at": 9,
+                                             "origin": {"gateway_id": "gw", "device_id": None, "request_id": None}})
+    data = write_envelope("e", "MessageAccepted", 1, 0, "c", payload.getvalue())
+    decoded = codec.decode(data)
+    assert decoded.event == MessageAccepted("c", 4, "m", "a", "cm", "hi", 9, Origin("gw"), None, None, [])
