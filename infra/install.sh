@@ -114,12 +114,19 @@ else
   step "venv: up to date"
 fi
 
-# 7. Debian's chromium, for the browser tests only (`make run` does not need it).
+# 7. Debian's chromium and an emoji font, for the browser tests only (`make run` does not need it).
 if [ "$TESTS" -eq 1 ]; then
   if [ -x /usr/bin/chromium ]; then
     step "chromium: already installed"
   else
     step "chromium: installing (apt-get)"
     apt_install chromium
+  fi
+  # The web client's reactions are emoji: without a colour emoji font Chromium draws boxes.
+  if [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+    step "emoji font: already installed"
+  else
+    step "emoji font: installing (apt-get)"
+    apt_install fonts-noto-color-emoji
   fi
 fi
