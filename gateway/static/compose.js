@@ -47,6 +47,8 @@ export class Mentions {
       onmousedown: (e) => { e.preventDefault(); this.pick(u); },
     }, this.chat.app.people.avatar(u), el("span.option-name", {}, this.state.name(u)), el("span.option-id", {}, u))));
     this.list.hidden = false;
+    const above = $("#reply-preview").hidden ? $("#composer") : $("#reply-preview"); // both in #chat-pane
+    this.list.style.bottom = `${above.offsetParent.clientHeight - above.offsetTop + 6}px`;
   }
 
   hide() {

@@ -30,13 +30,13 @@ export class ChatHeader {
     const item = (label, action, cls = "") => el(`li.item${cls}`, { role: "menuitem", tabindex: "0",
       onclick: () => { this.close(); action(); } }, label);
     const muted = isMuted(c);
-    this.menu.replaceChildren(
+    this.menu.replaceChildren(...[
       muted ? item("Unmute notifications", () => this.app.setMute(c.conversation_id, null)) : null,
       muted ? null : item("Mute for 8 hours", () => this.app.setMute(c.conversation_id, Date.now() + EIGHT_HOURS_MS)),
       muted ? null : item("Mute until I unmute", () => this.app.setMute(c.conversation_id, -1)),
       peer ? (this.app.state.blocked.has(peer)
         ? item(`Unblock ${this.app.state.name(peer)}`, () => this.app.setBlocked(peer, false))
-        : item(`Block ${this.app.state.name(peer)}`, () => this.app.setBlocked(peer, true), ".danger")) : null);
+        : item(`Block ${this.app.state.name(peer)}`, () => this.app.setBlocked(peer, true), ".danger")) : null].filter(Boolean));
     this.menu.hidden = false;
   }
 

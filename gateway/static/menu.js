@@ -57,7 +57,7 @@ export class MessageMenu {
       onclick: () => { this.close(); this.chat.app.react(m, emoji, !mine.has(emoji)); } }, emoji);
     const item = (label, action, cls = "") => el(`button.item${cls}`, { type: "button", role: "menuitem", "data-action": label.toLowerCase(),
       onclick: () => { this.close(); action(); } }, label);
-    this.node.replaceChildren(
+    this.node.replaceChildren(...[
       can.react ? el("div.quick", {}, ...QUICK.map(chip),
         el("button.emoji.more", { type: "button", title: "More reactions", "aria-label": "More reactions",
           onclick: () => this.open(m, x, y, { full: !full }) }, full ? "−" : "+")) : null,
@@ -65,7 +65,7 @@ export class MessageMenu {
       can.reply ? item("Reply", () => this.chat.startReply(m)) : null,
       can.react ? item("React", () => this.open(m, x, y, { full: true })) : null,
       can.edit ? item("Edit", () => this.chat.startEdit(m)) : null,
-      can.delete ? item("Delete", () => this.chat.confirmDelete(m), ".danger") : null);
+      can.delete ? item("Delete", () => this.chat.confirmDelete(m), ".danger") : null].filter(Boolean));
     this.node.hidden = false;
     const w = this.node.offsetWidth;
     const h = this.node.offsetHeight;

@@ -29,7 +29,7 @@ function body(view, m) {
   if (view.editing?.seq === m.seq && m.seq) return view.editing.node;
   if (!m.body) return null;
   const ranges = mentionRanges(m.body, m.mentions, (u) => view.state.name(u));
-  return el("div.body", {}, ...marked(m.body, ranges, "span", (u) => ({ class: u === me ? "mention me" : "mention", title: u })));
+  return el("div.body", {}, ...marked(m.body, ranges, "span", (u) => ({ class: u === me ? "mention self" : "mention", title: u })));
 }
 
 function reactions(view, m) {
