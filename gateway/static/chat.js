@@ -1,9 +1,8 @@
 // The open conversation: header (presence, typing), history with infinite scroll upward and
-// jumps to a message, the message menu's actions (reply, inline edit, delete), and the composer
-// (text, image attachment, typing frames, mentions, replies).
+// jumps to a message, and the message menu's actions (reply, inline edit, delete); the composer
+// is composer.js.
 
-import { newId } from "./api.js";
-import { Mentions, renderReplyPreview } from "./compose.js";
+import { Composer } from "./composer.js";
 import { ChatHeader } from "./header.js";
 import { MessageMenu } from "./menu.js";
 import { messageNode } from "./message.js";
@@ -11,7 +10,6 @@ import { peerOf, title } from "./state.js";
 import { $, el, lastSeen, typingText } from "./ui.js";
 
 const PAGE = 30;
-const TYPING_REFRESH_MS = 3000;
 const NEAR_BOTTOM_PX = 120;
 const JUMP_PAGE = 200;
 const FLASH_MS = 2500;
@@ -22,53 +20,36 @@ export class ChatView {
     this.id = null;
     this.loadingOlder = false;
     this.media = new Map(); // media_id -> object URL promise
-    this.attachment = null; // File
-    this.typingSentAt = 0;
-    this.typingIn = null;
     this.scroller = $("#messages");
     this.list = $("#message-list");
     this.input = $("#message-input");
-    this.replyTo = null; // the message being answered
     this.editing = null; // {seq, node, input} of the inline editor
     this.deleting = null;
     this.flash = null; // {seq, until}: the message a jump landed on
     this.ready = Promise.resolve(); // the open conversation has loaded
     this.menu = new MessageMenu(this);
     this.header = new ChatHeader(this);
-    this.mentions = new Mentions(this);
+    this.composer = new Composer(this);
     this.scroller.addEventListener("scroll", () => this.onScroll());
-    $("#composer").addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
-    this.input.addEventListener("input", () => this.onInput());
-    this.input.addEventListener("blur", () => this.stopTyping());
-    this.input.addEventListener("keydown", (e) => {
-      if (this.mentions.key(e)) return;
-      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); this.submit(); }
-      if (e.key === "Escape" && this.replyTo) { this.replyTo = null; renderReplyPreview(this); }
-    });
     $("#delete-cancel").addEventListener("click", () => $("#delete-dialog").close());
     $("#delete-form").addEventListener("submit", () => {
       const m = this.deleting;
       if (m) this.app.change({ type: "delete", conversation_id: m.conversation_id, seq: m.seq });
       this.deleting = null;
     });
-    $("#attach-input").addEventListener("change", (e) => this.attach(e.target.files[0]));
     $("#back").addEventListener("click", () => this.app.close());
   }
 
   get state() { return this.app.state; }
 
   async open(id) {
-    if (this.id && this.id !== id) this.stopTyping();
+    if (this.id && this.id !== id) this.composer.stopTyping();
     this.id = id;
-    this.clearAttachment();
     this.error("");
-    this.input.value = "";
-    this.replyTo = null;
+    this.composer.reset();
     this.editing = null;
-    this.mentions.reset();
     this.menu.close();
     this.header.close();
-    renderReplyPreview(this);
     this.renderHeader();
     this.render({ toBottom: true });
     this.ready = this.load(id);
@@ -95,7 +76,7 @@ export class ChatView {
   }
 
   close() {
-    this.stopTyping();
+    this.composer.stopTyping();
     this.id = null;
   }
 
@@ -148,7 +129,7 @@ export class ChatView {
     } else if (what === "profile") {
       this.renderHeader();
       this.render();
-      renderReplyPreview(this);
+      this.composer.renderReply();
     }
   }
 
@@ -177,9 +158,7 @@ export class ChatView {
   // ---- the message menu's actions ----
 
   startReply(m) {
-    this.replyTo = m;
-    renderReplyPreview(this);
-    this.input.focus();
+    this.composer.startReply(m);
   }
 
   startEdit(m) {
@@ -289,85 +268,10 @@ export class ChatView {
     return img;
   }
 
-  // ---- composer ----
-
-  onInput() {
-    if (!this.id) return;
-    if (this.input.value.trim()) {
-      if (Date.now() - this.typingSentAt > TYPING_REFRESH_MS || this.typingIn !== this.id) {
-        this.typingSentAt = Date.now();
-        this.typingIn = this.id;
-        this.app.send({ type: "typing", conversation_id: this.id, typing: true });
-      }
-    } else {
-      this.stopTyping();
-    }
-  }
-
-  stopTyping() {
-    if (!this.typingIn) return;
-    this.app.send({ type: "typing", conversation_id: this.typingIn, typing: false });
-    this.typingIn = null;
-    this.typingSentAt = 0;
-  }
-
-  attach(file) {
-    $("#attach-input").value = "";
-    if (!file) return;
-    if (!file.type.startsWith("image/")) {
-      this.error("Only images can be attached.");
-      return;
-    }
-    this.clearAttachment();
-    this.attachment = file;
-    const url = URL.createObjectURL(file);
-    $("#attachment").replaceChildren(el("img", { src: url, alt: file.name }), el("span", {}, file.name),
-      el("button.link", { type: "button", title: "Remove", onclick: () => this.clearAttachment() }, "✕"));
-    $("#attachment").hidden = false;
-    this.error("");
-  }
-
-  clearAttachment() {
-    this.attachment = null;
-    $("#attachment").replaceChildren();
-    $("#attachment").hidden = true;
-  }
-
   error(text) {
     $("#composer-error").textContent = text;
     $("#composer-error").hidden = !text;
   }
 
-  async submit() {
-    const id = this.id;
-    const body = this.input.value.trim();
-    const file = this.attachment;
-    if (!id || (!body && !file)) return;
-    this.stopTyping();
-    let media = null;
-    if (file) {
-      try {
-        media = await this.app.api.uploadMedia(file);
-      } catch (err) {
-        const missing = err.status === 404 || err.status === 405;
-        this.error(missing ? `Image upload is not available on this server yet (HTTP ${err.status}).`
-                           : `Image upload failed: ${err.message}`);
-        return;
-      }
-    }
-    const reply = this.replyTo;
-    const mentions = this.mentions.of(body);
-    this.input.value = "";
-    this.clearAttachment();
-    this.error("");
-    this.replyTo = null;
-    this.mentions.reset();
-    renderReplyPreview(this);
-    const msg = { conversation_id: id, client_msg_id: newId(), sender_id: this.state.me, body,
-                  media, localPreview: file ? URL.createObjectURL(file) : null, sent_at: Date.now(),
-                  reply_to: reply ? { seq: reply.seq, sender_id: reply.sender_id, body: reply.body.slice(0, 200) } : null,
-                  mentions };
-    this.app.sendMessage(msg);
-    this.scroller.scrollTop = this.scroller.scrollHeight;
-  }
+
 }

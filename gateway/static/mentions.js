@@ -1,8 +1,7 @@
-// The composer's 1.1 parts: "@" completion of the conversation's members (a mention is the
-// explicit list of user ids sent with the message) and the quoted preview of a reply.
+// "@" completion of the open conversation's members in the composer: a mention is the explicit
+// list of user ids sent with the message, never parsed out of the body by the server.
 
 import { $, el } from "./ui.js";
-import { quote } from "./message.js";
 
 const MAX_OPTIONS = 8;
 
@@ -98,17 +97,4 @@ export class Mentions {
     this.picked.clear();
     this.hide();
   }
-}
-
-/** The quoted message above the composer while replying, with a button to cancel. */
-export function renderReplyPreview(chat) {
-  const node = $("#reply-preview");
-  const r = chat.replyTo;
-  node.hidden = !r;
-  if (!r) return node.replaceChildren();
-  node.replaceChildren(
-    quote((u) => (u === chat.state.me ? "You" : chat.state.name(u)), { seq: r.seq, sender_id: r.sender_id, body: r.body.slice(0, 200) },
-      { title: "Show the message", onclick: () => chat.jumpTo(r.seq) }),
-    el("button.icon.close", { type: "button", title: "Cancel reply", "aria-label": "Cancel reply",
-      onclick: () => { chat.replyTo = null; renderReplyPreview(chat); } }, "✕"));
 }
