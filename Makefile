@@ -21,7 +21,7 @@ test:
 # Rewrite docs/screenshots/*.png from the browser test that takes them.
 screenshots:
 	@bash infra/install.sh --test
-	@CHAT_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots bash infra/test.sh tests/e2e/test_web_client.py -k screenshots
+	@CHAT_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots bash infra/test.sh tests/e2e/test_web_client.py tests/e2e/test_web_client_11.py -k screenshots
 
 unit: install
 	@bash infra/test.sh tests/unit

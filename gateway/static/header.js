@@ -12,6 +12,7 @@ export class ChatHeader {
     this.chat = chat;
     this.menu = $("#chat-menu");
     $("#chat-more").addEventListener("click", (e) => { e.stopPropagation(); this.menu.hidden ? this.open() : this.close(); });
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") this.close(); });
     document.addEventListener("pointerdown", (e) => {
       if (!this.menu.hidden && !this.menu.contains(e.target) && !$("#chat-more").contains(e.target)) this.close();
     });

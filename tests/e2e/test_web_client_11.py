@@ -1,0 +1,410 @@
+"""The web client's protocol 1.1 features in headless Chromium against the running system: the
+message menu (edit, delete, reply, react), mentions, changes applied live and replayed by sync
+after a reconnect, search, mute, profiles and blocking. Two browser profiles where what one user
+does must show on another's screen. A feature whose backend is not on main yet is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.client import Client, sign_in_users, uid
+from tests.e2e.test_web_client import (  # noqa: F401  (fixtures: system, browser, expect)
+    DESKTOP, PHONE, Person, browser, expect, new_chat, system, tiny_png)
+
+pytestmark = [pytest.mark.browser]
+
+# Which parts of the 1.1 backend were on main at the last merge (PROTOCOL.md "Additions in 1.1").
+LANDED = {"changes": False, "search": False, "mute": False, "profiles": False, "blocking": False}
+
+
+FLASH = re.compile(r"\bflash\b")  # the message a jump landed on
+
+
+def needs(*parts: str):
+    """Skip a test while a part of the backend it drives is missing from main."""
+    missing = [p for p in parts if not LANDED[p]]
+    return pytest.mark.skip(reason="backend not merged yet") if missing else pytest.mark.browser
+
+
+async def menu(person: Person, locator, action: str) -> None:
+    """Open a message's menu with a right click and choose an action (reply, react, edit, delete)."""
+    await locator.locator(".bubble").click(button="right")
+    await person.page.click(f'#msg-menu [data-action="{action}"]')
+
+
+async def react(person: Person, locator, emoji: str) -> None:
+    await locator.locator(".bubble").click(button="right")
+    await person.page.click(f'#msg-menu .quick [data-emoji="{emoji}"]')
+
+
+async def pair(system, browser):
+    alice_id, bob_id = uid("alice"), uid("bob")
+    alice = await Person.sign_in(browser, system.url(), alice_id)
+    bob = await Person.sign_in(browser, system.url(), bob_id)
+    cid = await new_chat(alice, peer=bob_id)
+    await expect_visible(bob.conv(cid))
+    return alice, bob, cid
+
+
+async def expect_visible(locator) -> None:
+    await locator.wait_for(state="visible", timeout=15_000)
+
+
+@needs("changes")
+async def test_an_edit_shows_as_edited_on_every_screen(system, browser, expect):
+    alice, bob, cid = await pair(system, browser)
+    await bob.open(cid)
+    await alice.send("See you at 9")
+    await expect(bob.seq(1).locator(".body")).to_have_text("See you at 9")
+    await menu(alice, alice.seq(1), "edit")
+    editor = alice.page.locator("#message-list .edit-input")
+    await expect(editor).to_have_value("See you at 9")
+    await editor.fill("See you at 10")
+    await editor.press("Enter")
+    for person in (alice, bob):
+        await expect(person.seq(1).locator(".body")).to_have_text("See you at 10")
+        await expect(person.seq(1).locator(".edited")).to_have_text("edited")
+    await expect(alice.conv(cid)).to_contain_text("You: See you at 10")
+    # Only the author may edit: Bob's menu on Alice's message has no Edit (and no Delete).
+    await bob.seq(1).locator(".bubble").click(button="right")
+    await expect(bob.page.locator("#msg-menu [data-action=reply]")).to_be_visible()
+    assert await bob.page.locator("#msg-menu [data-action=edit], #msg-menu [data-action=delete]").count() == 0
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("changes")
+async def test_a_deletion_leaves_a_tombstone_and_a_group_admin_deletes_any_message(system, browser, expect):
+    alice_id, bob_id = uid("alice"), uid("bob")
+    alice = await Person.sign_in(browser, system.url(), alice_id)
+    bob = await Person.sign_in(browser, system.url(), bob_id)
+    group = await new_chat(alice, name="Plans", members=(bob_id,))  # Alice is its admin
+    await alice.send("mine to delete")
+    await expect(bob.conv(group)).to_contain_text("mine to delete")
+    await bob.open(group)
+    await bob.send("bob wrote this")
+    await expect(alice.seq(2).locator(".body")).to_have_text("bob wrote this")
+
+    await menu(alice, alice.seq(1), "delete")
+    await alice.page.click("#delete-confirm")
+    for person in (alice, bob):
+        await expect(person.seq(1).locator(".body.deleted")).to_contain_text("message deleted")
+        await expect(person.seq(1).locator(".msg-menu-btn")).to_have_count(0)  # nothing more to do to it
+    await menu(alice, alice.seq(2), "delete")  # the admin deletes Bob's message
+    await alice.page.click("#delete-confirm")
+    await expect(bob.seq(2).locator(".body.deleted")).to_be_visible()
+    await expect(bob.conv(group)).to_contain_text("message deleted")
+    assert "bob wrote this" not in await bob.page.locator("#message-list").inner_text()
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("changes")
+async def test_reactions_show_counts_highlight_mine_and_toggle(system, browser, expect):
+    alice, bob, cid = await pair(system, browser)
+    await bob.open(cid)
+    await alice.send("Pizza tonight?")
+    await expect(bob.seq(1)).to_be_visible()
+    await react(bob, bob.seq(1), "👍")
+    chip = alice.seq(1).locator('.reaction[data-emoji="👍"]')
+    await expect(chip.locator(".count")).to_have_text("1")
+    await expect(chip).to_have_attribute("aria-pressed", "false")
+    await expect(bob.seq(1).locator('.reaction[data-emoji="👍"]')).to_have_attribute("aria-pressed", "true")
+    await chip.click()  # Alice joins in
+    await expect(bob.seq(1).locator('.reaction[data-emoji="👍"] .count')).to_have_text("2")
+    await expect(chip).to_have_attribute("aria-pressed", "true")
+    await chip.click()  # and takes it back
+    await expect(bob.seq(1).locator('.reaction[data-emoji="👍"] .count')).to_have_text("1")
+    # The full picker: "React" opens it.
+    await menu(alice, alice.seq(1), "react")
+    await alice.page.click('#msg-menu .picker [data-emoji="🎉"]')
+    await expect(bob.seq(1).locator('.reaction[data-emoji="🎉"] .count')).to_have_text("1")
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("changes")
+async def test_a_reply_quotes_its_message_and_the_quote_jumps_to_it(system, browser, expect, session):
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
+    cid = (await alice.create_group("long", [bob.user_id]))["conversation_id"]
+    for i in range(1, 61):
+        await alice.call("POST", f"/v1/conversations/{cid}/messages", json={"client_msg_id": f"r{i}", "body": f"line {i}"})
+    reader = await Person.sign_in(browser, system.url(), bob.user_id)
+    await reader.open(cid)
+    await expect(reader.seq(60)).to_be_visible()
+    await menu(reader, reader.seq(60), "reply")
+    await expect(reader.page.locator("#reply-preview .quote-body")).to_have_text("line 60")
+    await reader.send("answering the last line")
+    await expect(reader.page.locator("#reply-preview")).to_be_hidden()
+    await expect(reader.seq(61).locator(".quote-body")).to_have_text("line 60")
+    # A reply to a message far above, not loaded yet: its quote loads history and shows it.
+    status, _ = await alice.call("POST", f"/v1/conversations/{cid}/messages",
+                                 json={"client_msg_id": "back", "body": "about the first line", "reply_to": 1})
+    assert status == 202
+    quote = reader.seq(62).locator(".quote")
+    await expect(quote.locator(".quote-body")).to_have_text("line 1")
+    assert await reader.seq(1).count() == 0
+    await quote.click()
+    await expect(reader.seq(1)).to_be_in_viewport()
+    await expect(reader.seq(1)).to_have_class(FLASH)
+    await reader.close()
+
+
+@needs("changes")
+async def test_mentions_complete_send_ids_highlight_and_badge(system, browser, expect, session):
+    alice_id, bob_id, carol_id = uid("alice"), uid("bob"), uid("carol")
+    alice = await Person.sign_in(browser, system.url(), alice_id)
+    bob = await Person.sign_in(browser, system.url(), bob_id)
+    await Client.sign_in(session, system.url(), carol_id)
+    group = await new_chat(alice, name="Team", members=(bob_id, carol_id))
+    await expect(bob.conv(group)).to_be_visible()
+    await alice.page.type("#message-input", "thanks @" + bob_id[:2], delay=10)
+    options = alice.page.locator("#mention-list .option")
+    await expect(options).to_have_count(1)
+    await expect(options.first).to_have_attribute("data-user", bob_id)
+    await alice.page.press("#message-input", "Enter")  # picks, does not send
+    await expect(alice.page.locator("#message-input")).to_have_value(f"thanks @{bob_id} ")
+    await alice.page.type("#message-input", "for the map", delay=10)
+    await alice.page.press("#message-input", "Enter")
+    await expect(bob.conv(group).locator(".mention-badge")).to_be_visible()
+    await bob.open(group)
+    await expect(bob.seq(1).locator(".mention.self")).to_have_text(f"@{bob_id}")
+    await expect(bob.conv(group).locator(".mention-badge")).to_have_count(0)
+    await expect(alice.seq(1).locator(".mention")).to_have_text(f"@{bob_id}")
+    # Without a pick, "@bob" in the text is no mention.
+    await alice.page.fill("#message-input", "@bo is not a mention")
+    await alice.page.press("#message-input", "Escape")
+    await alice.page.press("#message-input", "Enter")
+    await expect(bob.seq(2).locator(".body")).to_have_text("@bo is not a mention")
+    assert await bob.seq(2).locator(".mention").count() == 0
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("changes")
+async def test_changes_made_while_offline_are_replayed_on_reconnect(system, browser, expect):
+    alice, bob, cid = await pair(system, browser)
+    await bob.open(cid)
+    for text in ("first", "second", "third"):
+        await alice.send(text)
+    await expect(bob.seq(3)).to_be_visible()
+    await bob.context.set_offline(True)
+    await bob.page.evaluate("window.chat.socket.drop()")
+    await expect(bob.page.locator("#connection")).to_contain_text("Reconnecting")
+    await menu(alice, alice.seq(1), "edit")
+    await alice.page.locator("#message-list .edit-input").fill("first, edited offline")
+    await alice.page.press("#message-list .edit-input", "Enter")
+    await react(alice, alice.seq(2), "❤️")
+    await menu(alice, alice.seq(3), "delete")
+    await alice.page.click("#delete-confirm")
+    await expect(alice.seq(3).locator(".body.deleted")).to_be_visible()
+    await bob.page.wait_for_timeout(500)
+    assert await bob.seq(1).locator(".body").inner_text() == "first"
+    await bob.context.set_offline(False)
+    await expect(bob.seq(1).locator(".body")).to_have_text("first, edited offline")
+    await expect(bob.seq(1).locator(".edited")).to_be_visible()
+    await expect(bob.seq(2).locator('.reaction[data-emoji="❤️"] .count')).to_have_text("1")
+    await expect(bob.seq(3).locator(".body.deleted")).to_be_visible()
+    cursors = await bob.page.evaluate("window.chat.state.changeCursors")
+    assert cursors[cid] == 3
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("search")
+async def test_search_marks_the_match_and_a_result_opens_the_message(system, browser, expect, session):
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
+    cid = (await alice.create_group("Trip notes", [bob.user_id]))["conversation_id"]
+    word = f"lighthouse{uid('x')[-6:]}"
+    bodies = {2: f"The {word} tour starts at ten"}
+    for i in range(1, 71):
+        await alice.call("POST", f"/v1/conversations/{cid}/messages",
+                         json={"client_msg_id": f"s{i}", "body": bodies.get(i, f"note {i}")})
+    reader = await Person.sign_in(browser, system.url(), bob.user_id)
+    await reader.page.fill("#search-input", word[:-2])  # the last word also matches as a prefix
+    result = reader.page.locator("#search-results li.result")
+    await expect(result).to_have_count(1)
+    await expect(result.locator("mark")).to_have_text(word[:-2])
+    await expect(result).to_contain_text("Trip notes")
+    await expect(reader.page.locator("#conversations")).to_be_hidden()
+    await result.click()
+    await expect(reader.seq(2)).to_be_in_viewport()
+    await expect(reader.seq(2)).to_have_class(FLASH)
+    await reader.page.fill("#search-input", "zzzznothing")
+    await expect(reader.page.locator("#search-status")).to_have_text("No messages found")
+    await reader.page.fill("#search-input", "")
+    await reader.page.press("#search-input", "Enter")
+    await expect(reader.page.locator("#conversations")).to_be_visible()
+    await reader.close()
+
+
+@needs("mute")
+async def test_mute_from_the_header_shows_in_the_list_and_survives_a_reload(system, browser, expect):
+    alice, bob, cid = await pair(system, browser)
+    await alice.page.click("#chat-more")
+    await alice.page.locator("#chat-menu li", has_text="Mute until I unmute").click()
+    await expect(alice.page.locator("#chat-muted")).to_be_visible()
+    await expect(alice.conv(cid).locator(".muted-mark")).to_be_visible()
+    await alice.page.reload()
+    await expect(alice.conv(cid).locator(".muted-mark")).to_be_visible()  # from GET /v1/conversations
+    await alice.open(cid)
+    await alice.page.click("#chat-more")
+    await alice.page.locator("#chat-menu li", has_text="Unmute notifications").click()
+    await expect(alice.conv(cid).locator(".muted-mark")).to_have_count(0)
+    await expect(alice.page.locator("#chat-muted")).to_be_hidden()
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("profiles")
+async def test_a_new_display_name_and_avatar_reach_the_other_user(system, browser, expect, tmp_path):
+    alice, bob, cid = await pair(system, browser)
+    await bob.open(cid)
+    png = tmp_path / "me.png"
+    png.write_bytes(tiny_png())
+    await alice.page.click("#me")
+    await alice.page.set_input_files("#profile-file", str(png))
+    await alice.page.fill("#profile-name", "Alice Liddell")
+    await alice.page.click("#profile-save")
+    await expect(alice.page.locator("#profile-dialog")).to_be_hidden()
+    await expect(alice.page.locator("#me .me-name")).to_have_text("Alice Liddell")
+    await expect(bob.page.locator("#chat-title")).to_have_text("Alice Liddell")  # a profile frame, live
+    await expect(bob.conv(cid).locator(".conv-title")).to_have_text("Alice Liddell")
+    await expect(bob.conv(cid).locator(".avatar-img")).to_be_visible()
+    await bob.page.reload()  # and from GET /v1/users after a reload
+    await expect(bob.conv(cid).locator(".conv-title")).to_have_text("Alice Liddell")
+    await expect(bob.conv(cid).locator(".avatar-img")).to_be_visible()
+    for person in (alice, bob):
+        await person.close()
+
+
+@needs("blocking")
+async def test_blocking_hides_the_composer_and_refuses_the_peers_messages(system, browser, expect):
+    alice, bob, cid = await pair(system, browser)
+    await bob.open(cid)
+    await alice.page.click("#chat-more")
+    await alice.page.locator("#chat-menu li", has_text="Block").click()
+    await expect(alice.page.locator("#blocked-banner")).to_contain_text("You blocked")
+    await expect(alice.page.locator("#composer")).to_be_hidden()
+    await bob.send("are you there?")
+    await expect(bob.page.locator(".failure")).to_contain_text("Not sent")
+    await alice.page.click("#blocked-banner button")
+    await expect(alice.page.locator("#composer")).to_be_visible()
+    await bob.page.click(".failure button")  # retry once unblocked
+    await expect(alice.message("are you there?")).to_be_visible()
+    for person in (alice, bob):
+        await person.close()
+
+
+def gradient_png(rgb_from: tuple[int, int, int], rgb_to: tuple[int, int, int], size: int = 96) -> bytes:
+    """A square PNG shading diagonally from one colour to another: a stand-in profile picture."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = bytearray()
+    for y in range(size):
+        rows.append(0)
+        for x in range(size):
+            t = (x + y) / (2 * size - 2)
+            rows.extend(round(a + (b - a) * t) for a, b in zip(rgb_from, rgb_to))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b""))
+
+
+async def set_profile(client: Client, name: str, picture: bytes) -> None:
+    status, media = await client.call("POST", "/v1/media", data=picture, headers={**client.headers, "Content-Type": "image/png"})
+    assert status == 201, media
+    status, body = await client.call("PUT", "/v1/users/me", json={"display_name": name, "avatar_media_id": media["media_id"]})
+    assert status == 200, body
+
+
+@needs(*LANDED)
+async def test_screenshots_of_the_11_features(system, browser, expect, session, tmp_path):
+    """The message menu, reactions, a reply with a mention, an edit and a deletion, search, the
+    chat options, the profile dialog and a phone composing a reply, as PNGs: to tmp_path, or to
+    docs/screenshots with `make screenshots`."""
+    out = Path(os.environ.get("CHAT_SCREENSHOTS_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    ids = {n: n if os.environ.get("CHAT_SCREENSHOTS_DIR") else uid(n) for n in ("alice", "bob", "carol")}
+    alice_c, bob_c, carol_c = [await Client.sign_in(session, system.url(), ids[n]) for n in ("alice", "bob", "carol")]
+    await set_profile(alice_c, "Alice Martin", gradient_png((255, 183, 77), (233, 30, 99)))
+    await set_profile(bob_c, "Bob Chen", gradient_png((79, 195, 247), (26, 35, 126)))
+    await set_profile(carol_c, "Carol Diaz", gradient_png((129, 199, 132), (0, 105, 92)))
+    group = (await carol_c.create_group("Weekend trip", [ids["alice"], ids["bob"]]))["conversation_id"]
+
+    async def post(client: Client, n: str, body: str, **extra) -> None:
+        status, ack = await client.call("POST", f"/v1/conversations/{group}/messages",
+                                        json={"client_msg_id": n, "body": body, **extra})
+        assert status == 202, ack
+
+    await post(carol_c, "s1", "Who is in for hiking on Saturday? ⛰️")
+    await post(bob_c, "s2", "Me! I will bring the map")
+    await post(carol_c, "s3", "The forecast says sunny, 22 degrees")
+    await post(carol_c, "s4", "Oops, wrong chat")
+    await post(bob_c, "s5", "@Alice Martin can you book the cabin for Saturday night?", mentions=[ids["alice"]])
+    base = f"/v1/conversations/{group}/messages"
+    assert (await bob_c.call("PATCH", f"{base}/2", json={"body": "Me! I will bring the map and a compass"}))[0] == 200
+    assert (await carol_c.call("DELETE", f"{base}/4"))[0] == 204
+    for client, seq, emoji in ((alice_c, 3, "☀️"), (bob_c, 3, "☀️"), (carol_c, 2, "🙏"), (alice_c, 1, "🙌")):
+        assert (await client.call("PUT", f"{base}/{seq}/reactions/{emoji}"))[0] == 200
+    direct = (await carol_c.call("POST", "/v1/conversations", json={"type": "direct", "peer": ids["alice"]}))[1]
+    await carol_c.call("POST", f"/v1/conversations/{direct['conversation_id']}/messages",
+                       json={"client_msg_id": "d1", "body": "Can you send me the photos from last time?"})
+
+    alice = await Person.sign_in(browser, system.url(), ids["alice"])
+    await expect(alice.conv(group).locator(".mention-badge")).to_be_visible()
+    await alice.open(group)
+    await menu(alice, alice.seq(5), "reply")
+    await alice.page.type("#message-input", "Done! The cabin is ours. Thanks @Bo", delay=5)
+    await alice.page.press("#message-input", "Enter")
+    await alice.page.press("#message-input", "Enter")
+    await expect(alice.seq(6).locator(".mention")).to_be_visible()
+    await expect(alice.seq(2).locator(".edited")).to_be_visible()
+    await alice.page.locator("#message-input").blur()
+    await alice.page.screenshot(path=out / "reactions-replies-mentions.png")
+
+    bubble = alice.seq(3).locator(".bubble")
+    box = await bubble.bounding_box()
+    await bubble.click(button="right", position={"x": box["width"] - 10, "y": 10})
+    await alice.page.click("#msg-menu .emoji.more")
+    await alice.page.screenshot(path=out / "message-menu.png")
+    await alice.page.keyboard.press("Escape")
+
+    await alice.page.fill("#search-input", "saturday")
+    await expect(alice.page.locator("#search-results li.result")).to_have_count(2)
+    await alice.page.locator("#search-results li.result").last.click()
+    await expect(alice.seq(1)).to_have_class(FLASH)
+    await alice.page.screenshot(path=out / "search.png")
+    await alice.page.fill("#search-input", "")
+    await alice.page.press("#search-input", "Enter")
+
+    await alice.open(direct["conversation_id"])
+    await alice.page.click("#chat-more")
+    await alice.page.locator("#chat-menu li", has_text="Mute until I unmute").click()
+    await expect(alice.conv(direct["conversation_id"]).locator(".muted-mark")).to_be_visible()
+    await alice.page.click("#chat-more")
+    await alice.page.screenshot(path=out / "chat-options.png")
+    await alice.page.keyboard.press("Escape")
+    await alice.page.click("#me")
+    await expect(alice.page.locator("#profile-avatar .avatar-img")).to_be_visible()
+    await alice.page.screenshot(path=out / "profile.png")
+
+    bob = await Person.sign_in(browser, system.url(), ids["bob"], viewport=PHONE)
+    await bob.open(group)
+    await expect(bob.seq(6)).to_be_visible()
+    await menu(bob, bob.seq(3), "reply")
+    await bob.page.type("#message-input", "Perfect weather. @Ca", delay=5)
+    await expect(bob.page.locator("#mention-list .option")).to_have_count(1)
+    await bob.page.screenshot(path=out / "phone-reply-mention.png")
+    for name in ("reactions-replies-mentions", "message-menu", "search", "chat-options", "profile", "phone-reply-mention"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for person in (alice, bob):
+        await person.close()
