@@ -1,7 +1,8 @@
 // The web client: sign-in, the conversation list, new chats, and the wiring between the
 // socket (frames of ../shared/PROTOCOL.md), the model (state.js) and the views.
 
-import { Api, deviceId, newId, store } from "./api.js";
+import { Actions } from "./actions.js";
+import { Api, deviceId, store } from "./api.js";
 import { ChatView } from "./chat.js";
 import { renderList } from "./list.js";
 import { People } from "./profiles.js";
@@ -19,7 +20,7 @@ class App {
     this.people = new People(this);
     this.chat = new ChatView(this);
     this.search = new Search(this);
-    this.changes = new Map(); // id of an edit, delete or react frame -> what it was, until answered
+    this.actions = new Actions(this);
     this.deliveredSent = new Map();
     this.readSent = new Map();
     this.timers = new Map();
@@ -39,7 +40,7 @@ class App {
       console.warn("conversation list", err);
     }
     this.people.load([this.me, ...this.state.memberIds()]);
-    this.loadBlocked();
+    this.actions.loadBlocked();
     this.loadPresence(this.state.memberIds());
     this.socket.start();
     document.addEventListener("visibilitychange", () => this.chat.id && this.markRead(this.chat.id));
@@ -56,19 +57,10 @@ class App {
     }
   }
 
-  async loadBlocked() {
-    try {
-      this.state.blocked = new Set(await this.api.blocked());
-      this.changed("list");
-    } catch (err) {
-      if (err.status !== 404) console.warn("blocked users", err); // 404: a server without blocking
-    }
-  }
-
   frame(f) {
     switch (f.type) {
       case "message_updated": this.state.applyChange(f); break;
-      case "changed": this.changes.delete(f.id); break;
+      case "changed": this.actions.changed(f); break;
       case "profile": this.state.setProfile(f.profile); break;
       case "message": {
         const m = f.message;
@@ -89,8 +81,8 @@ class App {
       case "conversation": this.conversation(f.conversation); break;
       case "synced": this.synced(f); break;
       case "error":
-        if (f.ref && this.changes.has(f.ref)) this.refused(f);
-        else if (f.ref) this.state.failPending(f.ref, f.message || f.code);
+        if (f.ref && this.actions.refused(f)) break;
+        if (f.ref) this.state.failPending(f.ref, f.message || f.code);
         else console.warn("server error", f);
         break;
       default: break;
@@ -128,49 +120,6 @@ class App {
 
   send(frame) {
     return this.socket.send(frame);
-  }
-
-  /** An edit, delete or react frame; the server answers `changed` (or `error` with our id as
-   * `ref`) and every device, this one too, gets `message_updated`. */
-  change(frame) {
-    const id = newId();
-    this.changes.set(id, frame);
-    if (!this.send({ ...frame, id })) {
-      this.changes.delete(id);
-      this.chat.error("You are offline: try again once connected.");
-    }
-  }
-
-  react(m, emoji, on) {
-    this.change({ type: "react", conversation_id: m.conversation_id, seq: m.seq, emoji, on });
-  }
-
-  refused(f) {
-    const what = { edit: "edit", delete: "delete", react: "react to" }[this.changes.get(f.ref).type];
-    this.changes.delete(f.ref);
-    this.chat.error(`Could not ${what} the message: ${f.message || f.code}`);
-  }
-
-  async setMute(id, mutedUntil) {
-    try {
-      const answer = await this.api.mute(id, mutedUntil);
-      const c = this.state.conversations.get(id);
-      if (c) c.muted_until = answer.muted_until;
-      this.changed("list", id);
-    } catch (err) {
-      this.chat.error(err.status === 404 ? "Muting is not available on this server yet." : `Could not change muting: ${err.message}`);
-    }
-  }
-
-  async setBlocked(user, on) {
-    try {
-      await this.api.block(user, on);
-      if (on) this.state.blocked.add(user);
-      else this.state.blocked.delete(user);
-      this.changed("list");
-    } catch (err) {
-      this.chat.error(err.status === 404 ? "Blocking is not available on this server yet." : `Could not ${on ? "block" : "unblock"}: ${err.message}`);
-    }
   }
 
   /** Open a conversation at one message (a search result). */

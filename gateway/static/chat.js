@@ -34,7 +34,7 @@ export class ChatView {
     $("#delete-cancel").addEventListener("click", () => $("#delete-dialog").close());
     $("#delete-form").addEventListener("submit", () => {
       const m = this.deleting;
-      if (m) this.app.change({ type: "delete", conversation_id: m.conversation_id, seq: m.seq });
+      if (m) this.app.actions.change({ type: "delete", conversation_id: m.conversation_id, seq: m.seq });
       this.deleting = null;
     });
     $("#back").addEventListener("click", () => this.app.close());
@@ -183,7 +183,7 @@ export class ChatView {
     const m = this.state.message(this.id, e.seq);
     const body = e.input.value.trim();
     if (!body) return;
-    if (m && body !== m.body) this.app.change({ type: "edit", conversation_id: this.id, seq: e.seq, body });
+    if (m && body !== m.body) this.app.actions.change({ type: "edit", conversation_id: this.id, seq: e.seq, body });
     this.cancelEdit();
   }
 

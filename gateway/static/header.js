@@ -32,12 +32,12 @@ export class ChatHeader {
       onclick: () => { this.close(); action(); } }, label);
     const muted = isMuted(c);
     this.menu.replaceChildren(...[
-      muted ? item("Unmute notifications", () => this.app.setMute(c.conversation_id, null)) : null,
-      muted ? null : item("Mute for 8 hours", () => this.app.setMute(c.conversation_id, Date.now() + EIGHT_HOURS_MS)),
-      muted ? null : item("Mute until I unmute", () => this.app.setMute(c.conversation_id, -1)),
+      muted ? item("Unmute notifications", () => this.app.actions.setMute(c.conversation_id, null)) : null,
+      muted ? null : item("Mute for 8 hours", () => this.app.actions.setMute(c.conversation_id, Date.now() + EIGHT_HOURS_MS)),
+      muted ? null : item("Mute until I unmute", () => this.app.actions.setMute(c.conversation_id, -1)),
       peer ? (this.app.state.blocked.has(peer)
-        ? item(`Unblock ${this.app.state.name(peer)}`, () => this.app.setBlocked(peer, false))
-        : item(`Block ${this.app.state.name(peer)}`, () => this.app.setBlocked(peer, true), ".danger")) : null].filter(Boolean));
+        ? item(`Unblock ${this.app.state.name(peer)}`, () => this.app.actions.setBlocked(peer, false))
+        : item(`Block ${this.app.state.name(peer)}`, () => this.app.actions.setBlocked(peer, true), ".danger")) : null].filter(Boolean));
     this.menu.hidden = false;
   }
 
@@ -58,6 +58,6 @@ export class ChatHeader {
     const banner = $("#blocked-banner");
     banner.hidden = !blocked;
     banner.replaceChildren(...(blocked ? [el("span", {}, `You blocked ${this.app.state.name(peer)}.`),
-      el("button.link", { type: "button", onclick: () => this.app.setBlocked(peer, false) }, "Unblock")] : []));
+      el("button.link", { type: "button", onclick: () => this.app.actions.setBlocked(peer, false) }, "Unblock")] : []));
   }
 }

@@ -54,7 +54,7 @@ export class MessageMenu {
     this.target = m;
     const mine = new Set((m.reactions || []).filter((r) => r.user_ids.includes(this.chat.state.me)).map((r) => r.emoji));
     const chip = (emoji) => el(`button.emoji${mine.has(emoji) ? ".on" : ""}`, { type: "button", title: emoji, "data-emoji": emoji,
-      onclick: () => { this.close(); this.chat.app.react(m, emoji, !mine.has(emoji)); } }, emoji);
+      onclick: () => { this.close(); this.chat.app.actions.react(m, emoji, !mine.has(emoji)); } }, emoji);
     const item = (label, action, cls = "") => el(`button.item${cls}`, { type: "button", role: "menuitem", "data-action": label.toLowerCase(),
       onclick: () => { this.close(); action(); } }, label);
     this.node.replaceChildren(...[

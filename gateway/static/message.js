@@ -40,7 +40,7 @@ function reactions(view, m) {
     return el(`button.reaction${on ? ".on" : ""}`, {
       type: "button", "data-emoji": r.emoji, "aria-pressed": String(on),
       title: `${r.user_ids.map((u) => (u === me ? "You" : view.state.name(u))).join(", ")} reacted ${r.emoji}`,
-      onclick: () => view.app.react(m, r.emoji, !on),
+      onclick: () => view.app.actions.react(m, r.emoji, !on),
     }, el("span.emoji", {}, r.emoji), el("span.count", {}, String(r.user_ids.length)));
   }));
 }
