@@ -69,7 +69,8 @@ export class MessageMenu {
     this.node.hidden = false;
     const w = this.node.offsetWidth;
     const h = this.node.offsetHeight;
-    this.node.style.left = `${Math.max(8, Math.min(x - w, innerWidth - w - 8))}px`;
+    const left = m.sender_id === this.chat.state.me ? x - w : x - 34; // open into the empty side
+    this.node.style.left = `${Math.max(8, Math.min(left, innerWidth - w - 8))}px`;
     this.node.style.top = `${Math.max(8, Math.min(y, innerHeight - h - 8))}px`;
   }
 
