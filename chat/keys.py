@@ -87,6 +87,10 @@ def media_sent(media_id: str) -> str:
     return f"media:{tag(media_id)}:sent"
 
 
+def media_uses(media_id: str) -> str:
+    return f"media:{tag(media_id)}:uses"
+
+
 def push_devices(user_id: str) -> str:
     return f"push:devices:{tag(user_id)}"
 

@@ -11,7 +11,9 @@ from aiohttp import web
 
 from chat import frames
 from chat.errors import BadRequest, NotFound, TooLarge, error_for_code
-from chat.events import MessageSendRequested, Origin
+from chat.events import (
+    MessageDeleteRequested, MessageEditRequested, MessageSendRequested, Origin, ReactionRequested,
+)
 from chat.ids import new_request_id
 from chat.settings import Settings
 from gateway.kafka import CommandProducer, DeliveryConsumer
@@ -88,11 +90,51 @@ class Gateway:
             raise BadRequest("media_id must be a string", ref=client_msg_id)
         if len(body.encode()) > self.settings.max_body_bytes:
             raise TooLarge(f"body is over {self.settings.max_body_bytes} bytes", ref=client_msg_id)
+        reply_to = data.get("reply_to")
+        if reply_to is not None:
+            reply_to = seq_value(reply_to, "reply_to", ref=client_msg_id)
+        mentions = data.get("mentions")
+        if mentions is None:
+            mentions = []
+        if not isinstance(mentions, list) or not all(isinstance(u, str) and 0 < len(u) <= MAX_ID_CHARS
+                                                     for u in mentions):
+            raise BadRequest("mentions must be a list of user ids", ref=client_msg_id)
+        if len(mentions) > self.settings.max_mentions:
+            raise TooLarge(f"at most {self.settings.max_mentions} mentions", ref=client_msg_id)
         command = MessageSendRequested(conversation_id=conversation_id, sender_id=user_id,
                                        client_msg_id=client_msg_id, body=body,
-                                       origin=self.origin(device_id, request_id), media_id=media_id)
+                                       origin=self.origin(device_id, request_id), media_id=media_id,
+                                       reply_to=reply_to, mentions=list(dict.fromkeys(mentions)))
         self.metrics.sent(user_id, client_msg_id)
         return command
+
+    def change_command(self, user_id: str, kind: str, data: dict[str, Any], device_id: str | None,
+                       request_id: str | None = None
+                       ) -> MessageEditRequested | MessageDeleteRequested | ReactionRequested:
+        """Validate an edit, delete or react (protocol 1.1: a WebSocket frame, or an HTTP call
+        whose body and path were put into ``data``) and make its command. ``id`` is required on a
+        frame; an HTTP call gets a fresh one (HTTP has no retry key in the protocol)."""
+        change_id = id_field(data, "id")
+        conversation_id = id_field(data, "conversation_id", ref=change_id)
+        seq = seq_value(data.get("seq"), "seq", ref=change_id)
+        origin = self.origin(device_id, request_id)
+        common = {"conversation_id": conversation_id, "user_id": user_id, "change_id": change_id, "seq": seq,
+                  "origin": origin}
+        if kind == "edit":
+            body = data.get("body")
+            if not isinstance(body, str):
+                raise BadRequest("body is required and must be a string", ref=change_id)
+            if len(body.encode()) > self.settings.max_body_bytes:
+                raise TooLarge(f"body is over {self.settings.max_body_bytes} bytes", ref=change_id)
+            return MessageEditRequested(body=body, **common)
+        if kind == "delete":
+            return MessageDeleteRequested(**common)
+        emoji, on = data.get("emoji"), data.get("on")
+        if not isinstance(emoji, str) or not 1 <= len(emoji.encode()) <= 64:
+            raise BadRequest("emoji must be 1 to 64 bytes of UTF-8", ref=change_id)
+        if not isinstance(on, bool):
+            raise BadRequest("on must be true or false", ref=change_id)
+        return ReactionRequested(emoji=emoji, on=on, **common)
 
     async def request(self, command: Any, key: str, request_id: str) -> tuple[int, Any]:
         """Produce a command and wait for the workers' answer: (HTTP status, frame)."""

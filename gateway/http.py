@@ -20,8 +20,8 @@ from chat.events import (
 from chat.identity import check_user_id, check_user_ids
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import issue_token, request_user
-from gateway.context import GATEWAY, Gateway, new_request, now_ms, seq_value
-from gateway.limits import admit_send
+from gateway.context import GATEWAY, Gateway, new_request, seq_value
+from gateway.limits import admit_change, admit_send
 from gateway.media import attach_media
 
 routes = web.RouteTableDef()
@@ -144,8 +144,11 @@ async def list_conversations(request: web.Request) -> web.Response:
             gw.conversations.get(conversation_id), gw.conversations.last(conversation_id))
         if conversation is None:
             continue
-        if last is not None and last["sent_at"] + gw.settings.retention_ms <= now_ms():
-            last = None  # expired: the list shows no more than history does
+        if last is not None:
+            # As the timeline holds it now (edited, deleted, reacted to); gone once expired: the
+            # list shows no more than history does.
+            current = (await gw.timelines.messages(conversation_id, [last_seq])).get(last_seq)
+            last = current.to_dict() if current is not None else None
         if last is not None and len(last["body"]) > LAST_MESSAGE_CHARS:
             last["body"] = last["body"][:LAST_MESSAGE_CHARS] + "…"
         conversation.update(last_seq=last_seq, last_message=last,
@@ -263,6 +266,75 @@ async def post_message(request: web.Request) -> web.Response:
     status, frame = await gw.request(command, command.conversation_id, request_id)
     gw.metrics.acked(user_id, command.client_msg_id)
     return json(frame, status)
+
+
+def path_seq(request: web.Request) -> int:
+    raw = request.match_info["seq"]
+    if not raw.isdigit():
+        raise BadRequest("seq must be a positive integer")
+    return seq_value(int(raw), "seq")
+
+
+async def change_message(request: web.Request, kind: str, extra: dict[str, Any]) -> tuple[int, Any]:
+    """An edit, deletion or reaction over HTTP (protocol 1.1): the same command as the WebSocket
+    frame, answered once the workers have made it durable (or found nothing to change). Its id is
+    the request's ``Idempotency-Key`` header when given (a retry then gets the first answer),
+    else a fresh one."""
+    gw, user_id = ctx(request)
+    request_id = new_request()
+    data = {"conversation_id": request.match_info["conversation_id"], "seq": path_seq(request),
+            "id": request.headers.get("Idempotency-Key") or f"http-{request_id}", **extra}
+    command = gw.change_command(user_id, kind, data, None, request_id)
+    await admit_change(gw, command)
+    return await gw.request(command, command.conversation_id, request_id)
+
+
+def _message_answer(frame: Any) -> web.Response:
+    message = frame.get("message")
+    if message is None:  # the message expired as it changed
+        raise NotFound("no such message")
+    return json(message)
+
+
+@routes.patch("/v1/conversations/{conversation_id}/messages/{seq}")
+async def edit_message(request: web.Request) -> web.Response:
+    body = (await body_of(request)).get("body")
+    _, frame = await change_message(request, "edit", {"body": body})
+    return _message_answer(frame)
+
+
+@routes.delete("/v1/conversations/{conversation_id}/messages/{seq}")
+async def delete_message(request: web.Request) -> web.Response:
+    await change_message(request, "delete", {})
+    return web.Response(status=204)
+
+
+@routes.put("/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}")
+async def add_reaction(request: web.Request) -> web.Response:
+    _, frame = await change_message(request, "react", {"emoji": request.match_info["emoji"], "on": True})
+    return _message_answer(frame)
+
+
+@routes.delete("/v1/conversations/{conversation_id}/messages/{seq}/reactions/{emoji}")
+async def remove_reaction(request: web.Request) -> web.Response:
+    _, frame = await change_message(request, "react", {"emoji": request.match_info["emoji"], "on": False})
+    return _message_answer(frame)
+
+
+@routes.get("/v1/conversations/{conversation_id}/changes")
+async def changes(request: web.Request) -> web.Response:
+    """The change log after ``after_change_seq``, ascending, each with its message as it is now.
+    A former member sees the changes of the messages they could read."""
+    gw, user_id = ctx(request)
+    conversation_id = request.match_info["conversation_id"]
+    until = await gw.readable_until(conversation_id, user_id)
+    limit = int_param(request, "limit")
+    limit = 50 if limit is None else max(1, min(limit, gw.settings.max_page))
+    after = seq_param(request, "after_change_seq") or 0
+    page = await gw.timelines.changes(conversation_id, after_change_seq=after, limit=limit)
+    entries = [{"change_seq": c.change_seq, "change": c.change, "by": c.by, "message": m.to_dict()}
+               for c, m in page.changes if until is None or c.seq <= until]
+    return json({"changes": entries, "has_more": page.has_more})
 
 
 @routes.get("/v1/presence")

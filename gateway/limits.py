@@ -115,6 +115,25 @@ async def admit_send(gw: Gateway, command: MessageSendRequested) -> str | None:
     return role.decode() if role is not None else None
 
 
+async def admit_change(gw: Gateway, command: Any) -> str:
+    """``admit_send`` for an edit, deletion or reaction (protocol 1.1): one token from the same
+    per-user budget, and the user's role read in the same round trip; ``NotFound`` for a
+    non-member before any command is produced."""
+    def build(pipe: Any) -> None:
+        gw.send_limit.take_in(pipe, command.user_id)
+        gw.conversations.role_in(pipe, command.conversation_id, command.user_id)
+
+    try:
+        (allowed, retry_after_ms), role = await run_pipeline(gw.redis, build, gw.send_limit.script)
+    except RedisError as exc:
+        raise Unavailable("the rate limiter is unreachable") from exc
+    if not allowed:
+        raise RateLimited(f"more than {gw.settings.rate_burst} messages and changes at once or "
+                          f"{gw.settings.rate_per_s:g} per second; retry in {int(retry_after_ms)} ms",
+                          retry_after_ms=int(retry_after_ms), ref=command.change_id)
+    return gw.member(role.decode() if role is not None else None)
+
+
 async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> str | None:
     """Refuse a WebSocket connect (before the upgrade) when the user is at
     ``max_connections_per_user`` sockets, counted across all gateways; else return the

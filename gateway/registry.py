@@ -28,6 +28,8 @@ HEARTBEAT_CHUNK = 200  # users per step of a heartbeat (connection directory, pr
 
 
 MESSAGE_PREFIX = b'{"type":"message"'
+UPDATED_PREFIX = b'{"type":"message_updated"'
+HELD_PREFIXES = (MESSAGE_PREFIX, UPDATED_PREFIX)  # live frames a sync's replay may also send
 # PROTOCOL.md gives no WebSocket close code a meaning; the server's own are 4000 + the HTTP
 # status of the nearest protocol error. 4409 (conflict): a newer socket of the same device
 # took over (the client should not reconnect with it).
@@ -38,12 +40,14 @@ FLOOR_S = 10.0  # how long after a replay live frames are checked against it
 class Connection:
     """One socket, with its outbound frames in order.
 
-    While a ``sync`` replays history, live ``message`` frames are held back (``hold``) and
-    released after the replay, minus what it already sent (``release``): the device gets each
-    conversation's messages in seq order, with no gap between the replay and live delivery.
+    While a ``sync`` replays history, live ``message`` and ``message_updated`` frames are held
+    back (``hold``) and released after the replay, minus what it already sent (``release``): the
+    device gets each conversation's messages in seq order and its changes in change_seq order,
+    with no gap between the replay and live delivery.
     """
 
-    __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor", "closed")
+    __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor",
+                 "change_floor", "closed")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
         self.ws = ws
@@ -59,11 +63,15 @@ class Connection:
         # After a replay: conversation -> the seq it reached. Live frames still in flight at or
         # below it are dropped; an entry ends with the first newer frame (frames come in order).
         self.floor: dict[str, int] = {}
+        self.change_floor: dict[str, int] = {}  # the same for changes, by change_seq
 
     def push(self, frame: bytes) -> None:
         """Queue a live frame."""
-        if self.holds and frame.startswith(MESSAGE_PREFIX):
+        if self.holds and frame.startswith(HELD_PREFIXES):
             self.held.append(frame)
+        elif frame.startswith(UPDATED_PREFIX):
+            if not self.change_floor or self._above_change_floor(frame):
+                self.replay(frame)
         elif not self.floor or not frame.startswith(MESSAGE_PREFIX) or self._above_floor(frame):
             self.replay(frame)
 
@@ -75,6 +83,16 @@ class Connection:
         if message["seq"] <= floor:
             return False
         del self.floor[message["conversation_id"]]
+        return True
+
+    def _above_change_floor(self, frame: bytes) -> bool:
+        update = orjson.loads(frame)
+        floor = self.change_floor.get(update["conversation_id"])
+        if floor is None:
+            return True
+        if update["change_seq"] <= floor:
+            return False
+        del self.change_floor[update["conversation_id"]]
         return True
 
     def replay(self, frame: bytes) -> None:
@@ -95,7 +113,7 @@ class Connection:
         if self.holds == 0 and self.outbox:
             kept: deque[bytes] = deque()
             for frame in self.outbox:
-                (self.held if frame.startswith(MESSAGE_PREFIX) else kept).append(frame)
+                (self.held if frame.startswith(HELD_PREFIXES) else kept).append(frame)
             self.outbox = kept
         self.holds += 1
 
@@ -104,22 +122,25 @@ class Connection:
         self.hold()
         self.grace = asyncio.get_running_loop().call_later(grace_s, self.synced, {})
 
-    def synced(self, replayed: dict[str, int]) -> None:
+    def synced(self, replayed: dict[str, int], replayed_changes: dict[str, int] | None = None) -> None:
         """End the hold taken at connect (once), releasing what the replay did not send."""
         if self.grace is not None:
             self.grace.cancel()
             self.grace = None
-            self.release(replayed)
+            self.release(replayed, replayed_changes)
 
-    def release(self, replayed: dict[str, int]) -> None:
-        """Stop holding; queue held messages past what the replay sent (conversation -> seq)."""
+    def release(self, replayed: dict[str, int], replayed_changes: dict[str, int] | None = None) -> None:
+        """Stop holding; queue held frames past what the replay sent (conversation -> seq, and
+        conversation -> change_seq when it replayed changes)."""
         self.holds -= 1
         if self.holds:
             return
         held, self.held = self.held, []
         self.floor = {c: s for c, s in replayed.items() if s > 0}
-        if self.floor:
-            asyncio.get_running_loop().call_later(FLOOR_S, self.floor.clear)
+        self.change_floor = {c: s for c, s in (replayed_changes or {}).items() if s > 0}
+        if self.floor or self.change_floor:
+            floors = (self.floor, self.change_floor)
+            asyncio.get_running_loop().call_later(FLOOR_S, lambda: [f.clear() for f in floors])
         for frame in held:
             self.push(frame)
 

@@ -17,7 +17,7 @@ from gateway.auth import request_user
 from chat.events import ReceiptRecordRequested
 from chat.identity import check_device_id
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
-from gateway.limits import admit_connection, admit_send
+from gateway.limits import admit_change, admit_connection, admit_send
 from gateway.media import attach_media
 from gateway.registry import Connection
 
@@ -82,8 +82,9 @@ async def on_text(gw: Gateway, conn: Connection, text: str) -> None:
             raise BadRequest(f"frame is not JSON: {exc}") from exc
         if not isinstance(frame, dict):
             raise BadRequest("frame must be a JSON object")
-        ref = frame.get("client_msg_id") if isinstance(frame.get("client_msg_id"), str) else None
         kind = frame.get("type")
+        ref_field = "id" if kind in CHANGES else "client_msg_id"  # what an error's ref echoes
+        ref = frame.get(ref_field) if isinstance(frame.get(ref_field), str) else None
         gw.metrics.frames_in.labels(kind if kind in HANDLERS else "unknown").inc()
         handler = HANDLERS.get(kind)  # type: ignore[arg-type]
         if handler is None:
@@ -114,6 +115,22 @@ async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     future.add_done_callback(failed)
 
 
+async def on_change(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
+    """``edit``, ``delete``, ``react`` (protocol 1.1): answered ``changed`` (or ``error`` with
+    ``ref`` = the frame's ``id``) by the stream workers, like a send's ``ack``."""
+    command = gw.change_command(conn.user_id, CHANGES[frame["type"]], frame, conn.device_id)
+    await admit_change(gw, command)
+    future = gw.producer.send(command, command.conversation_id)
+
+    def failed(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            exc = fut.exception()
+            exc.ref = command.change_id
+            error(gw, conn, exc)
+
+    future.add_done_callback(failed)
+
+
 async def on_ping(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     pong: dict[str, Any] = {"type": "pong"}
     if "id" in frame:
@@ -122,13 +139,13 @@ async def on_ping(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
 
 
 async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
-    """Replay every message after the device's cursor, per conversation, then ``synced``."""
-    cursors = frame.get("cursors", {})
-    if not isinstance(cursors, dict):
-        raise BadRequest("cursors must map conversation ids to seqs")
-    for conversation_id, cursor in cursors.items():
-        seq_value(cursor, f"the cursor of {conversation_id[:MAX_ID_CHARS]!r}", least=0)
+    """Replay every message after the device's cursor, per conversation, then ``synced``. With
+    ``change_cursors`` (protocol 1.1), each conversation's changes after its change cursor follow
+    its messages, and ``synced`` carries ``change_cursors`` too."""
+    cursors = _cursors(frame, "cursors")
+    change_cursors = _cursors(frame, "change_cursors") if "change_cursors" in frame else None
     result: dict[str, int] = {}
+    changes_result: dict[str, int] = {}
     # Live messages wait while the replay runs, so each conversation arrives in seq order and
     # whatever is accepted meanwhile comes by one path or the other (timeline before delivery).
     conn.hold()
@@ -143,10 +160,42 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
                 if not page.has_more:
                     break
             result[conversation_id] = cursor
-        conn.send_now({"type": "synced", "cursors": result})
+            if change_cursors is not None:
+                changes_result[conversation_id] = await _replay_changes(
+                    gw, conn, conversation_id, change_cursors.get(conversation_id, 0))
+        synced: dict[str, Any] = {"type": "synced", "cursors": result}
+        if change_cursors is not None:
+            synced["change_cursors"] = changes_result
+        conn.send_now(synced)
     finally:
-        conn.release(result)
-        conn.synced(result)
+        conn.release(result, changes_result)
+        conn.synced(result, changes_result)
+
+
+def _cursors(frame: dict[str, Any], name: str) -> dict[str, int]:
+    cursors = frame.get(name, {})
+    if not isinstance(cursors, dict):
+        raise BadRequest(f"{name} must map conversation ids to seqs")
+    for conversation_id, cursor in cursors.items():
+        seq_value(cursor, f"the {name} entry of {conversation_id[:MAX_ID_CHARS]!r}", least=0)
+    return cursors
+
+
+async def _replay_changes(gw: Gateway, conn: Connection, conversation_id: str, cursor: int) -> int:
+    """Every change after ``cursor``, as ``message_updated`` with the message as it is now;
+    returns the conversation's ``last_change_seq``."""
+    while True:
+        page = await gw.timelines.changes(conversation_id, after_change_seq=cursor, limit=gw.settings.max_page)
+        for change, message in page.changes:
+            conn.replay(orjson.dumps({"type": "message_updated", "conversation_id": conversation_id,
+                                      "change_seq": change.change_seq, "change": change.change, "by": change.by,
+                                      "message": message.to_dict()}))
+            cursor = change.change_seq
+        if not page.has_more:
+            break
+    # The cursor the replay reached, not a later read of the counter: a change made after the
+    # replay's read comes live, and the live frames are filtered by this cursor.
+    return cursor
 
 
 async def on_receipt(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
@@ -171,4 +220,6 @@ async def on_typing(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> Non
     await gw.typing.update(conn.user_id, conversation_id, typing)
 
 
-HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync, "receipt": on_receipt, "typing": on_typing}
+CHANGES = {"edit": "edit", "delete": "delete", "react": "react"}
+HANDLERS = {"send": on_send, "ping": on_ping, "sync": on_sync, "receipt": on_receipt, "typing": on_typing,
+            "edit": on_change, "delete": on_change, "react": on_change}

@@ -1,10 +1,11 @@
 """Conversation projection in Redis: metadata, members, former members, each user's conversations.
 
 Keys:
-- ``conv:{id}``            hash: conversation_id, type, name, description, created_at
+- ``conv:{id}``            hash: conversation_id, type, name, description, created_at, last_change_seq
 - ``conv:{id}:members``    hash user id -> role
 - ``conv:{id}:former``     hash user id -> the last seq a removed member may still read
-- ``conv:{id}:last``       hash seq, message (JSON): the newest message, moved only forward
+- ``conv:{id}:last``       hash seq, message (JSON): the newest message as sent, moved only forward
+                           (the list shows it as the timeline holds it now: edited, deleted)
 - ``user:{id}:convs``      set of the user's conversation ids (current memberships)
 
 A conversation's events all live in one partition and reach this projection in log order;
@@ -21,7 +22,8 @@ import redis.asyncio as redis
 
 from chat import keys
 from chat.events import (
-    ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
+    ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted, MessageDeleted,
+    MessageEdited, ReactionChanged,
 )
 from chat.frames import message_object
 from chat.redis_pool import Script, run_pipeline
@@ -50,7 +52,8 @@ def _text(value: bytes | None) -> str | None:
     return value.decode() if value is not None else None
 
 
-_PROJECTED = (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded, MemberRemoved)
+_CHANGES = (MessageEdited, MessageDeleted, ReactionChanged)
+_PROJECTED = (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded, MemberRemoved, *_CHANGES)
 
 
 class ConversationProjection:
@@ -67,6 +70,8 @@ class ConversationProjection:
                 if isinstance(event, MessageAccepted):
                     self._set_last.queue(pipe, [_last(event.conversation_id)],
                                          [event.seq, orjson.dumps(message_object(event))])
+                elif isinstance(event, _CHANGES):  # in log order: the counter ends at the newest
+                    pipe.hset(_meta(event.conversation_id), "last_change_seq", event.change_seq)
                 else:
                     self._membership(pipe, event)
 
@@ -132,7 +137,7 @@ class ConversationProjection:
         listed.sort(key=lambda m: (m["role"] != "admin", m["user_id"]))
         return {"conversation_id": fields["conversation_id"], "type": fields["type"], "name": fields["name"],
                 "description": fields["description"], "members": listed,
-                "created_at": int(fields["created_at"])}
+                "created_at": int(fields["created_at"]), "last_change_seq": int(fields.get("last_change_seq", 0))}
 
     async def conversation_ids(self, user_id: str) -> list[str]:
         return sorted(c.decode() for c in await self.redis.smembers(_user(user_id)))

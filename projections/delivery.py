@@ -14,12 +14,14 @@ from typing import Any, Iterable, Sequence
 from chat import frames
 from chat.errors import ERRORS_BY_CODE
 from chat.events import (
-    CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved, MembersAdded,
-    MessageAccepted, MessageDeduplicated, MessageRejected, Origin, PresenceChanged, ReceiptRecorded, Target,
+    ChangeAcknowledged, CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved,
+    MembersAdded, MessageAccepted, MessageDeduplicated, MessageDeleted, MessageEdited, MessageRejected, Origin,
+    PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
+from projections.timeline_projection import TimelineOutcome
 
 Routed = tuple[str, Delivery]  # (gateway id, delivery)
 
@@ -40,17 +42,35 @@ def fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[s
     return [(gateway, Delivery(targets, frame)) for gateway, targets in sorted(by_gateway.items())]
 
 
+_CHANGES = (MessageEdited, MessageDeleted, ReactionChanged)
+
+
 def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, str]],
-         conversation: dict[str, Any] | None = None) -> list[Routed]:
+         conversation: dict[str, Any] | None = None, timeline: TimelineOutcome | None = None) -> list[Routed]:
     """The deliveries for one event.
 
     ``members``: who receives it (the conversation's members after the event, plus a removed
     member); ``connections``: user -> {device: gateway}; ``conversation``: the conversation as
-    the projection holds it now (membership events, and a refused create or add that collided).
+    the projection holds it now (membership events, and a refused create or add that collided);
+    ``timeline``: what projecting the batch into the timeline found (replies' previews, the
+    messages as each change left them).
     """
+    timeline = timeline or TimelineOutcome()
     if isinstance(event, MessageAccepted):
+        message = timeline.replies.get((event.conversation_id, event.seq))
         return (_reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
-                + fan_out(frames.message_frame(event), members, connections))
+                + fan_out(frames.message_frame(event, message), members, connections))
+    if isinstance(event, _CHANGES):
+        message = timeline.changed.get((event.conversation_id, event.change_seq))
+        if message is None:  # the message expired: the change is durable, there is nothing to show
+            return _reply(event.origin, event.user_id, frames.changed_frame(event, None), 200)
+        answer = frames.changed_frame(event, message if event.origin.request_id is not None else None)
+        # Every device of every member, the one that made the change included.
+        return (_reply(event.origin, event.user_id, answer, 200)
+                + fan_out(frames.message_updated_frame(event, message), members, connections))
+    if isinstance(event, ChangeAcknowledged):
+        message = timeline.current.get((event.conversation_id, event.seq)) if event.origin.request_id else None
+        return _reply(event.origin, event.user_id, frames.changed_frame(event, message), 200)
     if isinstance(event, MessageDeduplicated):
         return _reply(event.origin, event.sender_id, frames.ack_frame(event), 202)
     if isinstance(event, ReceiptRecorded):
@@ -70,7 +90,8 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
                       frames.error_frame(event.code, event.message, event.client_msg_id), _status(event.code))
     if isinstance(event, CommandRejected):
         if event.code == "conflict" and conversation is not None and (
-                is_direct_id(event.conversation_id) or event.command == "MembersAddRequested"):
+                (is_direct_id(event.conversation_id) and event.command == "ConversationCreateRequested")
+                or event.command == "MembersAddRequested"):
             # Creating a direct conversation twice, or adding members again, answers with it as it is.
             return _reply(event.origin, event.user_id, frames.conversation_frame(conversation), 200)
         return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref),
@@ -100,7 +121,7 @@ class DeliveryRouter:
             self._members[conversation_id] = members
         return members
 
-    async def route(self, events: Sequence[Event]) -> list[Routed]:
+    async def route(self, events: Sequence[Event], timeline: TimelineOutcome | None = None) -> list[Routed]:
         per_event: list[tuple[Event, list[str], dict[str, Any] | None]] = []
         users: set[str] = set()
         for event in events:
@@ -110,7 +131,7 @@ class DeliveryRouter:
             if isinstance(event, ConversationCreated):
                 self._members[cid] = sorted(m.user_id for m in event.members)
             if isinstance(event, (MessageAccepted, ConversationCreated, ConversationUpdated, MembersAdded,
-                                  MemberRemoved, ReceiptRecorded)):
+                                  MemberRemoved, ReceiptRecorded, MessageEdited, MessageDeleted, ReactionChanged)):
                 members = await self.members_of(cid)
                 if isinstance(event, MembersAdded):
                     members = self._members[cid] = sorted(set(members) | {m.user_id for m in event.members})
@@ -126,7 +147,7 @@ class DeliveryRouter:
         connections = await self.connections.gateways(users)
         routed: list[Routed] = []
         for event, recipients, conversation in per_event:
-            routed.extend(plan(event, recipients, connections, conversation))
+            routed.extend(plan(event, recipients, connections, conversation, timeline))
         return routed
 
 

@@ -3,6 +3,11 @@
 Keys:
 - ``media:{id}``       hash: uploader, content_type, size, sha256, uploaded_at, thumbnail (set once made)
 - ``media:{id}:sent``  hash conversation id -> the seq of the first message that carried it
+- ``media:{id}:uses``  set of "<conversation id> <seq>": the messages carrying it that are not deleted
+
+A deletion (protocol 1.1) erases a medium once no message that is not deleted carries it and no
+profile uses it as an avatar (``media:{id}`` field ``avatar``): its bytes and thumbnail leave the
+object store and its keys leave Redis, so nobody can download it again.
 
 The gateway writes ``media:{id}`` when an upload is complete; the projector records where a
 medium was sent from ``MessageAccepted`` (before the message is delivered, so every recipient can
@@ -15,13 +20,28 @@ Media ids are made by the server (``chat.ids.new_media_id``); one from a client 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import redis.asyncio as redis
 
 from chat import keys
-from chat.events import Event, MessageAccepted
+from chat.events import Event, MessageAccepted, MessageDeleted
+
+if TYPE_CHECKING:
+    from media.store import MediaStore
+
+log = logging.getLogger(__name__)
+
+# Drops a deleted message from a medium's uses; answers 1 when nothing else keeps the medium.
+_RELEASE = """
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('SCARD', KEYS[2]) == 0 and redis.call('HEXISTS', KEYS[1], 'avatar') == 0 then
+  return 1
+end
+return 0
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +55,7 @@ class MediaInfo:
     thumbnail: bool = False
 
 
-_key, _sent = keys.media, keys.media_sent
+_key, _sent, _uses = keys.media, keys.media_sent, keys.media_uses
 
 
 class MediaProjection:
@@ -68,6 +88,27 @@ class MediaProjection:
         for event in events:
             if isinstance(event, MessageAccepted) and event.media is not None:
                 pipe.hsetnx(_sent(event.media.media_id), event.conversation_id, event.seq)
+                pipe.sadd(_uses(event.media.media_id), f"{event.conversation_id} {event.seq}")
                 touched = True
         if touched:
             await pipe.execute()
+
+    async def erase_deleted(self, events: Iterable[Event], store: "MediaStore") -> list[str]:
+        """For each deleted message with media: forget the use, and erase the medium (bytes,
+        thumbnail, keys) if nothing else uses it. Returns the media ids erased. Safe to repeat."""
+        from media.urls import thumbnail_key
+
+        erased = []
+        for event in events:
+            if isinstance(event, MessageDeleted) and event.media_id is not None:
+                media_id = event.media_id
+                last = await self.redis.eval(_RELEASE, 2, _key(media_id), _uses(media_id),
+                                             f"{event.conversation_id} {event.seq}")
+                if last:
+                    await store.delete(media_id)
+                    await store.delete(thumbnail_key(media_id))
+                    await self.redis.delete(_key(media_id), _sent(media_id), _uses(media_id))
+                    erased.append(media_id)
+        if erased:
+            log.info("erased %d media of deleted messages", len(erased))
+        return erased

@@ -33,8 +33,8 @@ from typing import Any, Protocol
 from chat.codec import default_codec
 from chat.errors import NotFound, SchemaError
 from chat.events import (
-    ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted,
-    PartitionFenced, PresenceChanged, ReceiptRecorded,
+    ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted, MessageDeleted,
+    MessageEdited, PartitionFenced, PresenceChanged, ReactionChanged, ReceiptRecorded,
 )
 from chat.kafka import AsyncProducer
 from chat.logread import BEGINNING, TopicReader
@@ -94,10 +94,12 @@ def _presence_topic(settings: Settings) -> str:
 # name -> spec; None: known but not rebuildable yet. Plugging in a projection is one entry
 # (and, for a Redis one, ``OWNED_KEYS`` and ``SCAN_PATTERNS`` in its module).
 REGISTRY: dict[str, ProjectionSpec | None] = {
-    "timelines": ProjectionSpec("timelines", _events_topic, (MessageAccepted,), _timelines),
+    "timelines": ProjectionSpec("timelines", _events_topic,
+                                (MessageAccepted, MessageEdited, MessageDeleted, ReactionChanged), _timelines),
     "conversations": ProjectionSpec(
         "conversations", _events_topic,
-        (ConversationCreated, ConversationUpdated, MembersAdded, MemberRemoved, MessageAccepted),
+        (ConversationCreated, ConversationUpdated, MembersAdded, MemberRemoved, MessageAccepted, MessageEdited,
+         MessageDeleted, ReactionChanged),
         _redis("conversations", "projections.conversations", "ConversationProjection")),
     "receipts": ProjectionSpec("receipts", _events_topic, (MessageAccepted, ReceiptRecorded),
                                _redis("receipts", "projections.receipts", "ReceiptProjection")),

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
+
+from chat.events import MessageDeleted, MessageEdited, ReactionChanged
 
 if TYPE_CHECKING:
     from chat.settings import Settings
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 # Open bounds for a seq range: seqs are positive 64-bit integers.
 SEQ_FLOOR = -1
 SEQ_CEILING = 2**63 - 1
+PREVIEW_CHARS = 200  # a reply shows the start of the message it replies to
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,15 @@ class TimelineMessage:
     body: str
     media: dict[str, Any] | None
     sent_at: int  # ms since the epoch
+    # Protocol 1.1. reply_to: {"seq", "sender_id", "body"} as read (the replied-to message's
+    # body as it is now, cut to PREVIEW_CHARS; "" once deleted or expired); written: its seq and
+    # sender only. reactions: [{"emoji", "user_ids"}] in order of each emoji's first reaction.
+    reply_to: dict[str, Any] | None = None
+    mentions: list[str] = field(default_factory=list)
+    edited_at: int | None = None
+    deleted: bool = False
+    reactions: list[dict[str, Any]] = field(default_factory=list)
+    change_seq: int = 0  # the last change applied (not shown: changes are idempotent by it)
 
     def to_dict(self) -> dict[str, Any]:
         """The protocol's message object."""
@@ -48,7 +60,73 @@ class TimelineMessage:
             "body": self.body,
             "media": self.media,
             "sent_at": self.sent_at,
+            "reply_to": self.reply_to,
+            "mentions": self.mentions,
+            "edited_at": self.edited_at,
+            "deleted": self.deleted,
+            "reactions": self.reactions,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """One entry of a conversation's change log: which message changed, how, by whom."""
+
+    conversation_id: str
+    change_seq: int
+    seq: int
+    change: str  # "edit" | "delete" | "reaction"
+    by: str
+    changed_at: int
+    sent_at: int  # the message's: the entry expires with it
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """Change log entries in ascending change_seq, each with its message as it is now."""
+
+    changes: list[tuple[StoredChange, TimelineMessage]]
+    has_more: bool
+
+
+MessageChange = MessageEdited | MessageDeleted | ReactionChanged
+CHANGE_NAMES = {MessageEdited: "edit", MessageDeleted: "delete", ReactionChanged: "reaction"}
+
+
+def apply_change(m: TimelineMessage, event: MessageChange) -> TimelineMessage:
+    """A message after a change; a change already applied (by change_seq) changes nothing."""
+    if event.change_seq <= m.change_seq:
+        return m
+    if isinstance(event, MessageEdited):
+        return replace(m, body=event.body, edited_at=event.edited_at, change_seq=event.change_seq)
+    if isinstance(event, MessageDeleted):
+        # Erased: the body, the media, who was mentioned and who reacted. The place stays.
+        return replace(m, body="", media=None, mentions=[], reactions=[], deleted=True, change_seq=event.change_seq)
+    reactions = [{"emoji": r["emoji"], "user_ids": list(r["user_ids"])} for r in m.reactions]
+    entry = next((r for r in reactions if r["emoji"] == event.emoji), None)
+    if event.on:
+        if entry is None:
+            reactions.append({"emoji": event.emoji, "user_ids": [event.user_id]})
+        elif event.user_id not in entry["user_ids"]:
+            entry["user_ids"].append(event.user_id)
+    elif entry is not None and event.user_id in entry["user_ids"]:
+        entry["user_ids"].remove(event.user_id)
+        if not entry["user_ids"]:
+            reactions.remove(entry)
+    return replace(m, reactions=reactions, change_seq=event.change_seq)
+
+
+def stored_change(event: MessageChange, m: TimelineMessage) -> StoredChange:
+    at = event.edited_at if isinstance(event, MessageEdited) else (
+        event.deleted_at if isinstance(event, MessageDeleted) else event.changed_at)
+    return StoredChange(event.conversation_id, event.change_seq, event.seq, CHANGE_NAMES[type(event)],
+                        event.user_id, at, m.sent_at)
+
+
+def reply_preview(reply_seq: int, reply_sender: str, replied: "TimelineMessage | None") -> dict[str, Any]:
+    """The reply_to object: the replied-to message's body as it is now ("" once gone)."""
+    body = "" if replied is None or replied.deleted else replied.body[:PREVIEW_CHARS]
+    return {"seq": reply_seq, "sender_id": reply_sender, "body": body}
 
 
 @dataclass(frozen=True)
@@ -100,6 +178,22 @@ class TimelineStore(Protocol):
 
     async def sweep(self, now_ms: int | None = None) -> int:
         """Delete expired messages and return how many (0 where TTLs do it)."""
+
+    async def messages(self, conversation_id: str, seqs: Sequence[int],
+                       now_ms: int | None = None) -> dict[int, TimelineMessage]:
+        """The stored, unexpired messages among ``seqs``, as they are now, by seq."""
+
+    async def apply_changes(self, messages: Sequence[TimelineMessage], changes: Sequence[StoredChange]) -> None:
+        """Write the changeable state (body, media, mentions, edited_at, deleted, reactions,
+        change_seq) of stored messages, and add entries to the change log (first write wins)."""
+
+    async def changes(self, conversation_id: str, *, after_change_seq: int = 0, limit: int = 50,
+                      now_ms: int | None = None) -> ChangePage:
+        """The change log after ``after_change_seq``, ascending; entries of expired messages are
+        neither returned nor counted."""
+
+    async def last_change_seq(self, conversation_id: str) -> int:
+        """The highest change_seq in a conversation's change log, 0 when it has none."""
 
 
 @dataclass(frozen=True, slots=True)

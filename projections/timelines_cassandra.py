@@ -24,7 +24,11 @@ from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import PreparedStatement, Statement
 
 from chat.errors import OperationalError, PersistenceError
-from projections.timelines import Page, TimelineMessage, current_ms, page_query
+from dataclasses import replace
+
+from projections.timelines import (
+    ChangePage, Page, StoredChange, TimelineMessage, current_ms, page_query, reply_preview,
+)
 from projections.timelines_cassandra_cql import checked_keyspace, contact_point, schema_statements, statements_cql
 
 T = TypeVar("T")
@@ -153,7 +157,73 @@ class CassandraTimelineStore:
         )
         name = "page_newest_first" if q.newest_first else "page_oldest_first"
         rows = await self._run(name, conversation_id, q.lower, q.upper, q.sent_after, q.fetch)
-        return q.finish([_message(row) for row in rows])
+        return q.finish(await self._with_replies([_message(row) for row in rows], q.sent_after))
+
+    async def messages(self, conversation_id: str, seqs: Sequence[int],
+                       now_ms: int | None = None) -> dict[int, TimelineMessage]:
+        visible_after = (current_ms() if now_ms is None else now_ms) - self.retention_ms
+        found = await self._raw_messages(conversation_id, seqs, visible_after)
+        return {m.seq: m for m in await self._with_replies(list(found.values()), visible_after)}
+
+    async def apply_changes(self, messages: Sequence[TimelineMessage], changes: Sequence[StoredChange]) -> None:
+        now = current_ms()
+        writes = []
+        for m in messages:  # one writer per conversation (the partition's projector): no read-before-write race
+            writes.append(self._run("update_state", self._ttl(m.sent_at, now), m.body, _json(m.media),
+                                    _json(m.mentions), m.edited_at or 0, m.deleted, _json(m.reactions),
+                                    m.change_seq, m.conversation_id, m.seq))
+        for c in changes:
+            writes.append(self._run("insert_change", c.conversation_id, c.change_seq, c.seq, c.change, c.by,
+                                    c.changed_at, c.sent_at, self._ttl(c.sent_at, now)))
+        await asyncio.gather(*writes)
+
+    async def changes(self, conversation_id: str, *, after_change_seq: int = 0, limit: int = 50,
+                      now_ms: int | None = None) -> ChangePage:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        visible_after = (current_ms() if now_ms is None else now_ms) - self.retention_ms
+        entries: list[StoredChange] = []
+        cursor = after_change_seq
+        while len(entries) <= limit:  # entries of expired messages (TTL not yet run) are skipped
+            rows = await self._run("changes", conversation_id, cursor, limit + 1)
+            entries += [StoredChange(conversation_id, r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows
+                        if r[5] > visible_after]
+            if len(rows) <= limit:
+                break
+            cursor = rows[-1][0]
+        messages = await self.messages(conversation_id, [e.seq for e in entries[:limit + 1]], now_ms)
+        pairs = [(e, messages[e.seq]) for e in entries if e.seq in messages]
+        return ChangePage(changes=pairs[:limit], has_more=len(pairs) > limit)
+
+    async def last_change_seq(self, conversation_id: str) -> int:
+        rows = await self._run("last_change_seq", conversation_id)
+        return int(rows[0][0]) if rows else 0
+
+    async def _raw_messages(self, conversation_id: str, seqs: Sequence[int],
+                            visible_after: int) -> dict[int, TimelineMessage]:
+        wanted = sorted(set(seqs))
+        chunks = [wanted[i:i + 100] for i in range(0, len(wanted), 100)]
+        results = await asyncio.gather(*(self._run("messages", conversation_id, chunk) for chunk in chunks))
+        return {m.seq: m for rows in results for m in map(_message, rows) if m.sent_at > visible_after}
+
+    async def _with_replies(self, messages: list[TimelineMessage], visible_after: int) -> list[TimelineMessage]:
+        """Fill in each reply's preview from the replied-to message as it is now."""
+        wanted: dict[str, set[int]] = {}
+        for m in messages:
+            if m.reply_to is not None:
+                wanted.setdefault(m.conversation_id, set()).add(m.reply_to["seq"])
+        if not wanted:
+            return messages
+        conversations = list(wanted)
+        found = await asyncio.gather(*(self._raw_messages(c, sorted(wanted[c]), visible_after) for c in conversations))
+        by_key = {(c, seq): m for c, ms in zip(conversations, found) for seq, m in ms.items()}
+        return [m if m.reply_to is None else replace(m, reply_to=reply_preview(
+            m.reply_to["seq"], m.reply_to["sender_id"], by_key.get((m.conversation_id, m.reply_to["seq"]))))
+            for m in messages]
+
+    def _ttl(self, sent_at: int, now: int) -> int:
+        remaining_ms = sent_at + self.retention_ms - now
+        return min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))
 
     async def last_seq(self, conversation_id: str) -> int:
         rows = await self._run("last_seq", conversation_id)
@@ -165,12 +235,13 @@ class CassandraTimelineStore:
     # Helpers
 
     def _insert_values(self, m: TimelineMessage, now: int) -> tuple[Any, ...]:
-        remaining_ms = m.sent_at + self.retention_ms - now
-        ttl_s = min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))  # rounded up, at least 1
-        # No media is stored as '', not null: a null bound in an INSERT is a tombstone, one in
-        # every such row, which each read then counts against tombstone_warn/failure_threshold.
-        media = "" if m.media is None else json.dumps(m.media, ensure_ascii=False, separators=(",", ":"))
-        return (m.conversation_id, m.seq, m.message_id, m.sender_id, m.client_msg_id, m.body, media, m.sent_at, ttl_s)
+        ttl_s = self._ttl(m.sent_at, now)  # rounded up, at least 1
+        # Absent values are stored as '', 0 or false, not null: a null bound in an INSERT is a
+        # tombstone, one in every such row, which each read counts against tombstone_warn/failure_threshold.
+        reply = m.reply_to
+        return (m.conversation_id, m.seq, m.message_id, m.sender_id, m.client_msg_id, m.body, _json(m.media),
+                m.sent_at, 0 if reply is None else reply["seq"], "" if reply is None else reply["sender_id"],
+                _json(m.mentions), m.edited_at or 0, m.deleted, _json(m.reactions), m.change_seq, ttl_s)
 
     async def _stored_keys(self, messages: list[TimelineMessage]) -> set[tuple[str, int]]:
         """Which ``(conversation_id, seq)`` of ``messages`` are stored: one slice read per conversation."""
@@ -256,8 +327,14 @@ def _translate(exc: BaseException) -> PersistenceError:
     return OperationalError(f"Cassandra unavailable: {exc}")
 
 
+def _json(value: Any) -> str:
+    """A JSON column: '' for none (null in rows of earlier versions reads the same)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) if value else ""
+
+
 def _message(row: Sequence[Any]) -> TimelineMessage:
-    conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at = row
+    (conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at,
+     reply_to, reply_sender, mentions, edited_at, deleted, reactions, change_seq) = row
     return TimelineMessage(
         conversation_id=conversation_id,
         seq=seq,
@@ -267,4 +344,11 @@ def _message(row: Sequence[Any]) -> TimelineMessage:
         body=body,
         media=json.loads(media) if media else None,  # '', or null in rows of earlier versions
         sent_at=sent_at,
+        # The preview's body is filled in by _with_replies.
+        reply_to={"seq": reply_to, "sender_id": reply_sender, "body": ""} if reply_to else None,
+        mentions=json.loads(mentions) if mentions else [],
+        edited_at=edited_at or None,
+        deleted=bool(deleted),
+        reactions=json.loads(reactions) if reactions else [],
+        change_seq=change_seq or 0,
     )

@@ -8,12 +8,14 @@ import re
 from importlib import resources
 
 _KEYSPACE_NAME = re.compile(r"[a-z][a-z0-9_]{0,47}")
-_COLUMNS = "conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at"
+_COLUMNS = ("conversation_id, seq, message_id, sender_id, client_msg_id, body, media, sent_at,"
+            " reply_to, reply_sender, mentions, edited_at, deleted, reactions, change_seq")
 
 
 def statements_cql(keyspace: str) -> dict[str, str]:
     """The CQL of every prepared statement, by name, for ``keyspace``."""
     table = f"{checked_keyspace(keyspace)}.messages"
+    changes = f"{checked_keyspace(keyspace)}.changes"
     # The page queries filter on sent_at, a regular column: ALLOW FILTERING is
     # cheap here because the partition and a seq slice are fixed; it only skips
     # rows past retention that their TTL has not removed yet, and LIMIT applies
@@ -24,7 +26,15 @@ def statements_cql(keyspace: str) -> dict[str, str]:
         " ORDER BY seq {order} LIMIT ? ALLOW FILTERING"
     )
     return {
-        "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?",
+        "insert": f"INSERT INTO {table} ({_COLUMNS}) VALUES ({', '.join('?' * 15)}) USING TTL ?",
+        "messages": f"SELECT {_COLUMNS} FROM {table} WHERE conversation_id = ? AND seq IN ?",
+        "update_state": (f"UPDATE {table} USING TTL ? SET body = ?, media = ?, mentions = ?, edited_at = ?,"
+                         " deleted = ?, reactions = ?, change_seq = ? WHERE conversation_id = ? AND seq = ?"),
+        "insert_change": (f"INSERT INTO {changes} (conversation_id, change_seq, seq, change, by_user, changed_at,"
+                          " sent_at) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+        "changes": (f"SELECT change_seq, seq, change, by_user, changed_at, sent_at FROM {changes}"
+                    " WHERE conversation_id = ? AND change_seq > ? LIMIT ?"),
+        "last_change_seq": f"SELECT change_seq FROM {changes} WHERE conversation_id = ? ORDER BY change_seq DESC LIMIT 1",
         "stored_seqs": f"SELECT seq FROM {table} WHERE conversation_id = ? AND seq >= ? AND seq <= ?",
         "delete": f"DELETE FROM {table} WHERE conversation_id = ? AND seq = ?",
         "page_oldest_first": page.format(order="ASC"),

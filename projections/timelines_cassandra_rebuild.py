@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from chat.events import Event
 from chat.settings import Settings
+from projections.timeline_projection import project_timeline
 from projections.timelines_cassandra import CassandraTimelineStore
 from projections.timelines_sqlite_rebuild import timeline_messages
 
@@ -41,6 +42,10 @@ class CassandraTimelineRebuild:
         for m in messages:
             self.replayed[m.conversation_id].add(m.seq)
         self.written += await self.live.overwrite(messages)
+        # The batch's changes (protocol 1.1), in log order, over the rows just written as they were
+        # sent: each row ends as the log leaves it (a change made live after the marker is applied
+        # again by the catch-up, idempotent by change_seq).
+        await project_timeline(self.live, events)
 
     async def switch(self) -> int:
         """Drop, per replayed conversation, the rows up to its newest replayed seq that the log
@@ -52,7 +57,7 @@ class CassandraTimelineRebuild:
         return self.written
 
     async def apply_live(self, events: Sequence[Event]) -> None:
-        await self.live.append(timeline_messages(events))
+        await project_timeline(self.live, events)
 
     async def size(self) -> int:
         return self.written  # counting a Cassandra table means scanning all of it

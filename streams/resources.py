@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 
 from chat import redis_pool
 from chat.codec import default_codec
 from chat.errors import ChatError, UnknownTopic
-from chat.events import Delivery, Event, PipelineProbe, event_key
+from chat.events import Delivery, Event, MessageDeleted, PipelineProbe, event_key
 from chat.kafka import AsyncProducer
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
@@ -48,6 +48,7 @@ class Resources:
         self.presence_router = PresenceRouter(self.conversations, self.connections)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)
         self.producer: AsyncProducer | None = None
+        self._media_store: Any = None  # opened on the first deletion of a message with media
         self.codec = default_codec()
         self._opened = False
         self._lock = asyncio.Lock()
@@ -103,6 +104,18 @@ class Resources:
             gone = sorted({g for (g, _), r in zip(routed, results) if isinstance(r, UnknownTopic)})
             log.warning("dropped %d deliveries to gateways with no delivery topic: %s", len(failed), gone)
 
+    async def erase_media(self, events: Sequence[Event]) -> None:
+        """Erase the media of deleted messages that nothing else uses (projections/media.py)."""
+        if not any(isinstance(e, MessageDeleted) and e.media_id is not None for e in events):
+            return
+        if self._media_store is None:
+            from media.store import make_media_store
+
+            store = make_media_store(self.settings)
+            await store.open()
+            self._media_store = store
+        await self.media.erase_deleted(events, self._media_store)
+
     async def answer_probe(self, probe: PipelineProbe) -> None:
         """Answer a gateway's pipeline probe on its delivery topic (nothing to the events topic);
         a probe from a gateway whose topic is gone has nobody to answer."""
@@ -128,6 +141,8 @@ class Resources:
             self._sweeper.cancel()
         if self.producer is not None:
             await asyncio.to_thread(self.producer.close)
+        if self._media_store is not None:
+            await self._media_store.close()
         if self._opened:
             await self.timelines.close()
         await self.redis.aclose()

@@ -25,8 +25,8 @@ import redis as sync_redis
 from chat import keys
 from chat.codec import default_codec
 from chat.events import (
-    ConversationCreateRequested, MemberRemoveRequested, MembersAddRequested, MessageSendRequested, Origin,
-    PresenceChanged, ReceiptRecordRequested,
+    ConversationCreateRequested, MemberRemoveRequested, MembersAddRequested, MessageDeleteRequested,
+    MessageEditRequested, MessageSendRequested, Origin, PresenceChanged, ReactionRequested, ReceiptRecordRequested,
 )
 from chat.ids import new_group_id
 from projections import conversations, presence, receipts
@@ -34,7 +34,7 @@ from projections.shadow_redis import with_db
 from tests.support import ROOT, CommandProducer, System
 
 ORIGIN = Origin(gateway_id="gw-rebuild", device_id="d1")
-CONVERSATIONS, MESSAGES_EACH = 20, 100  # 2,000 messages + membership and receipts
+CONVERSATIONS, MESSAGES_EACH = 20, 100  # 2,000 messages + membership, receipts and changes
 
 
 def chat(system: System, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
@@ -74,8 +74,14 @@ def history(system) -> dict[str, Any]:
                                           origin=ORIGIN))
         if c % 2:
             producer.send(MemberRemoveRequested(conversation_id=cid, user_id=alice, member_id=bob, origin=ORIGIN))
+        # Protocol 1.1: an edit, a reaction and a deletion (3 changes), and a reply that mentions.
+        producer.send(MessageEditRequested(conversation_id=cid, user_id=alice, change_id="e", seq=2,
+                                           body="hello two", origin=ORIGIN))
+        producer.send(ReactionRequested(conversation_id=cid, user_id=alice, change_id="r", seq=2, emoji="👍",
+                                        on=True, origin=ORIGIN))
+        producer.send(MessageDeleteRequested(conversation_id=cid, user_id=alice, change_id="d", seq=4, origin=ORIGIN))
         producer.send(MessageSendRequested(conversation_id=cid, sender_id=alice, client_msg_id="last",
-                                           body="bye", origin=ORIGIN))
+                                           body="bye", origin=ORIGIN, reply_to=2, mentions=[f"carol{c}"]))
         last[cid] = (alice, MESSAGES_EACH + 1)
     producer.flush()
     users = presence_history(system)
@@ -133,6 +139,11 @@ def timeline_rows(system: System) -> list[tuple[Any, ...]]:
         return conn.execute("SELECT * FROM messages ORDER BY conversation_id, seq").fetchall()
 
 
+def change_rows(system: System) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(system.settings.resolved_sqlite_path) as conn:
+        return conn.execute("SELECT * FROM changes ORDER BY conversation_id, change_seq").fetchall()
+
+
 def redis_state(system: System, module: Any) -> dict[str, Any]:
     """Every key the projection owns, with its value, whatever its Redis type."""
     client = sync_redis.Redis.from_url(system.settings.redis_url)
@@ -152,7 +163,8 @@ def redis_state(system: System, module: Any) -> dict[str, Any]:
 
 
 def snapshot(system: System) -> dict[str, Any]:
-    return {"timelines": timeline_rows(system), "conversations": redis_state(system, conversations),
+    return {"timelines": timeline_rows(system), "changes": change_rows(system),
+            "conversations": redis_state(system, conversations),
             "receipts": redis_state(system, receipts), "presence": redis_state(system, presence)}
 
 
@@ -160,7 +172,10 @@ def damage(system: System, cid: str) -> None:
     with sqlite3.connect(system.settings.resolved_sqlite_path) as conn:
         conn.execute("DELETE FROM messages WHERE conversation_id = ? AND seq > 50", (cid,))
         conn.execute("UPDATE messages SET body = 'tampered' WHERE seq = 3")
-        conn.execute("INSERT INTO messages VALUES ('g_ghost', 1, 'x', 'x', 'x', 'ghost', NULL, 1, 2)")
+        conn.execute("INSERT INTO messages (conversation_id, seq, message_id, sender_id, client_msg_id, body, media,"
+                     " sent_at, expires_at) VALUES ('g_ghost', 1, 'x', 'x', 'x', 'ghost', NULL, 1, 2)")
+        conn.execute("UPDATE messages SET body = 'resurrected', deleted = 0 WHERE seq = 4")
+        conn.execute("DELETE FROM changes WHERE change_seq = 2")
     client = sync_redis.Redis.from_url(system.settings.redis_url)
     try:
         client.delete(keys.conversation_members(cid), keys.receipts(cid))
@@ -178,6 +193,9 @@ def damage(system: System, cid: str) -> None:
 def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     live = snapshot(system)
     assert len(live["timelines"]) == history["messages"]
+    assert len(live["changes"]) == 3 * CONVERSATIONS
+    deleted = [row for row in live["timelines"] if row[1] == 4]
+    assert all(row[5] == "" for row in deleted)  # erased bodies stay erased (column 5: body)
     assert len(live["conversations"]) >= CONVERSATIONS * 4 and len(live["receipts"]) == CONVERSATIONS
     assert len(live["presence"]) == 40
     damage(system, next(iter(history["last"])))
@@ -186,7 +204,7 @@ def test_rebuild_all_equals_the_live_projections_row_for_row(system, history):
     scratch = scratch_db(system)
     done = chat(system, "rebuild", "all", "--scratch-db", str(scratch), "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert "timelines: rebuilt from 2,020 events" in done.stderr, done.stderr
+    assert "timelines: rebuilt from 2,080 events" in done.stderr, done.stderr
     assert "presence: rebuilt from 120 events" in done.stderr, done.stderr
 
     rebuilt = snapshot(system)
@@ -209,19 +227,28 @@ def test_rebuild_keeps_what_is_written_while_it_runs(system, history):
     running = subprocess.Popen([sys.executable, "-m", "chat.cli", "rebuild", "all", "--no-progress",
                                 "--scratch-db", str(scratch_db(system))],
                                env={**os.environ, **system.env}, cwd=ROOT, text=True, stderr=subprocess.PIPE)
-    sent = 0
+    sent, edits = 0, []
     while running.poll() is None and sent < 2_000:
         sent += 1
         producer.send(MessageSendRequested(conversation_id=cid, sender_id=alice, client_msg_id=f"d{sent}",
                                            body="during", origin=ORIGIN))
-        if sent % 20 == 0:
+        if sent % 20 == 0:  # and edits of earlier messages, live while the rebuild runs
+            producer.send(MessageEditRequested(conversation_id=cid, user_id=alice, change_id=f"e{sent}",
+                                               seq=sent - 10, body=f"edited {sent - 10}", origin=ORIGIN))
+            edits.append(sent - 10)
             producer.flush()
+    sent += 1  # a last message after the last edit: once it is projected, so is every edit
+    producer.send(MessageSendRequested(conversation_id=cid, sender_id=alice, client_msg_id=f"d{sent}",
+                                       body="during", origin=ORIGIN))
     producer.flush()
     assert running.wait(180) == 0, running.stderr.read() if running.stderr else ""
     wait_projected(system, {cid: (alice, sent)})
     rows = [r for r in timeline_rows(system) if r[0] == cid]
     assert [r[1] for r in rows] == list(range(1, sent + 1))  # none lost, none doubled
     assert len(timeline_rows(system)) == history["messages"] + sent
+    edited = {r[1]: r[5] for r in rows if r[5] != "during"}
+    assert edited == {n: f"edited {n}" for n in edits}  # no edit lost either
+    assert len([r for r in change_rows(system) if r[0] == cid]) == len(edits)
 
 
 def test_dry_run_counts_and_writes_nothing(system, history):

@@ -22,7 +22,12 @@ import pytest_asyncio
 
 from chat.errors import OperationalError
 from chat.settings import Settings
-from projections.timelines import Page, TimelineMessage, TimelineStore, current_ms, make_timeline_store
+from dataclasses import replace
+
+from chat.events import MessageDeleted, MessageEdited, Origin, ReactionChanged
+from projections.timelines import (
+    Page, TimelineMessage, TimelineStore, apply_change, current_ms, make_timeline_store, stored_change,
+)
 
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -288,6 +293,84 @@ class TimelineStoreContract:
         with pytest.raises(OperationalError):
             await store.page(conversation())
 
+    # Protocol 1.1: replies, mentions, and the changeable state with its change log.
+
+    async def change(self, store: TimelineStore, event) -> TimelineMessage:
+        """What the projector does for one change: read, apply, write state and log entry."""
+        current = (await store.messages(event.conversation_id, [event.seq]))[event.seq]
+        after = apply_change(current, event)
+        await store.apply_changes([after], [stored_change(event, after)])
+        return after
+
+    async def test_reply_preview_is_the_replied_to_message_as_it_is_now(self, store: TimelineStore) -> None:
+        conv = conversation()
+        long_body = "é" * 300
+        await store.append([message(conv, 1, body=long_body),
+                            replace(message(conv, 2, body="re"), reply_to={"seq": 1, "sender_id": "u-1"},
+                                    mentions=["u-1", "u-0"])])
+        (_, reply) = (await store.page(conv)).messages
+        assert reply.reply_to == {"seq": 1, "sender_id": "u-1", "body": "é" * 200}
+        assert reply.mentions == ["u-1", "u-0"]
+        await self.change(store, MessageEdited(conv, 1, 1, "e1", "u-1", "new words", 5, Origin("gw")))
+        assert (await store.messages(conv, [2]))[2].reply_to["body"] == "new words"
+        await self.change(store, MessageDeleted(conv, 1, 2, "d1", "u-1", 6, Origin("gw")))
+        assert (await store.page(conv)).messages[1].reply_to == {"seq": 1, "sender_id": "u-1", "body": ""}
+
+    async def test_changes_update_state_and_log_in_change_seq_order(self, store: TimelineStore) -> None:
+        conv = conversation()
+        await self.fill(store, conv, 3)
+        o = Origin("gw")
+        events = [MessageEdited(conv, 2, 1, "e", "u-2", "edited", 100, o),
+                  ReactionChanged(conv, 2, 2, "r1", "u-0", "👍", True, 101, o),
+                  ReactionChanged(conv, 2, 3, "r2", "u-1", "🎉", True, 102, o),
+                  ReactionChanged(conv, 2, 4, "r3", "u-1", "👍", True, 103, o),
+                  ReactionChanged(conv, 2, 5, "r4", "u-0", "👍", False, 104, o),
+                  ReactionChanged(conv, 3, 6, "r5", "u-0", "👍", True, 105, o)]
+        for event in events:
+            await self.change(store, event)
+        m = (await store.messages(conv, [2]))[2]
+        assert (m.body, m.edited_at, m.deleted) == ("edited", 100, False)
+        assert m.reactions == [{"emoji": "👍", "user_ids": ["u-1"]}, {"emoji": "🎉", "user_ids": ["u-1"]}]
+        page = await store.changes(conv, after_change_seq=1, limit=3)
+        assert [(c.change_seq, c.seq, c.change, c.by) for c, _ in page.changes] == [
+            (2, 2, "reaction", "u-0"), (3, 2, "reaction", "u-1"), (4, 2, "reaction", "u-1")]
+        assert page.has_more is True
+        assert all(msg == m for _, msg in page.changes)  # each with its message as it is now
+        rest = await store.changes(conv, after_change_seq=4)
+        assert [c.change_seq for c, _ in rest.changes] == [5, 6] and rest.has_more is False
+        assert await store.last_change_seq(conv) == 6
+        assert await store.last_change_seq(conversation()) == 0
+
+    async def test_a_change_applied_twice_changes_nothing(self, store: TimelineStore) -> None:
+        conv = conversation()
+        await self.fill(store, conv, 1)
+        o = Origin("gw")
+        on = ReactionChanged(conv, 1, 1, "r1", "u-0", "👍", True, 101, o)
+        off = ReactionChanged(conv, 1, 2, "r2", "u-0", "👍", False, 102, o)
+        for event in (on, off, on):  # a projector re-reading its batch after the later change
+            await self.change(store, event)
+        assert (await store.messages(conv, [1]))[1].reactions == []
+        assert [c.change_seq for c, _ in (await store.changes(conv)).changes] == [1, 2]
+
+    async def test_delete_erases_body_media_mentions_and_reactions(self, store: TimelineStore) -> None:
+        conv = conversation()
+        await store.append([replace(message(conv, 1, body="secret", media={"media_id": "md1"}), mentions=["u-2"])])
+        o = Origin("gw")
+        await self.change(store, ReactionChanged(conv, 1, 1, "r", "u-2", "👍", True, 100, o))
+        await self.change(store, MessageDeleted(conv, 1, 2, "d", "u-1", 101, o, "md1"))
+        (m,) = (await store.page(conv)).messages
+        assert (m.body, m.media, m.mentions, m.reactions, m.deleted) == ("", None, [], [], True)
+        assert m.to_dict()["deleted"] is True
+
+    async def test_messages_reads_only_stored_unexpired_seqs(self, store_factory: StoreFactory) -> None:
+        store = await store_factory()
+        conv = conversation()
+        now = current_ms()
+        await store.append([message(conv, 1, sent_at=now - RETENTION_MS + 2 * MINUTE_MS), message(conv, 2)])
+        assert sorted(await store.messages(conv, [1, 2, 3])) == [1, 2]
+        assert sorted(await store.messages(conv, [1, 2], now_ms=now + 3 * MINUTE_MS)) == [2]
+        assert await store.messages(conv, []) == {}
+
 
 class TestSqliteTimelineStore(TimelineStoreContract):
     @pytest_asyncio.fixture
@@ -342,6 +425,31 @@ class TestSqliteTimelineStore(TimelineStoreContract):
         await store.append([message(conv, seq, sent_at=now) for seq in range(1, 6)])
         assert await store.sweep(now_ms=now + MINUTE_MS) == 5
         assert await store.last_seq(conv) == 0
+
+    async def test_a_table_of_the_previous_version_is_migrated(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        from projections.timelines_sqlite import SqliteTimelineStore
+
+        path = tmp_path / "old.sqlite3"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE messages (conversation_id TEXT NOT NULL, seq INTEGER NOT NULL, message_id TEXT"
+                     " NOT NULL, sender_id TEXT NOT NULL, client_msg_id TEXT NOT NULL, body TEXT NOT NULL, media TEXT,"
+                     " sent_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (conversation_id, seq))"
+                     " WITHOUT ROWID")
+        now = current_ms()
+        conn.execute("INSERT INTO messages VALUES ('c', 1, 'm', 'u', 'cm', 'old', NULL, ?, ?)", (now, now + DAY_MS))
+        conn.commit()
+        conn.close()
+        store = SqliteTimelineStore(path, RETENTION_MS)
+        await store.open()
+        try:
+            (m,) = (await store.page("c")).messages
+            assert (m.body, m.reply_to, m.mentions, m.deleted, m.reactions) == ("old", None, [], False, [])
+            await store.append([message("c", 2)])
+            assert await store.last_seq("c") == 2
+        finally:
+            await store.close()
 
     async def test_unusable_path_is_an_operational_error(self, tmp_path: Path) -> None:
         from projections.timelines_sqlite import SqliteTimelineStore
@@ -478,6 +586,11 @@ def test_to_dict_is_the_protocol_message() -> None:
         "body": "hi",
         "media": {"kind": "file"},
         "sent_at": 1_700_000_000_000,
+        "reply_to": None,
+        "mentions": [],
+        "edited_at": None,
+        "deleted": False,
+        "reactions": [],
     }
 
 

@@ -19,7 +19,7 @@ ONE_ID = {
     "conversation": keys.conversation, "members": keys.conversation_members,
     "former": keys.conversation_former, "last": keys.conversation_last, "receipts": keys.receipts,
     "user_convs": keys.user_conversations, "connections": keys.connections, "workers": keys.workers,
-    "media": keys.media, "media_sent": keys.media_sent, "push_devices": keys.push_devices,
+    "media": keys.media, "media_sent": keys.media_sent, "media_uses": keys.media_uses, "push_devices": keys.push_devices,
     "push_private": keys.push_private,
     "rate_send": lambda i: keys.bucket(keys.SEND_BUCKET, i),
     "rate_typing": lambda i: keys.bucket(keys.TYPING_BUCKET, i),
