@@ -70,6 +70,12 @@ async def test_an_edit_shows_as_edited_on_every_screen(system, browser, expect):
         await expect(person.seq(1).locator(".body")).to_have_text("See you at 10")
         await expect(person.seq(1).locator(".edited")).to_have_text("edited")
     await expect(alice.conv(cid)).to_contain_text("You: See you at 10")
+    # Text stays text: an edit to markup shows the markup.
+    await menu(alice, alice.seq(1), "edit")
+    await editor.fill("<b>bold</b> <img src=x>")
+    await editor.press("Enter")
+    await expect(bob.seq(1).locator(".body")).to_have_text("<b>bold</b> <img src=x>")
+    assert await bob.seq(1).locator(".body b, .body img").count() == 0
     # Only the author may edit: Bob's menu on Alice's message has no Edit (and no Delete).
     await bob.seq(1).locator(".bubble").click(button="right")
     await expect(bob.page.locator("#msg-menu [data-action=reply]")).to_be_visible()
