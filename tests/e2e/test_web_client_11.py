@@ -267,6 +267,29 @@ async def test_mute_from_the_header_shows_in_the_list_and_survives_a_reload(syst
         await person.close()
 
 
+@needs("changes", "mute")
+async def test_the_list_counts_unread_mentions_from_the_server(system, browser, expect, session):
+    alice, carol = await sign_in_users(session, system.url(), "alice", "carol")
+    bob_id = uid("bob")
+    group = (await alice.create_group("Team", [bob_id, carol.user_id]))["conversation_id"]
+    for n, (client, body, mentions) in enumerate([(alice, f"@{bob_id} can you check?", [bob_id]),
+                                                  (carol, "unrelated", []),
+                                                  (carol, f"@{bob_id} and the map", [bob_id])]):
+        status, _ = await client.call("POST", f"/v1/conversations/{group}/messages",
+                                      json={"client_msg_id": f"m{n}", "body": body, "mentions": mentions})
+        assert status == 202
+    bob = await Person.sign_in(browser, system.url(), bob_id)  # a fresh page: the list is all it knows
+    badge = bob.conv(group).locator(".mention-badge")
+    await expect(badge).to_have_text("@2")
+    await expect(bob.conv(group).locator(".badge")).to_have_text("3")
+    await bob.open(group)
+    await expect(badge).to_have_count(0)
+    await bob.page.reload()
+    await expect(bob.conv(group)).to_be_visible()
+    await expect(badge).to_have_count(0)  # read on the server too
+    await bob.close()
+
+
 @needs("profiles")
 async def test_a_new_display_name_and_avatar_reach_the_other_user(system, browser, expect, tmp_path):
     alice, bob, cid = await pair(system, browser)
