@@ -10,7 +10,9 @@ import os
 import re
 from pathlib import Path
 
+import aiohttp
 import pytest
+import pytest_asyncio
 
 from tests.client import Client, sign_in_users, uid
 from tests.e2e.test_web_client import (  # noqa: F401  (fixtures: system, browser, expect)
@@ -355,76 +357,72 @@ async def set_profile(client: Client, name: str, picture: bytes) -> None:
     assert status == 200, body
 
 
-@needs(*LANDED)
-async def test_screenshots_of_the_11_features(system, browser, expect, session, tmp_path):
-    """The message menu, reactions, a reply with a mention, an edit and a deletion, search, the
-    chat options, the profile dialog and a phone composing a reply, as PNGs: to tmp_path, or to
-    docs/screenshots with `make screenshots`."""
+def shots_dir(tmp_path: Path) -> Path:
     out = Path(os.environ.get("CHAT_SCREENSHOTS_DIR") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    ids = {n: n if os.environ.get("CHAT_SCREENSHOTS_DIR") else uid(n) for n in ("alice", "bob", "carol")}
-    alice_c, bob_c, carol_c = [await Client.sign_in(session, system.url(), ids[n]) for n in ("alice", "bob", "carol")]
-    await set_profile(alice_c, "Alice Martin", gradient_png((255, 183, 77), (233, 30, 99)))
-    await set_profile(bob_c, "Bob Chen", gradient_png((79, 195, 247), (26, 35, 126)))
-    await set_profile(carol_c, "Carol Diaz", gradient_png((129, 199, 132), (0, 105, 92)))
-    group = (await carol_c.create_group("Weekend trip", [ids["alice"], ids["bob"]]))["conversation_id"]
+    return out
 
-    async def post(client: Client, n: str, body: str, **extra) -> None:
-        status, ack = await client.call("POST", f"/v1/conversations/{group}/messages",
-                                        json={"client_msg_id": n, "body": body, **extra})
-        assert status == 202, ack
 
-    await post(carol_c, "s1", "Who is in for hiking on Saturday? 🥾")
-    await post(bob_c, "s2", "Me! I will bring the map")
-    await post(carol_c, "s3", "The forecast says sunny, 22 degrees")
-    await post(carol_c, "s4", "Oops, wrong chat")
-    await post(bob_c, "s5", "@Alice Martin can you book the cabin for Saturday night?", mentions=[ids["alice"]])
-    base = f"/v1/conversations/{group}/messages"
-    assert (await bob_c.call("PATCH", f"{base}/2", json={"body": "Me! I will bring the map and a compass"}))[0] == 200
-    assert (await carol_c.call("DELETE", f"{base}/4"))[0] == 204
-    for client, seq, emoji in ((alice_c, 3, "☀️"), (bob_c, 3, "☀️"), (carol_c, 2, "🙏"), (alice_c, 1, "🙌")):
-        assert (await client.call("PUT", f"{base}/{seq}/reactions/{emoji}"))[0] == 200
-    direct = (await carol_c.call("POST", "/v1/conversations", json={"type": "direct", "peer": ids["alice"]}))[1]
-    await carol_c.call("POST", f"/v1/conversations/{direct['conversation_id']}/messages",
-                       json={"client_msg_id": "d1", "body": "Can you send me the photos from last time?"})
+def saved(out: Path, *names: str) -> None:
+    for name in names:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def trip(system):
+    """The screenshots' world: Alice, Bob and Carol (names and pictures once profiles are on
+    main) in a "Weekend trip" group with an edit, a deletion, reactions and a mention, and a
+    direct chat from Carol to Alice. Plain names with `make screenshots`, fresh ones otherwise."""
+    fixed = bool(os.environ.get("CHAT_SCREENSHOTS_DIR"))
+    ids = {n: n if fixed else uid(n) for n in ("alice", "bob", "carol")}
+    async with aiohttp.ClientSession() as session:
+        alice, bob, carol = [await Client.sign_in(session, system.url(), ids[n]) for n in ("alice", "bob", "carol")]
+        if LANDED["profiles"]:
+            await set_profile(alice, "Alice Martin", gradient_png((255, 183, 77), (233, 30, 99)))
+            await set_profile(bob, "Bob Chen", gradient_png((79, 195, 247), (26, 35, 126)))
+            await set_profile(carol, "Carol Diaz", gradient_png((129, 199, 132), (0, 105, 92)))
+        group = (await carol.create_group("Weekend trip", [ids["alice"], ids["bob"]]))["conversation_id"]
+        base = f"/v1/conversations/{group}/messages"
+        alice_name = "Alice Martin" if LANDED["profiles"] else ids["alice"]
+        for n, (client, body, extra) in enumerate([
+                (carol, "Who is in for hiking on Saturday? 🥾", {}),
+                (bob, "Me! I will bring the map", {}),
+                (carol, "The forecast says sunny, 22 degrees", {}),
+                (carol, "Oops, wrong chat", {}),
+                (bob, f"@{alice_name} can you book the cabin for Saturday night?", {"mentions": [ids["alice"]]})]):
+            status, ack = await client.call("POST", base, json={"client_msg_id": f"s{n}", "body": body, **extra})
+            assert status == 202, ack
+        assert (await bob.call("PATCH", f"{base}/2", json={"body": "Me! I will bring the map and a compass"}))[0] == 200
+        assert (await carol.call("DELETE", f"{base}/4"))[0] == 204
+        for client, seq, emoji in ((alice, 3, "☀️"), (bob, 3, "☀️"), (carol, 2, "🙏"), (alice, 1, "🙌")):
+            assert (await client.call("PUT", f"{base}/{seq}/reactions/{emoji}"))[0] == 200
+        direct = (await carol.call("POST", "/v1/conversations", json={"type": "direct", "peer": ids["alice"]}))[1]
+        await carol.call("POST", f"/v1/conversations/{direct['conversation_id']}/messages",
+                         json={"client_msg_id": "d1", "body": "Can you send me the photos from last time?"})
+        yield {"ids": ids, "group": group, "direct": direct["conversation_id"]}
+
+
+@needs("changes")
+async def test_screenshots_of_reactions_replies_mentions_and_the_menu(system, browser, expect, trip, tmp_path):
+    """Reactions, a reply with a mention, an edit and a deletion; the message menu with its
+    picker; a phone composing a reply: to tmp_path, or to docs/screenshots (`make screenshots`)."""
+    out = shots_dir(tmp_path)
+    ids, group = trip["ids"], trip["group"]
     alice = await Person.sign_in(browser, system.url(), ids["alice"])
-    await expect(alice.conv(group).locator(".mention-badge")).to_be_visible()
     await alice.open(group)
     await menu(alice, alice.seq(5), "reply")
     await alice.page.type("#message-input", "Done! The cabin is ours. Thanks @Bo", delay=5)
-    await alice.page.press("#message-input", "Enter")
-    await alice.page.press("#message-input", "Enter")
+    await alice.page.press("#message-input", "Enter")  # picks Bob
+    await alice.page.press("#message-input", "Enter")  # sends
     await expect(alice.seq(6).locator(".mention")).to_be_visible()
     await expect(alice.seq(2).locator(".edited")).to_be_visible()
     await alice.page.locator("#message-input").blur()
     await alice.page.mouse.move(5, 400)  # no message hovered
     await alice.page.screenshot(path=out / "reactions-replies-mentions.png")
-
     await alice.seq(3).hover()  # the menu's button shows on hover
     await alice.seq(3).locator(".msg-menu-btn").click()
     await alice.page.click("#msg-menu .emoji.more")
     await alice.page.screenshot(path=out / "message-menu.png")
-    await alice.page.keyboard.press("Escape")
-
-    await alice.page.fill("#search-input", "saturday")
-    await expect(alice.page.locator("#search-results li.result")).to_have_count(2)
-    await alice.page.locator("#search-results li.result").last.click()
-    await expect(alice.seq(1)).to_have_class(FLASH)
-    await alice.page.screenshot(path=out / "search.png")
-    await alice.page.fill("#search-input", "")
-    await alice.page.press("#search-input", "Enter")
-
-    await alice.open(direct["conversation_id"])
-    await alice.page.click("#chat-more")
-    await alice.page.locator("#chat-menu li", has_text="Mute until I unmute").click()
-    await expect(alice.conv(direct["conversation_id"]).locator(".muted-mark")).to_be_visible()
-    await alice.page.click("#chat-more")
-    await alice.page.screenshot(path=out / "chat-options.png")
-    await alice.page.keyboard.press("Escape")
-    await alice.page.click("#me")
-    await expect(alice.page.locator("#profile-avatar .avatar-img")).to_be_visible()
-    await alice.page.screenshot(path=out / "profile.png")
 
     bob = await Person.sign_in(browser, system.url(), ids["bob"], viewport=PHONE)
     await bob.open(group)
@@ -433,7 +431,39 @@ async def test_screenshots_of_the_11_features(system, browser, expect, session, 
     await bob.page.type("#message-input", "Perfect weather. @Ca", delay=5)
     await expect(bob.page.locator("#mention-list .option")).to_have_count(1)
     await bob.page.screenshot(path=out / "phone-reply-mention.png")
-    for name in ("reactions-replies-mentions", "message-menu", "search", "chat-options", "profile", "phone-reply-mention"):
-        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved(out, "reactions-replies-mentions", "message-menu", "phone-reply-mention")
     for person in (alice, bob):
         await person.close()
+
+
+@needs("changes", "search")
+async def test_screenshots_of_search(system, browser, expect, trip, tmp_path):
+    out = shots_dir(tmp_path)
+    alice = await Person.sign_in(browser, system.url(), trip["ids"]["alice"])
+    await alice.page.fill("#search-input", "saturday")
+    await expect(alice.page.locator("#search-results li.result")).to_have_count(2)
+    await alice.page.locator("#search-results li.result").last.click()
+    await expect(alice.seq(1)).to_have_class(FLASH)
+    await alice.page.mouse.move(5, 700)
+    await alice.page.screenshot(path=out / "search.png")
+    saved(out, "search")
+    await alice.close()
+
+
+@needs("changes", "mute", "blocking", "profiles")
+async def test_screenshots_of_chat_options_and_the_profile(system, browser, expect, trip, tmp_path):
+    out = shots_dir(tmp_path)
+    alice = await Person.sign_in(browser, system.url(), trip["ids"]["alice"])
+    await expect(alice.conv(trip["group"]).locator(".mention-badge")).to_be_visible()
+    await alice.open(trip["direct"])
+    await alice.page.click("#chat-more")
+    await alice.page.locator("#chat-menu li", has_text="Mute until I unmute").click()
+    await expect(alice.conv(trip["direct"]).locator(".muted-mark")).to_be_visible()
+    await alice.page.click("#chat-more")
+    await alice.page.screenshot(path=out / "chat-options.png")
+    await alice.page.keyboard.press("Escape")
+    await alice.page.click("#me")
+    await expect(alice.page.locator("#profile-avatar .avatar-img")).to_be_visible()
+    await alice.page.screenshot(path=out / "profile.png")
+    saved(out, "chat-options", "profile")
+    await alice.close()
