@@ -351,8 +351,10 @@ def gradient_png(rgb_from: tuple[int, int, int], rgb_to: tuple[int, int, int], s
 
 
 async def set_profile(client: Client, name: str, picture: bytes) -> None:
-    status, media = await client.call("POST", "/v1/media", data=picture, headers={**client.headers, "Content-Type": "image/png"})
-    assert status == 201, media
+    async with client.session.post(f"{client.base_url}/v1/media", data=picture,
+                                   headers={**client.headers, "Content-Type": "image/png"}) as r:
+        assert r.status == 201, await r.text()
+        media = await r.json()
     status, body = await client.call("PUT", "/v1/users/me", json={"display_name": name, "avatar_media_id": media["media_id"]})
     assert status == 200, body
 
