@@ -179,6 +179,7 @@ class ReceiptRecorded(Event):
 @dataclass(frozen=True, slots=True)
 class MessageAccepted(Event):
     TYPE: ClassVar[str] = "MessageAccepted"
+    VERSION: ClassVar[int] = 2  # v2: reply_to, mentions
     conversation_id: str
     seq: int
     message_id: str
@@ -188,6 +189,8 @@ class MessageAccepted(Event):
     sent_at: int
     origin: Origin
     media: Media | None = None
+    reply_to: int | None = None
+    mentions: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +324,61 @@ class PushFailed(Event):
     failed_at: int
 
 
+# Profiles, blocking and mute (protocol 1.1).
+
+@dataclass(frozen=True, slots=True)
+class BlockRequested(Event):
+    TYPE: ClassVar[str] = "BlockRequested"
+    conversation_id: str  # direct_conversation_id(user_id, blocked_id)
+    user_id: str
+    blocked_id: str
+    blocked: bool
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChanged(Event):
+    TYPE: ClassVar[str] = "BlockChanged"
+    conversation_id: str
+    user_id: str
+    blocked_id: str
+    blocked: bool
+    changed_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MuteRequested(Event):
+    TYPE: ClassVar[str] = "MuteRequested"
+    conversation_id: str
+    user_id: str
+    muted_until: int | None  # ms, -1 until unmuted, None not muted
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MuteChanged(Event):
+    TYPE: ClassVar[str] = "MuteChanged"
+    conversation_id: str
+    user_id: str
+    muted_until: int | None
+    changed_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdated(Event):
+    TYPE: ClassVar[str] = "ProfileUpdated"
+    user_id: str
+    updated_at: int
+    origin: Origin
+    display_name: str | None = None  # None: unchanged
+    avatar_set: bool = False  # whether avatar_media_id applies (None then removes the avatar)
+    avatar_media_id: str | None = None
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
-                MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested]
+                MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested, BlockRequested, MuteRequested]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
@@ -350,6 +406,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MediaUploaded,
         PushRequested,
         PushFailed,
+        BlockRequested,
+        BlockChanged,
+        MuteRequested,
+        MuteChanged,
+        ProfileUpdated,
     )
 }
 

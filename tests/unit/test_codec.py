@@ -17,6 +17,7 @@ from chat.events import (
     MediaUploaded, Member, MessageAccepted, PushFailed, PushRequested, MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced, PipelineProbe,
     PresenceChanged, PresenceSignal, Target,
 )
+from chat.events import BlockChanged, BlockRequested, MuteChanged, MuteRequested, ProfileUpdated
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
@@ -46,6 +47,14 @@ SAMPLES = [
     MediaUploaded("md", "alice", "image/png", 10, "ab" * 32, 17),
     PushRequested("c", 1, "m", "alice", "bob", "phone", "fcm", "tok", "c", "alice", None, 9, 2),
     PushFailed("c", 1, "m", "alice", "bob", "phone", "webhook", "http://x", "c", "alice", "hi", 9, 5, "HTTP 500", 18),
+    MessageAccepted("c", 3, "m", "a", "cm", "@b", 9, O, None, 2, ["b", "c"]),
+    BlockRequested("dm_x", "alice", "bob", True, O),
+    BlockChanged("dm_x", "alice", "bob", False, 19, O),
+    MuteRequested("c", "alice", -1, O),
+    MuteRequested("c", "alice", None, O),
+    MuteChanged("c", "alice", 2**41, 20, O),
+    ProfileUpdated("alice", 21, O, "Alice 👋", True, "ab" * 16),
+    ProfileUpdated("alice", 22, Origin("gw"), None, False, None),
 ]
 
 
@@ -152,3 +161,16 @@ def test_event_ids_are_unique_32_hex_digits():
     ids = {new_event_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_message_accepted_v1_records_read_as_v2_with_no_reply_and_no_mentions():
+    codec = default_codec()
+    v1 = codec.schemas[("MessageAccepted", 1)]
+    payload = io.BytesIO()
+    fastavro.schemaless_writer(payload, v1, {"conversation_id": "c", "seq": 1, "message_id": "m", "sender_id": "a",
+                                             "client_msg_id": "cm", "body": "hi", "media": None, "sent_at": 5,
+                                             "origin": {"gateway_id": "gw", "device_id": None, "request_id": None}})
+    data = write_envelope("e", "MessageAccepted", 1, 0, "c", payload.getvalue())
+    event = codec.decode(data).event
+    assert event == MessageAccepted("c", 1, "m", "a", "cm", "hi", 5, Origin("gw"), None, None, [])
+    assert getattr(event, "mentions", ()) == []
