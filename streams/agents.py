@@ -140,7 +140,10 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
             await res.receipts.apply(events)
 
     with metrics.step("project", "write"):
-        routed, *_ = await together(conversations_then_route(), timelines(), receipts(), res.media.apply(events))
+        routed, *_ = await together(conversations_then_route(), timelines(), receipts(), res.media.apply(events),
+                                    res.social.apply(events))
+    # Blocks and mutes: their answers, and what a block does to presence (projections/social.py).
+    routed = routed + await res.social_router.route(events, int(time.time() * 1000))
     # Devices with no live connection get push notifications.
     with metrics.step("project", "deliver"):
         await together(res.deliver(routed), res.push_offline(events))
