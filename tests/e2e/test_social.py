@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 import pytest_asyncio
+import redis as sync_redis
 from confluent_kafka import Producer
 from PIL import Image
 
+from chat import keys
 from chat.codec import default_codec
 from chat.events import Event, MessageAccepted, Origin, ReceiptRecorded
 from infra.services import free_port
 from tests.client import sign_in_users, timed_device
 from tests.push_server import PushEndpoints
-from tests.support import System
+from projections import profiles, social
+from tests.support import ROOT, System
 
 DEBOUNCE_S, TTL_S = 1.0, 3.0
 HIDDEN = {"status": "offline", "last_seen": None}
@@ -375,3 +381,56 @@ async def test_bad_profile_requests(system, session):
     assert status == 413 and body["error"]["code"] == "too_large"
     async with session.put(f"{system.url()}/v1/users/me", json={"display_name": "x"}) as r:
         assert r.status == 401
+
+
+# Rebuild
+
+def owned_state(system: System, module) -> dict:
+    client = sync_redis.Redis.from_url(system.settings.redis_url)
+    state = {}
+    try:
+        for pattern in module.SCAN_PATTERNS:
+            for key in client.scan_iter(match=pattern, count=1000):
+                if module.OWNED_KEYS.fullmatch(key.decode()):
+                    kind = client.type(key).decode()
+                    state[key.decode()] = (client.hgetall(key) if kind == "hash" else
+                                           sorted(client.smembers(key)) if kind == "set" else
+                                           client.zrange(key, 0, -1, withscores=True))
+    finally:
+        client.close()
+    return state
+
+
+async def test_chat_rebuild_social_and_profiles_gives_the_live_projections_back(system, session):
+    alice, bob = await sign_in_users(session, system.url(), "alice", "bob")
+    cid = (await alice.create_group("g", [bob.user_id]))["conversation_id"]
+    await block(alice, bob.user_id)
+    assert (await bob.call("PUT", f"/v1/conversations/{cid}/settings", json={"muted_until": -1}))[0] == 200
+    assert (await alice.call("PUT", "/v1/users/me", json={"display_name": "Rebuilt"}))[0] == 200
+    inject(system, mentioning(cid, 1, alice.user_id, [bob.user_id]))
+    deadline = time.monotonic() + 15
+    while (await listed(bob, cid))["unread_mentions"] != 1:
+        assert time.monotonic() < deadline, "the mention was not projected"
+        await asyncio.sleep(0.1)
+    live = {"social": owned_state(system, social), "profiles": owned_state(system, profiles)}
+    assert keys.blocked(alice.user_id) in live["social"] and keys.muted(cid) in live["social"]
+    assert keys.mentions(cid, bob.user_id) in live["social"] and keys.profile(alice.user_id) in live["profiles"]
+
+    client = sync_redis.Redis.from_url(system.settings.redis_url)
+    client.delete(keys.blocked(alice.user_id), keys.profile(alice.user_id))
+    client.hset(keys.muted(cid), "mallory", -1)
+    client.zadd(keys.mentions(cid, "mallory"), {"1": 1})
+    client.set("unrelated", 1)
+    scratch = (int(system.settings.redis_url.rsplit("/", 1)[1]) + 8) % 16
+    sync_redis.Redis.from_url(system.settings.redis_url.rsplit("/", 1)[0] + f"/{scratch}").flushdb()
+    assert {"social": owned_state(system, social), "profiles": owned_state(system, profiles)} != live
+
+    env = {**os.environ, **system.env}
+    for name in ("social", "profiles"):
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "chat.cli", "rebuild", name,
+                                                        "--scratch-db", str(scratch), "--no-progress"],
+                                       env=env, cwd=ROOT, text=True, capture_output=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+    assert {"social": owned_state(system, social), "profiles": owned_state(system, profiles)} == live
+    assert client.get("unrelated") == b"1"
+    client.close()
