@@ -5,7 +5,8 @@ Keys (``chat.keys``):
   typing, the gateway's direct-create shortcut)
 - ``mute:{conv}``             hash user -> muted_until (ms, or -1 until unmuted); absent: not muted
 - ``mentions:{conv}:{user}``  sorted set of the seqs of messages that mention the user (score = seq):
-  ``unread_mentions`` counts those past the user's read mark
+  ``unread_mentions`` counts those past the user's read mark; those up to it are removed when
+  the mark moves (a read receipt, or the user's own message)
 
 Every write is a set operation or a plain overwrite applied in log order (a conversation's events
 share a partition), so an event applied twice changes nothing. The sequencer enforces blocks from
@@ -20,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import redis.asyncio as redis
 
 from chat import frames, keys
-from chat.events import BlockChanged, Event, MessageAccepted, MuteChanged
+from chat.events import BlockChanged, Event, MessageAccepted, MuteChanged, ReceiptRecorded
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import Routed, _reply, fan_out
@@ -64,9 +65,14 @@ class SocialProjection:
                     pipe.hdel(key, event.user_id)
                 else:
                     pipe.hset(key, event.user_id, event.muted_until)
-            elif isinstance(event, MessageAccepted) and mentioned(event):
+            elif isinstance(event, MessageAccepted):
                 for user_id in mentioned(event):
                     pipe.zadd(keys.mentions(event.conversation_id, user_id), {str(event.seq): event.seq})
+                # Sending reads everything before: what the sender was mentioned in is read.
+                pipe.zremrangebyscore(keys.mentions(event.conversation_id, event.sender_id), "-inf", event.seq)
+            elif isinstance(event, ReceiptRecorded) and event.status == "read":
+                # Read mentions are never counted again: forgotten, so the sets stay small.
+                pipe.zremrangebyscore(keys.mentions(event.conversation_id, event.user_id), "-inf", event.seq)
             else:
                 continue
             touched = True

@@ -276,6 +276,9 @@ async def test_unread_mentions_count_messages_after_the_read_mark_that_mention_t
     await poll((0, 2, 2))
     inject(system, ReceiptRecorded(cid, bob.user_id, 3, "read", int(time.time() * 1000)))
     await poll((0, 1, 2))
+    client = sync_redis.Redis.from_url(system.settings.redis_url)
+    assert client.zrange(keys.mentions(cid, bob.user_id), 0, -1) == [b"5"]  # read ones are forgotten
+    client.close()
     inject(system, ReceiptRecorded(cid, carol.user_id, 5, "read", int(time.time() * 1000)))
     await poll((0, 1, 0))
 
