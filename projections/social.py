@@ -139,9 +139,10 @@ def presence_frame(user_id: str, shown: dict[str, Any]) -> bytes:
 
 
 class SocialRouter:
-    """Frames for block and mute events: the answer to the request; on a block, the blocker goes
-    offline (last_seen null) on the blocked user's devices, and on an unblock, back to what they
-    are, if the two share a conversation; a mute's settings go to all of the member's devices."""
+    """Frames for block and mute events: the answer to the request; if the two share a
+    conversation, on a block the blocker goes offline (last_seen null) on the blocked user's
+    devices, and on an unblock back to what they are; a mute's settings go to all of the member's
+    devices."""
 
     def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry,
                  presence: PresenceProjection) -> None:
@@ -163,11 +164,10 @@ class SocialRouter:
                 routed += fan_out(frame, [event.user_id], connections)
                 continue
             routed += _reply(event.origin, event.user_id, block_frame(event), 204)
-            if event.blocked:
-                shown: dict[str, Any] = HIDDEN
-            elif event.blocked_id in await self.conversations.sharing(event.user_id, [event.blocked_id]):
+            if event.blocked_id not in await self.conversations.sharing(event.user_id, [event.blocked_id]):
+                continue  # presence frames only ever go to contacts
+            shown: dict[str, Any] = HIDDEN
+            if not event.blocked:
                 shown = (await self.presence.read([event.user_id]))[event.user_id]
-            else:
-                continue
             routed += fan_out(presence_frame(event.user_id, shown), [event.blocked_id], connections)
         return routed
