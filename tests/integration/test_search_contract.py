@@ -305,3 +305,106 @@ class TestSqliteSearchIndex(SearchIndexContract):
         (tmp_path / "a-file").write_text("not a directory")
         with pytest.raises(OperationalError):
             await SqliteSearchIndex(tmp_path / "a-file" / "search.sqlite3", RETENTION_MS).open()
+
+
+@pytest.mark.cassandra
+class TestCassandraSearchIndex(SearchIndexContract):
+    sweep_deletes_rows = False
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def cassandra_settings(cls, cassandra_hosts: str) -> Settings:
+        keyspace = f"chat_test_{uuid.uuid4().hex[:12]}"
+        return Settings(timeline_backend="cassandra", cassandra_hosts=cassandra_hosts, cassandra_keyspace=keyspace)
+
+    @pytest_asyncio.fixture
+    async def index_factory(self, cassandra_settings: Settings) -> AsyncIterator[IndexFactory]:
+        from projections.search_cassandra import CassandraSearchIndex
+
+        opened: list[SearchIndex] = []
+
+        async def factory(retention_ms: int = RETENTION_MS) -> SearchIndex:
+            index = CassandraSearchIndex(
+                cassandra_settings.cassandra_host_list, cassandra_settings.cassandra_keyspace, retention_ms
+            )
+            await index.open()
+            opened.append(index)
+            return index
+
+        yield factory
+        for index in opened:
+            await index.close()
+
+    async def stored(self, index: Any, conv: str, seq: int) -> list[str]:
+        ks = index.keyspace
+        docs = await raw_rows(index, f"SELECT body FROM {ks}.search_docs WHERE conversation_id = %s AND seq = %s",
+                              conv, seq)
+        postings = await raw_rows(index, f"SELECT term, seq FROM {ks}.search_postings WHERE conversation_id = %s"
+                                         " ALLOW FILTERING", conv)
+        return [body for (body,) in docs] + [term for term, s in postings if s == seq]
+
+    async def test_rows_carry_the_rest_of_their_retention_as_ttl(self, index_factory: IndexFactory) -> None:
+        index: Any = await index_factory(retention_ms=10 * MINUTE_MS)
+        conv, now = conversation(), current_ms()
+        await index.add([doc(conv, 1, "ttl word", sent_at=now - 8 * MINUTE_MS)])
+        await index.replace(conv, 1, "ttl edited")  # an edit keeps the message's expiry
+        (ttl,), = await raw_rows(index, f"SELECT TTL(body) FROM {index.keyspace}.search_docs"
+                                        " WHERE conversation_id = %s", conv)
+        assert 115 <= ttl <= 120, ttl
+
+    async def test_postings_are_gone_once_their_ttl_runs_out(self, index_factory: IndexFactory) -> None:
+        index: Any = await index_factory(retention_ms=2_000)
+        conv = conversation()
+        await index.add([doc(conv, 1, "short lived", sent_at=current_ms())])
+        await index.replace(conv, 1, "short edit")
+        assert "=edit" in await self.stored(index, conv, 1)
+        await asyncio.sleep(3.1)  # a TTL is whole seconds, rounded up: 2 s here
+        assert await self.stored(index, conv, 1) == []  # not filtered out: not there
+
+    async def test_a_long_prefix_is_checked_on_the_body(self, index: SearchIndex) -> None:
+        from projections.search_cassandra import PREFIX_MAX
+
+        conv = conversation()
+        stem = "x" * PREFIX_MAX
+        await index.add([doc(conv, seq, f"{stem}{'ab' if seq % 2 else 'cd'}") for seq in range(1, 40)])
+        page = await index.search({conv: None}, stem + "a", limit=5)
+        assert (seqs(page), page.has_more) == ([39, 37, 35, 33, 31], True)
+        assert page.results[0].highlights == [(0, PREFIX_MAX + 1)]
+
+    @pytest.fixture(scope="class", autouse=True)
+    @classmethod
+    def drop_keyspace_afterwards(cls, cassandra_settings: Settings) -> Iterator[None]:
+        yield
+        from cassandra.cluster import Cluster
+
+        from projections.timelines_cassandra import PROTOCOL_VERSION, contact_point
+
+        cluster = Cluster(contact_points=[contact_point(h) for h in cassandra_settings.cassandra_host_list],
+                          protocol_version=PROTOCOL_VERSION)
+        try:
+            cluster.connect().execute(f"DROP KEYSPACE IF EXISTS {cassandra_settings.cassandra_keyspace}", timeout=60)
+        finally:
+            cluster.shutdown()
+
+
+async def raw_rows(index: Any, cql: str, *values: Any) -> list[tuple[Any, ...]]:
+    """Rows of a plain statement on a Cassandra index's own session, no retention filter."""
+    rows = await asyncio.to_thread(index._session.execute, cql, values)
+    return [tuple(row) for row in rows]
+
+
+def test_factory_picks_the_backend(tmp_path: Path) -> None:
+    from projections.search_cassandra import CassandraSearchIndex
+    from projections.search_sqlite import SqliteSearchIndex
+
+    sqlite = make_search_index(Settings(sqlite_path=str(tmp_path / "t.sqlite3"), retention_days=1))
+    assert isinstance(sqlite, SqliteSearchIndex)
+    assert (sqlite.path, sqlite.retention_ms) == (tmp_path / "t-search.sqlite3", DAY_MS)
+    assert search_sqlite_path(Path("/d/timelines.sqlite3")) == Path("/d/timelines-search.sqlite3")
+    cassandra = make_search_index(
+        Settings(timeline_backend="cassandra", cassandra_hosts="h1, h2:9043", cassandra_keyspace="chat_x")
+    )
+    assert isinstance(cassandra, CassandraSearchIndex)
+    assert (cassandra.hosts, cassandra.keyspace) == (["h1", "h2:9043"], "chat_x")
+    with pytest.raises(ValueError):
+        make_search_index(Settings(timeline_backend="redis"))
