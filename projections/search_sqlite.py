@@ -40,7 +40,7 @@ MAX_SENT_AT = 2**46  # ms, about the year 4200: keeps ids below 2**62
 SWEEP_CHUNK = 2000
 CANDIDATE_BATCH = 256  # rowids read from the FTS index at a time
 # Scopes up to this many conversations are put into the FTS query; larger ones are filtered
-# while walking the matches (cheaper than an OR of hundreds of terms: see bench/RESULTS.md).
+# while walking the matches, which is cheaper than an OR of that many terms (bench/RESULTS.md).
 SCOPE_TERMS_MAX = 100
 
 _SCHEMA = (
@@ -56,8 +56,10 @@ _SCHEMA = (
         UNIQUE (conversation_id, seq)
     )
     """,
+    # prefix: the words' first 1, 2 and 3 characters are terms too, so a short last word reads
+    # one list instead of merging those of every word it begins.
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_words USING fts5("
-    " words, content='', tokenize='ascii', detail=none)",
+    " words, content='', tokenize='ascii', detail=none, prefix='1 2 3')",
     "INSERT INTO search_words (search_words, rank) VALUES ('secure-delete', 1)",
     # The terms the index holds and in how many rows (for operators, and the erasure tests).
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_vocab USING fts5vocab(search_words, 'row')",
