@@ -8,7 +8,8 @@ named after it: ``search_sqlite.py`` (FTS5) and ``search_cassandra.py``;
 
 The rules (PROTOCOL.md, "Additions in 1.1"): every word of the query must be a word of the body,
 the last one may be a prefix of one (words as ``search_text`` defines them); newest first by
-``sent_at``, ties by ``(conversation_id, seq)``, all descending; never an expired, deleted or
+``sent_at``, ties by ``(conversation_id, seq)``, all descending, and a page never ends inside
+a group of equal ``sent_at`` (see ``SearchPlan.finish``); never an expired, deleted or
 out-of-scope message. Writes are keyed by ``(conversation_id, seq)``: an ``add`` seen twice
 changes nothing, ``replace`` and ``remove`` of an unknown message do nothing.
 """
@@ -178,9 +179,19 @@ class SearchPlan:
         return SearchHit(conversation_id, seq, body, sent_at, highlights(body, self.query))
 
     def finish(self, hits: Iterable[SearchHit]) -> SearchPage:
-        """The page from hits that hold at least the newest ``fetch`` ones (in any order)."""
+        """The page from hits that hold at least the newest ``fetch`` ones and every hit with
+        the same ``sent_at`` as the last of those (in any order).
+
+        ``before`` is a ``sent_at``, so a page that ended inside a group of equal ``sent_at``
+        would lose the rest of the group to the next page: such a page ends before the group
+        instead (shorter than ``limit``), unless the group alone fills it.
+        """
         ordered = sorted(hits, key=lambda h: h.key, reverse=True)
-        return SearchPage(results=ordered[: self.limit], has_more=len(ordered) > self.limit)
+        page = ordered[: self.limit]
+        if len(ordered) > self.limit and page[-1].sent_at == ordered[self.limit].sent_at:
+            whole_groups = [h for h in page if h.sent_at != page[-1].sent_at]
+            page = whole_groups or page
+        return SearchPage(results=page, has_more=len(ordered) > len(page))
 
 
 def search_plan(

@@ -134,3 +134,14 @@ def test_finish_orders_newest_first_ties_by_conversation_and_seq() -> None:
     page = plan.finish(hits)
     assert [(h.conversation_id, h.seq) for h in page.results] == [("b", 1), ("a", 2)]
     assert page.has_more is True
+
+
+def test_a_page_never_ends_inside_a_group_of_equal_sent_at() -> None:
+    plan = search_plan({"a": None}, "x", before=None, limit=2, now_ms=100, retention_ms=1_000)
+    assert plan is not None
+    page = plan.finish([SearchHit("a", 9, "x", 60), SearchHit("a", 1, "x", 50), SearchHit("a", 2, "x", 50),
+                        SearchHit("a", 3, "x", 40)])
+    # before=60 then finds both messages at 50; a page of [9, 2] would lose 1 to before=50.
+    assert ([h.seq for h in page.results], page.has_more) == ([9], True)
+    page = plan.finish([SearchHit("a", 9, "x", 60), SearchHit("a", 1, "x", 50), SearchHit("a", 3, "x", 40)])
+    assert ([h.seq for h in page.results], page.has_more) == ([9, 1], True)
