@@ -428,9 +428,62 @@ MessageChange = Union[MessageEdited, MessageDeleted, ReactionChanged]
 CHANGE_KINDS: dict[str, str] = {"MessageEdited": "edit", "MessageDeleted": "delete", "ReactionChanged": "reaction"}
 
 
+# Profiles, blocking and mute (protocol 1.1).
+
+@dataclass(frozen=True, slots=True)
+class BlockRequested(Event):
+    TYPE: ClassVar[str] = "BlockRequested"
+    conversation_id: str  # direct_conversation_id(user_id, blocked_id)
+    user_id: str
+    blocked_id: str
+    blocked: bool
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChanged(Event):
+    TYPE: ClassVar[str] = "BlockChanged"
+    conversation_id: str
+    user_id: str
+    blocked_id: str
+    blocked: bool
+    changed_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MuteRequested(Event):
+    TYPE: ClassVar[str] = "MuteRequested"
+    conversation_id: str
+    user_id: str
+    muted_until: int | None  # ms, -1 until unmuted, None not muted
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class MuteChanged(Event):
+    TYPE: ClassVar[str] = "MuteChanged"
+    conversation_id: str
+    user_id: str
+    muted_until: int | None
+    changed_at: int
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileUpdated(Event):
+    TYPE: ClassVar[str] = "ProfileUpdated"
+    user_id: str
+    updated_at: int
+    origin: Origin
+    display_name: str | None = None  # None: unchanged
+    avatar_set: bool = False  # whether avatar_media_id applies (None then removes the avatar)
+    avatar_media_id: str | None = None
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
                 MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested, MessageEditRequested,
-                MessageDeleteRequested, ReactionRequested]
+                MessageDeleteRequested, ReactionRequested, BlockRequested, MuteRequested]
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
@@ -465,6 +518,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MessageDeleted,
         ReactionChanged,
         ChangeAcknowledged,
+        BlockRequested,
+        BlockChanged,
+        MuteRequested,
+        MuteChanged,
+        ProfileUpdated,
     )
 }
 

@@ -19,6 +19,7 @@ Layout:
 - ``media:{media}``, ``media:{media}:sent``
 - ``push:devices:{user}``, ``push:private:{conv}``, ``push:sent:{message}:{user}:{device}``
 - ``rate:send:{user}``, ``rate:typing:{user}``
+- ``block:{user}``, ``mute:{conv}``, ``mentions:{conv}:{user}``, ``profile:{user}``
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def push_private(cid: str) -> str:
 
 def push_sent(message_id: str, user_id: str, device_id: str) -> str:
     return f"push:sent:{tag(message_id)}:{tag(user_id)}:{tag(device_id)}"
+
+
+def blocked(user_id: str) -> str:
+    """The users ``user_id`` blocked (a set)."""
+    return f"block:{tag(user_id)}"
+
+
+def muted(cid: str) -> str:
+    """A conversation's mutes (a hash user -> muted_until)."""
+    return f"mute:{tag(cid)}"
+
+
+def mentions(cid: str, user_id: str) -> str:
+    """The seqs of a conversation's messages that mention a user (a sorted set)."""
+    return f"mentions:{tag(cid)}:{tag(user_id)}"
+
+
+def profile(user_id: str) -> str:
+    return f"profile:{tag(user_id)}"
 
 
 SEND_BUCKET = "rate:send:"

@@ -18,7 +18,8 @@ from chat.settings import Settings
 def agents(settings: Settings) -> dict[str, str]:
     """topic -> the Faust agent that consumes it (consumer group ``CHAT_APP_ID``)."""
     return {settings.commands_topic: "sequence", settings.events_topic: "project",
-            settings.presence_signals_topic: "presence", settings.presence_topic: "project_presence"}
+            settings.presence_signals_topic: "presence", settings.presence_topic: "project_presence",
+            settings.profiles_topic: "project_profiles"}
 
 
 def rows(settings: Settings, show_all: bool = False, timeout: float = 10.0) -> list[dict[str, Any]]:

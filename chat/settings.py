@@ -252,6 +252,10 @@ class Settings:
         return f"{self.topic_prefix}push.dead"
 
     @property
+    def profiles_topic(self) -> str:
+        return f"{self.topic_prefix}profiles"
+
+    @property
     def resolved_media_dir(self) -> Path:
         return Path(self.media_dir) if self.media_dir else Path(self.data_dir) / "media"
 

@@ -17,7 +17,7 @@ from chat import keys, redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import Settings, SettingsError
-from gateway import http, media, push, ws
+from gateway import http, media, profiles, push, social, ws
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
 from gateway.limits import TokenBucket, send_bucket
@@ -184,5 +184,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(http.routes)
     app.add_routes(media.routes)
     app.add_routes(push.routes)
+    app.add_routes(social.routes)
+    app.add_routes(profiles.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from chat.errors import BadRequest, NotFound, TooLarge
+from chat.errors import BadRequest, Forbidden, NotFound, TooLarge
 from chat.events import (
     ConversationCreateRequested, ConversationUpdateRequested, Event, MemberRemoveRequested, MembersAddRequested,
     Origin,
@@ -20,9 +20,10 @@ from chat.events import (
 from chat.identity import check_user_id, check_user_ids
 from chat.ids import direct_conversation_id, new_group_id
 from gateway.auth import issue_token, request_user
-from gateway.context import GATEWAY, Gateway, new_request, seq_value
+from gateway.context import GATEWAY, Gateway, new_request, now_ms, seq_value
 from gateway.limits import admit_change, admit_send
 from gateway.media import attach_media
+from projections.social import SocialProjection
 
 routes = web.RouteTableDef()
 STATIC = Path(__file__).resolve().parent / "static"
@@ -112,6 +113,9 @@ async def create_conversation(request: web.Request) -> web.Response:
         if peer == user_id:
             raise BadRequest("a direct conversation needs a peer other than yourself")
         conversation_id = direct_conversation_id(user_id, peer)
+        if await SocialProjection(gw.redis).blockers_of(user_id, [peer]):
+            # Refused even when it exists (the sequencer refuses it too, as it decides creates).
+            raise Forbidden("you cannot start a conversation with this user")
         existing = await gw.conversations.get(conversation_id)
         if existing is not None:
             return json(existing, 200)
@@ -139,6 +143,8 @@ async def list_conversations(request: web.Request) -> web.Response:
     items = []
     conversation_ids = await gw.conversations.conversation_ids(user_id)
     read_seqs = await gw.receipts.read_seqs(user_id, conversation_ids)
+    # muted_until and unread_mentions (protocol 1.1), for every conversation in one round trip.
+    social = await SocialProjection(gw.redis).list_fields(user_id, dict(zip(conversation_ids, read_seqs)), now_ms())
     for conversation_id, read_seq in zip(conversation_ids, read_seqs):
         conversation, (last_seq, last) = await asyncio.gather(
             gw.conversations.get(conversation_id), gw.conversations.last(conversation_id))
@@ -153,6 +159,7 @@ async def list_conversations(request: web.Request) -> web.Response:
             last["body"] = last["body"][:LAST_MESSAGE_CHARS] + "…"
         conversation.update(last_seq=last_seq, last_message=last,
                             unread=await unread_count(gw, conversation_id, last_seq, read_seq, last))
+        conversation.update(social[conversation_id])
         items.append(conversation)
     items.sort(key=lambda c: (c["last_message"] or {}).get("sent_at", c["created_at"]), reverse=True)
     return json({"conversations": items})
@@ -350,6 +357,9 @@ async def presence(request: web.Request) -> web.Response:
     if len(asked) > gw.settings.max_presence_users:
         raise TooLarge(f"at most {gw.settings.max_presence_users} user ids per request")
     visible = sorted(await gw.conversations.sharing(user_id, asked))
+    # A user who blocked the caller reads offline with last_seen null to them.
+    hidden = await SocialProjection(gw.redis).blockers_of(user_id, [u for u in visible if u != user_id])
+    visible = [u for u in visible if u not in hidden]
     known = await gw.presence.read(visible) if visible else {}
     return json({u: known.get(u, {"status": "offline", "last_seen": None}) for u in asked})
 

@@ -5,8 +5,9 @@ Upload: the body is streamed to the media store in chunks, counted and hashed on
 ``413 too_large`` and nothing is kept. Then the metadata goes to Redis and a ``MediaUploaded``
 event to the media topic (the thumbnail agent makes thumbnails from it).
 
-Download: the uploader, and whoever can read a message that carried the medium (a member of
-the conversation, or a former member whose readable history includes it); anyone else gets
+Download: the uploader, whoever can read a message that carried the medium (a member of
+the conversation, or a former member whose readable history includes it), and, for a user's
+current avatar, everyone who shares a conversation with them; anyone else gets
 404, as for an unknown id, so nothing leaks. Single byte ranges get ``206`` (video seeking).
 Browsers' ``<img>``/``<video>`` cannot send headers, so ``?token=`` is accepted here too.
 """
@@ -29,6 +30,7 @@ from gateway.context import GATEWAY, Gateway
 from media.store import Hashing, MediaStore, make_media_store
 from media.urls import media_object, media_url, thumbnail_key
 from projections.media import MediaInfo, MediaProjection
+from projections.profiles import ProfileProjection
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,17 @@ async def readable(gw: Gateway, media_id: str, user_id: str) -> MediaInfo:
         role, former_seq = await gw.conversations.access(conversation_id, user_id)
         if role is not None or (former_seq is not None and former_seq >= seq):
             return info
+    if await avatar_readable(gw, info, user_id):
+        return info
     raise NotFound("no such media")
+
+
+async def avatar_readable(gw: Gateway, info: MediaInfo, user_id: str) -> bool:
+    """Whether ``info`` is its uploader's avatar now and ``user_id`` shares a conversation with
+    them: everyone who does may download it (protocol 1.1)."""
+    if await ProfileProjection(gw.redis).avatar(info.uploader) != info.media_id:
+        return False
+    return info.uploader in await gw.conversations.sharing(user_id, [info.uploader])
 
 
 async def attach_media(gw: Gateway, command: MessageSendRequested) -> MessageSendRequested:

@@ -20,6 +20,7 @@ from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
 from gateway.limits import admit_change, admit_connection, admit_send
 from gateway.media import attach_media
 from gateway.registry import Connection
+from gateway.social import typing_dropped
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,8 @@ async def on_typing(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> Non
     if not isinstance(typing, bool):
         raise BadRequest("typing must be true or false")
     await gw.require_member(conversation_id, conn.user_id)
+    if await typing_dropped(gw, conversation_id, conn.user_id):
+        return  # blocked there: dropped, and nothing says so
     await gw.typing.update(conn.user_id, conversation_id, typing)
 
 

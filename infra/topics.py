@@ -27,16 +27,17 @@ def core_topics(settings: Settings) -> dict[str, int]:
     return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions,
             settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions,
             settings.media_topic: settings.partitions, settings.push_topic: settings.partitions,
-            settings.push_dead_topic: settings.partitions}
+            settings.push_dead_topic: settings.partitions, settings.profiles_topic: settings.partitions}
 
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Topic configs at creation: the events, presence and media topics are the system of record,
+    """Topic configs at creation: the events, presence, media and profiles topics are the system of record,
     kept forever; commands (each answered by an event) and push jobs a week; presence signals
     (connects, disconnects, heartbeats) matter for a minute, kept a day; the push dead letters
     30 days, for someone to look at. Every topic gets the configured ``min.insync.replicas``."""
     forever, week = {"retention.ms": "-1"}, {"retention.ms": str(7 * 86_400_000)}
     kept = {settings.events_topic: forever, settings.presence_topic: forever, settings.media_topic: forever,
+            settings.profiles_topic: forever,
             settings.commands_topic: week, settings.push_topic: week,
             settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000)},
             settings.presence_signals_topic: {"retention.ms": str(86_400_000)}}

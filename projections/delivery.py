@@ -9,7 +9,7 @@ devices it holds, and only writes the bytes to those sockets. ``plan`` is pure;
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from chat import frames
 from chat.errors import ERRORS_BY_CODE
@@ -154,14 +154,20 @@ class DeliveryRouter:
 class PresenceRouter:
     """``presence`` frames to the devices of everyone who shares a conversation with the user."""
 
-    def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry) -> None:
+    def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry,
+                 hidden: Callable[[Sequence[str]], Awaitable[dict[str, set[str]]]] | None = None) -> None:
         self.conversations = conversations
         self.connections = connections
+        # user -> the users they blocked, who never see their presence (projections.social).
+        self.hidden = hidden
 
     async def route(self, events: Sequence[PresenceChanged]) -> list[Routed]:
         if not events:
             return []
         contacts = await self.conversations.contacts({e.user_id for e in events})
+        if self.hidden is not None:
+            for user_id, blocked in (await self.hidden(sorted(contacts))).items():
+                contacts[user_id] -= blocked
         connections = await self.connections.gateways(set().union(*contacts.values()))
         routed: list[Routed] = []
         for event in events:

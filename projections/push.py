@@ -25,6 +25,7 @@ from chat import keys
 from chat.events import Event, MessageAccepted, PushRequested
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
+from streams.model import is_muted
 
 PLATFORMS = ("fcm", "apns", "webpush", "webhook")
 PREVIEW_CHARS = 200
@@ -98,16 +99,25 @@ def notification(m: MessageAccepted, user_id: str, device_id: str, reg: Registra
                          sent_at=m.sent_at, attempt=0)
 
 
+def silenced(m: MessageAccepted, user_id: str, muted_until: int | None) -> bool:
+    """A member who muted the conversation gets no push for a message, unless it mentions them.
+    (``mentions`` comes with MessageAccepted v2: read with getattr, so either shape works.)"""
+    return is_muted(muted_until, m.sent_at) and user_id not in (getattr(m, "mentions", None) or ())
+
+
 class PushPlanner:
     def __init__(self, conversations: ConversationProjection, connections: ConnectionRegistry,
                  devices: DeviceRegistry,
-                 members_of: Callable[[str], Awaitable[Iterable[str]]] | None = None) -> None:
+                 members_of: Callable[[str], Awaitable[Iterable[str]]] | None = None,
+                 mutes: Callable[[Sequence[str]], Awaitable[dict[str, dict[str, int]]]] | None = None) -> None:
         self.conversations = conversations
         self.connections = connections
         self.devices = devices
         # The worker passes its delivery router's member cache: a Redis round trip per
         # conversation and batch was the projector's slowest step.
         self.members_of = members_of or conversations.members
+        # conversation -> user -> muted_until (projections.social); None: nobody is ever muted.
+        self.mutes = mutes
 
     async def plan(self, events: Iterable[Event]) -> list[PushRequested]:
         messages = [e for e in events if isinstance(e, MessageAccepted)]
@@ -121,9 +131,12 @@ class PushPlanner:
         cids = sorted({m.conversation_id for m in messages if members[m.conversation_id] & registered.keys()})
         private = await self.devices.private(cids)
         names = {cid: ((await self.conversations.get(cid)) or {}).get("name", "") for cid in cids}
+        mutes = await self.mutes(cids) if self.mutes is not None else {}
         jobs = []
         for m in messages:
             for user_id in sorted(members[m.conversation_id] & registered.keys() - {m.sender_id}):
+                if silenced(m, user_id, mutes.get(m.conversation_id, {}).get(user_id)):
+                    continue
                 for device_id, reg in sorted(registered[user_id].items()):
                     if device_id not in live.get(user_id, {}):
                         jobs.append(notification(m, user_id, device_id, reg, names[m.conversation_id],

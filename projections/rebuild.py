@@ -36,6 +36,7 @@ from chat.events import (
     ConversationCreated, ConversationUpdated, Event, MemberRemoved, MembersAdded, MessageAccepted, MessageDeleted,
     MessageEdited, PartitionFenced, PresenceChanged, ReactionChanged, ReceiptRecorded,
 )
+from chat.events import BlockChanged, MuteChanged, ProfileUpdated
 from chat.kafka import AsyncProducer
 from chat.logread import BEGINNING, TopicReader
 from chat.settings import Settings
@@ -91,6 +92,10 @@ def _presence_topic(settings: Settings) -> str:
     return settings.presence_topic
 
 
+def _profiles_topic(settings: Settings) -> str:
+    return settings.profiles_topic
+
+
 # name -> spec; None: known but not rebuildable yet. Plugging in a projection is one entry
 # (and, for a Redis one, ``OWNED_KEYS`` and ``SCAN_PATTERNS`` in its module).
 REGISTRY: dict[str, ProjectionSpec | None] = {
@@ -105,6 +110,11 @@ REGISTRY: dict[str, ProjectionSpec | None] = {
                                _redis("receipts", "projections.receipts", "ReceiptProjection")),
     "presence": ProjectionSpec("presence", _presence_topic, (PresenceChanged,),
                                _redis("presence", "projections.presence", "PresenceProjection")),
+    "social": ProjectionSpec("social", _events_topic,
+                             (BlockChanged, MuteChanged, MessageAccepted, ReceiptRecorded),
+                             _redis("social", "projections.social", "SocialProjection")),
+    "profiles": ProjectionSpec("profiles", _profiles_topic, (ProfileUpdated,),
+                               _redis("profiles", "projections.profiles", "ProfileProjection")),
 }
 
 

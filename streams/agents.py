@@ -137,10 +137,13 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
             await res.receipts.apply(events)
 
     with metrics.step("project", "write"):
-        outcome, *_ = await together(timelines(), conversations(), receipts(), res.media.apply(events))
+        outcome, *_ = await together(timelines(), conversations(), receipts(), res.media.apply(events),
+                                     res.social.apply(events))
         # A deleted message's media leaves the object store (unless another message uses it).
         await res.erase_media(events)
         routed = await res.router.route(events, outcome)
+    # Blocks and mutes: their answers, and what a block does to presence (projections/social.py).
+    routed = routed + await res.social_router.route(events, int(time.time() * 1000))
     # Devices with no live connection get push notifications.
     with metrics.step("project", "deliver"):
         await together(res.deliver(routed), res.push_offline(events))

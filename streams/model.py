@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable, Mapping
 
 from chat.events import (
     ChangeAcknowledged,
+    BlockChanged,
+    BlockRequested,
     Command,
     CommandRejected,
     ConversationCreateRequested,
@@ -37,6 +39,8 @@ from chat.events import (
     MessageSendRequested,
     ReactionChanged,
     ReactionRequested,
+    MuteChanged,
+    MuteRequested,
     ReceiptRecordRequested,
     ReceiptRecorded,
     ReplyRef,
@@ -114,6 +118,19 @@ class ConversationState:
     recent_changes: OrderedDict[tuple[str, str], ChangeRef] = field(default_factory=OrderedDict)
 
 
+# Who blocked whom, per direct conversation id: {conversation_id: {(blocker, blocked), ...}}.
+# Kept beside the conversation states, since a block may come before its conversation exists.
+Blocks = Mapping[str, Collection[tuple[str, str]]]
+NO_BLOCKS: Blocks = {}
+
+
+def blocked_in(blocks: Blocks, conversation_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` is blocked in ``conversation_id`` (by the other member of that direct
+    conversation): their sends, edits and reactions there are refused ``forbidden``, and so is
+    creating it. Always False for a group (blocks are only ever kept under direct ids)."""
+    return any(blocked == user_id for _, blocked in blocks.get(conversation_id, ()))
+
+
 def _reject(command: Command, code: str, message: str) -> MessageRejected | CommandRejected:
     if isinstance(command, MessageSendRequested):
         return MessageRejected(conversation_id=command.conversation_id, sender_id=command.sender_id,
@@ -126,24 +143,33 @@ def _reject(command: Command, code: str, message: str) -> MessageRejected | Comm
 
 
 def decide(state: ConversationState | None, command: Event, *, now_ms: int, new_id: str,
-           limits: Limits = Limits()) -> list[Event]:
-    """The events a command produces against the current state of its conversation."""
+           limits: Limits = Limits(), blocks: Blocks = NO_BLOCKS) -> list[Event]:
+    """The events a command produces against the current state of its conversation.
+    ``blocks``: the partition's blocks (``Sequencer.blocks``), read with ``blocked_in``."""
     if isinstance(command, MessageSendRequested):
-        return [_decide_send(state, command, now_ms, new_id, limits)]
+        refused = _refuse_blocked_send(state, command, blocks, now_ms, limits)
+        return [refused or _decide_send(state, command, now_ms, new_id, limits)]
     if isinstance(command, ConversationCreateRequested):
+        if command.kind == "direct" and blocked_in(blocks, command.conversation_id, command.creator_id):
+            # Refused even when the conversation exists: the blocked user learns nothing more.
+            return [_reject(command, "forbidden", "you cannot start a conversation with this user")]
         return [_decide_create(state, command, now_ms, limits)]
+    if isinstance(command, BlockRequested):
+        return [_decide_block(command, now_ms)]
+    if isinstance(command, MuteRequested):
+        return [_decide_mute(state, command, now_ms)]
     if isinstance(command, (ConversationUpdateRequested, MembersAddRequested, MemberRemoveRequested)):
         return [_decide_membership(state, command, now_ms, limits)]
     if isinstance(command, ReceiptRecordRequested):
         return _decide_receipt(state, command, now_ms)
     if isinstance(command, (MessageEditRequested, MessageDeleteRequested, ReactionRequested)):
-        return [_decide_change(state, command, now_ms, limits)]
+        return [_decide_change(state, command, now_ms, limits, blocks)]
     return []
 
 
 def _decide_change(state: ConversationState | None,
                    cmd: MessageEditRequested | MessageDeleteRequested | ReactionRequested,
-                   now_ms: int, limits: Limits) -> Event:
+                   now_ms: int, limits: Limits, blocks: Blocks = NO_BLOCKS) -> Event:
     """An edit, deletion or reaction (protocol 1.1): who may, what it changes, and idempotence by
     the client's change id. A refusal is not remembered; an answer, even "nothing changed", is."""
     if state is None or cmd.user_id not in state.members:
@@ -153,6 +179,9 @@ def _decide_change(state: ConversationState | None,
     seen = state.recent_changes.get((cmd.user_id, cmd.change_id))
     if seen is not None and now_ms - seen.at < limits.dedup_window_ms:
         return _unchanged(cmd, seen.seq, seen.change_seq, now_ms)
+    if not isinstance(cmd, MessageDeleteRequested) and blocked_in(blocks, cmd.conversation_id, cmd.user_id):
+        # A blocked user's edits and reactions in the direct conversation, like their sends.
+        return _reject(cmd, "forbidden", "you cannot change messages in this conversation")
     if isinstance(cmd, ReactionRequested) and not 1 <= len(cmd.emoji.encode()) <= MAX_EMOJI_BYTES:
         return _reject(cmd, "bad_request", f"emoji must be 1 to {MAX_EMOJI_BYTES} bytes of UTF-8")
     facts = state.messages.get(cmd.seq)
@@ -199,6 +228,42 @@ def _unchanged(cmd: MessageEditRequested | MessageDeleteRequested | ReactionRequ
     return ChangeAcknowledged(conversation_id=cmd.conversation_id, seq=seq, change_seq=change_seq,
                               change_id=cmd.change_id, user_id=cmd.user_id, command=cmd.TYPE,
                               answered_at=now_ms, origin=cmd.origin)
+def _refuse_blocked_send(state: ConversationState | None, cmd: MessageSendRequested, blocks: Blocks,
+                         now_ms: int, limits: Limits) -> MessageRejected | None:
+    """A blocked member's send in the direct conversation: refused, after the membership check
+    (a stranger still reads not_found) and after dedup (a re-send of a message accepted before
+    the block gets its ack again)."""
+    if state is None or cmd.sender_id not in state.members or not blocked_in(blocks, cmd.conversation_id,
+                                                                              cmd.sender_id):
+        return None
+    sent = state.recent.get((cmd.sender_id, cmd.client_msg_id))
+    if sent is not None and now_ms - sent.sent_at < limits.dedup_window_ms:
+        return None
+    return _reject(cmd, "forbidden", "you cannot send messages to this user")  # type: ignore[return-value]
+
+
+def _decide_block(cmd: BlockRequested, now_ms: int) -> Event:
+    if cmd.user_id == cmd.blocked_id:
+        return _reject(cmd, "bad_request", "you cannot block yourself")
+    if cmd.conversation_id != direct_conversation_id(cmd.user_id, cmd.blocked_id):
+        return _reject(cmd, "bad_request", "a block is keyed by the pair's direct conversation id")
+    # Written also when nothing changes: the request is answered by it (PUT and DELETE are idempotent).
+    return BlockChanged(conversation_id=cmd.conversation_id, user_id=cmd.user_id, blocked_id=cmd.blocked_id,
+                        blocked=cmd.blocked, changed_at=now_ms, origin=cmd.origin)
+
+
+def _decide_mute(state: ConversationState | None, cmd: MuteRequested, now_ms: int) -> Event:
+    if state is None or cmd.user_id not in state.members:
+        return _reject(cmd, "not_found", "no such conversation")
+    if cmd.muted_until is not None and cmd.muted_until < -1:
+        return _reject(cmd, "bad_request", "muted_until must be null, -1 or a time in ms")
+    return MuteChanged(conversation_id=cmd.conversation_id, user_id=cmd.user_id, muted_until=cmd.muted_until,
+                       changed_at=now_ms, origin=cmd.origin)
+
+
+def is_muted(muted_until: int | None, now_ms: int) -> bool:
+    """Whether a mute holds at ``now_ms``: -1 until unmuted, otherwise until the given time."""
+    return muted_until is not None and (muted_until == -1 or muted_until > now_ms)
 
 
 def _decide_receipt(state: ConversationState | None, cmd: ReceiptRecordRequested, now_ms: int) -> list[Event]:
@@ -435,10 +500,14 @@ class Sequencer:
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
         self.conversations: dict[str, ConversationState] = {}
+        self.blocks: dict[str, set[tuple[str, str]]] = {}  # see ``Blocks``
 
     def apply(self, event: Event) -> None:
         conversation_id = getattr(event, "conversation_id", None)
         if conversation_id is None:
+            return
+        if isinstance(event, BlockChanged):
+            apply_block(self.blocks, event)
             return
         current = self.conversations.get(conversation_id)
         updated = evolve(current, event, dedup_window_ms=self.limits.dedup_window_ms,
@@ -452,6 +521,17 @@ class Sequencer:
 
     def handle(self, command: Event, *, now_ms: int, new_id: Callable[[], str]) -> list[Event]:
         state = self.conversations.get(getattr(command, "conversation_id", ""))
-        events = decide(state, command, now_ms=now_ms, new_id=new_id(), limits=self.limits)
+        events = decide(state, command, now_ms=now_ms, new_id=new_id(), limits=self.limits, blocks=self.blocks)
         self.apply_all(events)
         return events
+
+
+def apply_block(blocks: dict[str, set[tuple[str, str]]], event: BlockChanged) -> None:
+    """Record a ``BlockChanged`` in a partition's blocks (idempotent)."""
+    pairs = blocks.setdefault(event.conversation_id, set())
+    if event.blocked:
+        pairs.add((event.user_id, event.blocked_id))
+    else:
+        pairs.discard((event.user_id, event.blocked_id))
+        if not pairs:
+            del blocks[event.conversation_id]

@@ -23,6 +23,7 @@ from projections.media import MediaProjection
 from projections.push import DeviceRegistry, PushPlanner
 from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
+from projections.social import SocialProjection, SocialRouter
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
 
@@ -42,10 +43,13 @@ class Resources:
         self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
+        self.social = SocialProjection(self.redis)  # blocks, mutes, mentions
         self.push = PushPlanner(self.conversations, self.connections,
-                                DeviceRegistry(self.redis, settings.push_private_default), self.router.members_of)
+                                DeviceRegistry(self.redis, settings.push_private_default), self.router.members_of,
+                                mutes=self.social.mutes)
         self.presence = PresenceProjection(self.redis, settings.presence_ttl)
-        self.presence_router = PresenceRouter(self.conversations, self.connections)
+        self.social_router = SocialRouter(self.conversations, self.connections, self.presence)
+        self.presence_router = PresenceRouter(self.conversations, self.connections, self.social.hidden_from)
         self.workers = WorkerRegistry(self.redis, settings.app_id, settings.connection_ttl_s)
         self.producer: AsyncProducer | None = None
         self._media_store: Any = None  # opened on the first deletion of a message with media

@@ -43,3 +43,4 @@ presence_topic = _topic(settings.presence_topic, settings.partitions)
 
 media_topic = _topic(settings.media_topic, settings.partitions)
 push_topic = _topic(settings.push_topic, settings.partitions)
+profiles_topic = _topic(settings.profiles_topic, settings.partitions)

@@ -7,7 +7,7 @@ import sys
 
 import uvloop
 
-from streams import agents, media_agents, presence_agents, push_agents  # noqa: F401  (registers the agents with the app)
+from streams import agents, media_agents, presence_agents, profile_agents, push_agents  # noqa: F401  (registers the agents with the app)
 from streams import metrics
 from streams.app import EXIT_AGENT_CRASHED, app, crashes, settings
 

@@ -18,6 +18,7 @@ from chat.events import (
     PresenceChanged, PresenceSignal, Target, ReplyRef, MessageEditRequested, MessageDeleteRequested,
     ReactionRequested, MessageEdited, MessageDeleted, ReactionChanged, ChangeAcknowledged,
 )
+from chat.events import BlockChanged, BlockRequested, MuteChanged, MuteRequested, ProfileUpdated
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
@@ -57,6 +58,13 @@ SAMPLES = [
     ReactionChanged("c", 3, 3, "ch3", "alice", "👍🏽", False, 22, O),
     ChangeAcknowledged("c", 3, None, "ch3", "alice", "ReactionRequested", 23, O),
     ChangeAcknowledged("c", 3, 2, "ch2", "alice", "MessageDeleteRequested", 24, O),
+    BlockRequested("dm_x", "alice", "bob", True, O),
+    BlockChanged("dm_x", "alice", "bob", False, 19, O),
+    MuteRequested("c", "alice", -1, O),
+    MuteRequested("c", "alice", None, O),
+    MuteChanged("c", "alice", 2**41, 20, O),
+    ProfileUpdated("alice", 21, O, "Alice 👋", True, "ab" * 16),
+    ProfileUpdated("alice", 22, Origin("gw"), None, False, None),
 ]
 
 

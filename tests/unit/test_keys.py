@@ -23,6 +23,7 @@ ONE_ID = {
     "push_private": keys.push_private,
     "rate_send": lambda i: keys.bucket(keys.SEND_BUCKET, i),
     "rate_typing": lambda i: keys.bucket(keys.TYPING_BUCKET, i),
+    "blocked": keys.blocked, "muted": keys.muted, "profile": keys.profile,
 }
 
 
@@ -32,6 +33,8 @@ def all_keys():
     for i in HOSTILE:  # push:sent names three ids: vary each in turn
         for ids in {(i, "u", "d"), ("m", i, "d"), ("m", "u", i), (i, i, i)}:
             entries.append(("push_sent", ids, keys.push_sent(*ids)))
+        for ids in {(i, "u"), ("c", i), (i, i)}:
+            entries.append(("mentions", ids, keys.mentions(*ids)))
     return entries
 
 

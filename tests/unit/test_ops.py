@@ -98,7 +98,8 @@ def test_rebuild_registry_names_what_it_cannot_rebuild(monkeypatch):
     from chat.errors import NotFound
     from projections import rebuild
 
-    assert [s.name for s in rebuild.resolve(["all"])] == ["timelines", "conversations", "receipts", "presence"]
+    assert [s.name for s in rebuild.resolve(["all"])] == ["timelines", "conversations", "receipts", "presence",
+                                                          "social", "profiles"]
     monkeypatch.setitem(rebuild.REGISTRY, "typing", None)
     with pytest.raises(NotFound, match="cannot be rebuilt yet"):
         rebuild.resolve(["typing"])
