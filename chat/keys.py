@@ -72,6 +72,10 @@ def user_conversations(user_id: str) -> str:
     return f"user:{tag(user_id)}:convs"
 
 
+def user_former(user_id: str) -> str:
+    return f"user:{tag(user_id)}:former"
+
+
 def connections(user_id: str) -> str:
     return f"conn:{tag(user_id)}"
 

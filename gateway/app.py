@@ -30,6 +30,7 @@ from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.presence import PresenceProjection
 from projections.signals import SignalBus
+from projections.search import make_search_index
 from projections.timelines import make_timeline_store
 from projections.receipts import ReceiptProjection
 from projections.workers import WorkerRegistry
@@ -92,6 +93,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     timelines = make_timeline_store(settings)
     await timelines.open()
+    search = make_search_index(settings)
+    await search.open()
     await asyncio.to_thread(ensure_delivery_topic, settings)
     registry = Registry(settings.gateway_id, ConnectionRegistry(client, settings.connection_ttl_s))
     metrics = Metrics()
@@ -119,7 +122,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
                  presence_signals=PresenceSignals(settings, producer, registry),
                  typing=Typing(settings, bus, TokenBucket(client, TYPING_PREFIX, settings.typing_rate_burst,
                                                           settings.typing_rate_per_s)),
-                 prober=Prober(settings, producer, registry), signals=bus)
+                 prober=Prober(settings, producer, registry), signals=bus, search=search)
     app[GATEWAY] = gw
     subscribed = asyncio.Event()
     listener = asyncio.create_task(bus.listen(settings.gateway_id, dispatch, subscribed))
@@ -135,6 +138,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     consumer.close()
     await asyncio.to_thread(gw.producer.close)
     await timelines.close()
+    await search.close()
     await client.aclose()
 
 

@@ -344,6 +344,43 @@ async def changes(request: web.Request) -> web.Response:
     return json({"changes": entries, "has_more": page.has_more})
 
 
+@routes.get("/v1/search")
+async def search(request: web.Request) -> web.Response:
+    """Messages whose current body holds every word of ``q`` (protocol 1.1), newest first, only in
+    conversations the caller can read: all of a member's, up to their removal for a former
+    member. Each result is the message as it is now, with ``[start, end)`` code point highlights."""
+    gw, user_id = ctx(request)
+    q = request.query.get("q", "")
+    if not q.strip():
+        raise BadRequest("q is required")
+    if len(q) > 1_000:
+        raise BadRequest("q is longer than 1000 characters")
+    limit = int_param(request, "limit")
+    limit = 20 if limit is None else max(1, min(limit, 50))
+    before = int_param(request, "before")
+    conversation_id = request.query.get("conversation_id")
+    scopes: dict[str, int | None]
+    if conversation_id:
+        scopes = {conversation_id: await gw.readable_until(conversation_id, user_id)}  # NotFound for strangers
+    else:
+        scopes = {c: None for c in await gw.conversations.conversation_ids(user_id)}
+        for c, until in (await gw.conversations.former(user_id)).items():
+            scopes.setdefault(c, until)
+    page = await gw.search.search(scopes, q, before=before, limit=limit)
+    wanted: dict[str, list[int]] = {}
+    for hit in page.results:
+        wanted.setdefault(hit.conversation_id, []).append(hit.seq)
+    found = await asyncio.gather(*(gw.timelines.messages(c, seqs) for c, seqs in wanted.items()))
+    current = {(c, seq): m for c, ms in zip(wanted, found) for seq, m in ms.items()}
+    results = []
+    for hit in page.results:
+        message = current.get((hit.conversation_id, hit.seq))
+        if message is None or message.deleted:  # expired or deleted since: never returned
+            continue
+        results.append({"message": message.to_dict(), "highlights": [list(h) for h in hit.highlights]})
+    return json({"results": results, "has_more": page.has_more})
+
+
 @routes.get("/v1/presence")
 async def presence(request: web.Request) -> web.Response:
     """Status and last_seen of each user asked for; one who shares no conversation with the

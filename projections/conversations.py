@@ -7,6 +7,7 @@ Keys:
 - ``conv:{id}:last``       hash seq, message (JSON): the newest message as sent, moved only forward
                            (the list shows it as the timeline holds it now: edited, deleted)
 - ``user:{id}:convs``      set of the user's conversation ids (current memberships)
+- ``user:{id}:former``     hash conversation id -> the last seq they may read, for conversations they left
 
 A conversation's events all live in one partition and reach this projection in log order;
 after a crash they are applied again from the last committed offset, in the same order, so
@@ -40,8 +41,8 @@ return 0
 
 # The keys this projection owns (``chat rebuild conversations`` replaces exactly these).
 OWNED_KEYS = keys.owned("conv:{id}", "conv:{id}:members", "conv:{id}:former", "conv:{id}:last",
-                        "user:{id}:convs")
-SCAN_PATTERNS = ("conv:{*", "user:{*}:convs")
+                        "user:{id}:convs", "user:{id}:former")
+SCAN_PATTERNS = ("conv:{*", "user:{*}:convs", "user:{*}:former")
 
 
 _meta, _members, _former = keys.conversation, keys.conversation_members, keys.conversation_former
@@ -97,11 +98,13 @@ class ConversationProjection:
             pipe.hdel(_former(cid), *[m.user_id for m in event.members])
             for m in event.members:
                 pipe.sadd(_user(m.user_id), cid)
+                pipe.hdel(keys.user_former(m.user_id), cid)
         elif isinstance(event, MemberRemoved):
             cid = event.conversation_id
             pipe.hdel(_members(cid), event.member_id)
             pipe.hset(_former(cid), event.member_id, event.at_seq)
             pipe.srem(_user(event.member_id), cid)
+            pipe.hset(keys.user_former(event.member_id), cid, event.at_seq)
             if event.promoted is not None:
                 pipe.hset(_members(cid), event.promoted, "admin")
 
@@ -138,6 +141,10 @@ class ConversationProjection:
         return {"conversation_id": fields["conversation_id"], "type": fields["type"], "name": fields["name"],
                 "description": fields["description"], "members": listed,
                 "created_at": int(fields["created_at"]), "last_change_seq": int(fields.get("last_change_seq", 0))}
+
+    async def former(self, user_id: str) -> dict[str, int]:
+        """The conversations a user left (or was removed from): the last seq they may read in each."""
+        return {c.decode(): int(s) for c, s in (await self.redis.hgetall(keys.user_former(user_id))).items()}
 
     async def conversation_ids(self, user_id: str) -> list[str]:
         return sorted(c.decode() for c in await self.redis.smembers(_user(user_id)))

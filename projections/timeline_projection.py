@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 from chat.events import ChangeAcknowledged, Event, MessageAccepted, MessageDeleted, MessageEdited, ReactionChanged
 from chat.frames import message_object
+from projections.search import SearchDoc, SearchIndex
 from projections.timelines import StoredChange, TimelineMessage, TimelineStore, apply_change, stored_change
 
 Key = tuple[str, int]  # (conversation_id, seq or change_seq)
@@ -66,3 +67,17 @@ async def project_timeline(store: TimelineStore, events: Sequence[Event]) -> Tim
         if isinstance(e, ChangeAcknowledged) and (e.conversation_id, e.seq) in current:
             outcome.current[(e.conversation_id, e.seq)] = current[(e.conversation_id, e.seq)].to_dict()
     return outcome
+
+
+async def project_search(index: SearchIndex, events: Sequence[Event]) -> None:
+    """The search index follows the timeline: new messages are added, an edit replaces what a
+    message is found by, a deletion erases it from the index (in log order: add before change)."""
+    docs = [SearchDoc(e.conversation_id, e.seq, e.sender_id, e.body, e.sent_at)
+            for e in events if isinstance(e, MessageAccepted)]
+    if docs:
+        await index.add(docs)
+    for e in events:
+        if isinstance(e, MessageEdited):
+            await index.replace(e.conversation_id, e.seq, e.body)
+        elif isinstance(e, MessageDeleted):
+            await index.remove(e.conversation_id, e.seq)

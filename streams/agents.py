@@ -18,7 +18,7 @@ from typing import Any
 
 from chat.events import PipelineProbe
 from chat.ids import new_message_id
-from projections.timeline_projection import TimelineOutcome, project_timeline
+from projections.timeline_projection import TimelineOutcome, project_search, project_timeline
 from streams import metrics
 from streams import partition_tasks
 from streams.app import app, settings
@@ -138,7 +138,7 @@ async def project_batch(res: Resources, events: list[Any]) -> None:
 
     with metrics.step("project", "write"):
         outcome, *_ = await together(timelines(), conversations(), receipts(), res.media.apply(events),
-                                     res.social.apply(events))
+                                     res.social.apply(events), project_search(res.search, events))
         # A deleted message's media leaves the object store (unless another message uses it).
         await res.erase_media(events)
         routed = await res.router.route(events, outcome)

@@ -24,6 +24,7 @@ from projections.push import DeviceRegistry, PushPlanner
 from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
 from projections.social import SocialProjection, SocialRouter
+from projections.search import SearchIndex, make_search_index
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
 
@@ -38,6 +39,7 @@ class Resources:
         self.settings = settings
         self.redis = redis_pool.connect(settings)
         self.timelines: TimelineStore = make_timeline_store(settings)
+        self.search: SearchIndex = make_search_index(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
         self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
@@ -64,6 +66,7 @@ class Resources:
                 if not self._opened:
                     self.producer = AsyncProducer(self.settings.kafka_bootstrap)
                     await self.timelines.open()
+                    await self.search.open()
                     await self.redis.ping()
                     self._sweeper = asyncio.create_task(self._sweep_forever())
                     self._opened = True
@@ -135,6 +138,7 @@ class Resources:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:
                 await self.timelines.sweep()
+                await self.search.sweep()
             except ChatError:  # e.g. the store busy for too long: try again next time
                 log.exception("timeline sweep failed")
 
@@ -149,4 +153,5 @@ class Resources:
             await self._media_store.close()
         if self._opened:
             await self.timelines.close()
+            await self.search.close()
         await self.redis.aclose()

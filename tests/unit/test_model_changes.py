@@ -193,3 +193,21 @@ def test_replaying_the_events_rebuilds_the_change_state(seq):
     assert state.recent_changes == original.recent_changes
     fresh.conversations["g1"] = state
     assert fresh.handle(edit("e1"), now_ms=T0, new_id=lambda: "x")[0].change_seq == 1
+
+
+def test_a_blocked_user_may_not_edit_or_react_in_the_direct_conversation_but_may_delete():
+    from chat.events import BlockChanged
+
+    s = Sequencer()
+    dm = direct_conversation_id("alice", "bob")
+    s.handle(ConversationCreateRequested(conversation_id=dm, kind="direct", creator_id="alice", member_ids=["bob"],
+                                         origin=ORIGIN), now_ms=T0, new_id=lambda: "x")
+    s.handle(send("c1", conv=dm, sender="bob"), now_ms=T0, new_id=lambda: "m1")
+    s.apply(BlockChanged(dm, "alice", "bob", True, T0, ORIGIN))
+    for cmd in (edit("e1", conv=dm, user="bob"), react("r1", conv=dm, user="bob")):
+        (refused,) = s.handle(cmd, now_ms=T0, new_id=lambda: "x")
+        assert code(refused) == "forbidden"
+    (own,) = s.handle(delete("d1", conv=dm, user="bob"), now_ms=T0, new_id=lambda: "x")
+    assert isinstance(own, MessageDeleted)
+    (alice_reacts,) = s.handle(react("r2", conv=dm, user="alice", seq=1), now_ms=T0, new_id=lambda: "x")
+    assert code(alice_reacts) == "conflict"  # the blocker is not blocked; the message is deleted
