@@ -21,7 +21,7 @@ from tests.e2e.test_web_client import (  # noqa: F401  (fixtures: system, browse
 pytestmark = [pytest.mark.browser]
 
 # Which parts of the 1.1 backend were on main at the last merge (PROTOCOL.md "Additions in 1.1").
-LANDED = {"changes": True, "search": False, "mute": True, "profiles": True, "blocking": True}
+LANDED = {"changes": True, "search": True, "mute": True, "profiles": True, "blocking": True}
 
 
 FLASH = re.compile(r"\bflash\b")  # the message a jump landed on
