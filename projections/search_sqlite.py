@@ -17,6 +17,7 @@ system's library is older.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,10 +195,21 @@ class SqliteSearchIndex:
         conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # as the timeline store: replay restores
             conn.execute("PRAGMA secure_delete = ON")  # freed content is overwritten: erasure
-            _in_transaction(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA])
+            # Gateways and the worker open a fresh file at the same moment: switching it to WAL
+            # (and creating the schema) can answer "database is locked" at once, without waiting
+            # out busy_timeout. It is tried again for as long as busy_timeout would have waited.
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    _in_transaction(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA])
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         except BaseException:
             conn.close()
             raise

@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -263,11 +264,23 @@ class SqliteTimelineStore:
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable against crashes of the process; a power cut may
             # lose the last commits, which replaying the event log restores.
             conn.execute("PRAGMA synchronous = NORMAL")
-            _in_transaction(conn, lambda: migrate(conn, self.sql))
+            # A deleted message's body is overwritten in the file, not only unlinked (erasure).
+            conn.execute("PRAGMA secure_delete = ON")
+            # Processes opening a fresh file at once: switching it to WAL can answer "database is
+            # locked" without waiting out busy_timeout; tried again for as long as it would wait.
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    _in_transaction(conn, lambda: migrate(conn, self.sql))
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
         except BaseException:
             conn.close()
             raise
