@@ -105,12 +105,17 @@ async def on_send(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     role = await admit_send(gw, command)  # with the sender's role, in one round trip
     command = await attach_media(gw, command)
     gw.member(role)
+    produce(gw, conn, command, command.client_msg_id)
+
+
+def produce(gw: Gateway, conn: Connection, command: Any, ref: str) -> None:
+    """Produce a command without waiting; if the broker refuses it, an ``error`` with ``ref``."""
     future = gw.producer.send(command, command.conversation_id)
 
     def failed(fut: Any) -> None:
         if not fut.cancelled() and fut.exception() is not None:
             exc = fut.exception()
-            exc.ref = command.client_msg_id
+            exc.ref = ref
             error(gw, conn, exc)
 
     future.add_done_callback(failed)
@@ -121,15 +126,7 @@ async def on_change(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> Non
     ``ref`` = the frame's ``id``) by the stream workers, like a send's ``ack``."""
     command = gw.change_command(conn.user_id, CHANGES[frame["type"]], frame, conn.device_id)
     await admit_change(gw, command)
-    future = gw.producer.send(command, command.conversation_id)
-
-    def failed(fut: Any) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            exc = fut.exception()
-            exc.ref = command.change_id
-            error(gw, conn, exc)
-
-    future.add_done_callback(failed)
+    produce(gw, conn, command, command.change_id)
 
 
 async def on_ping(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:

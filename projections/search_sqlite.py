@@ -17,7 +17,6 @@ system's library is older.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 from chat.errors import IntegrityError, OperationalError, PersistenceError
 from projections.search import DEFAULT_LIMIT, SearchDoc, SearchHit, SearchPage, SearchPlan, index_words, search_plan
 from projections.timelines import current_ms
+from projections.timelines_sqlite import set_up_wal
 
 try:  # SQLite 3.44+ bundled; the system's sqlite3 module is used where it is recent enough
     from pysqlite3 import dbapi2 as sqlite3
@@ -197,19 +197,8 @@ class SqliteSearchIndex:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = NORMAL")  # as the timeline store: replay restores
             conn.execute("PRAGMA secure_delete = ON")  # freed content is overwritten: erasure
-            # Gateways and the worker open a fresh file at the same moment: switching it to WAL
-            # (and creating the schema) can answer "database is locked" at once, without waiting
-            # out busy_timeout. It is tried again for as long as busy_timeout would have waited.
-            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    _in_transaction(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA])
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            set_up_wal(conn, sqlite3.OperationalError,
+                       lambda: _in_transaction(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA]))
         except BaseException:
             conn.close()
             raise

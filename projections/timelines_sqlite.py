@@ -269,18 +269,7 @@ class SqliteTimelineStore:
             conn.execute("PRAGMA synchronous = NORMAL")
             # A deleted message's body is overwritten in the file, not only unlinked (erasure).
             conn.execute("PRAGMA secure_delete = ON")
-            # Processes opening a fresh file at once: switching it to WAL can answer "database is
-            # locked" without waiting out busy_timeout; tried again for as long as it would wait.
-            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    _in_transaction(conn, lambda: migrate(conn, self.sql))
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            set_up_wal(conn, sqlite3.OperationalError, lambda: _in_transaction(conn, lambda: migrate(conn, self.sql)))
         except BaseException:
             conn.close()
             raise
@@ -327,6 +316,23 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
         raise
     conn.execute("COMMIT")
     return result
+
+
+def set_up_wal(conn: Any, locked_error: type[Exception], make_schema: Callable[[], Any]) -> None:
+    """Switch a connection's file to WAL and make its schema. Processes opening a fresh file at
+    once (gateways and a worker) can get "database is locked" here at once, without waiting out
+    busy_timeout: it is tried again for as long as busy_timeout would have waited.
+    ``locked_error``: the OperationalError of the sqlite module in use (stdlib or pysqlite3)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            make_schema()
+            return
+        except locked_error as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def migrate(conn: sqlite3.Connection, sql: dict[str, Any] | None = None) -> None:
