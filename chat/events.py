@@ -423,9 +423,16 @@ class ChangeAcknowledged(Event):
     origin: Origin
 
 
-ChangeCommand = Union[MessageEditRequested, MessageDeleteRequested, ReactionRequested]
 MessageChange = Union[MessageEdited, MessageDeleted, ReactionChanged]
-CHANGE_KINDS: dict[str, str] = {"MessageEdited": "edit", "MessageDeleted": "delete", "ReactionChanged": "reaction"}
+# The protocol's name of each change ("change" in message_updated and in the change log).
+CHANGE_NAMES: dict[type[Event], str] = {MessageEdited: "edit", MessageDeleted: "delete", ReactionChanged: "reaction"}
+
+
+def change_time(event: MessageChange) -> int:
+    """When a change was made (each change event names its time after what it did)."""
+    if isinstance(event, MessageEdited):
+        return event.edited_at
+    return event.deleted_at if isinstance(event, MessageDeleted) else event.changed_at
 
 
 # Profiles, blocking and mute (protocol 1.1).

@@ -12,11 +12,9 @@ import orjson
 
 from media.urls import media_object
 from chat.events import (
-    ChangeAcknowledged, ConversationCreated, MessageAccepted, MessageDeduplicated, MessageDeleted, MessageEdited,
-    PresenceChanged, ReactionChanged, ReceiptRecorded,
+    CHANGE_NAMES, ChangeAcknowledged, ConversationCreated, MessageAccepted, MessageChange, MessageDeduplicated,
+    PresenceChanged, ReceiptRecorded,
 )
-
-CHANGE_NAMES = {MessageEdited: "edit", MessageDeleted: "delete", ReactionChanged: "reaction"}
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -53,13 +51,13 @@ def message_frame(m: MessageAccepted, message: dict[str, Any] | None = None) -> 
     return encode({"type": "message", "message": message if message is not None else message_object(m)})
 
 
-def message_updated_frame(event: MessageEdited | MessageDeleted | ReactionChanged, message: dict[str, Any]) -> bytes:
+def message_updated_frame(event: MessageChange, message: dict[str, Any]) -> bytes:
     return encode({"type": "message_updated", "conversation_id": event.conversation_id,
                    "change_seq": event.change_seq, "change": CHANGE_NAMES[type(event)], "by": event.user_id,
                    "message": message})
 
 
-def changed_frame(event: MessageEdited | MessageDeleted | ReactionChanged | ChangeAcknowledged,
+def changed_frame(event: MessageChange | ChangeAcknowledged,
                   message: dict[str, Any] | None) -> bytes:
     """The answer to a change: durable (or nothing to change: change_seq null). ``message``, the
     message as it is now, is an addition to PROTOCOL.md (the HTTP calls answer with it)."""

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chat.events import MessageDeleted, MessageEdited, ReactionChanged
+from chat.events import CHANGE_NAMES, MessageChange, MessageDeleted, MessageEdited, change_time
 
 if TYPE_CHECKING:
     from chat.settings import Settings
@@ -89,10 +89,6 @@ class ChangePage:
     has_more: bool
 
 
-MessageChange = MessageEdited | MessageDeleted | ReactionChanged
-CHANGE_NAMES = {MessageEdited: "edit", MessageDeleted: "delete", ReactionChanged: "reaction"}
-
-
 def apply_change(m: TimelineMessage, event: MessageChange) -> TimelineMessage:
     """A message after a change; a change already applied (by change_seq) changes nothing."""
     if event.change_seq <= m.change_seq:
@@ -117,10 +113,8 @@ def apply_change(m: TimelineMessage, event: MessageChange) -> TimelineMessage:
 
 
 def stored_change(event: MessageChange, m: TimelineMessage) -> StoredChange:
-    at = event.edited_at if isinstance(event, MessageEdited) else (
-        event.deleted_at if isinstance(event, MessageDeleted) else event.changed_at)
     return StoredChange(event.conversation_id, event.change_seq, event.seq, CHANGE_NAMES[type(event)],
-                        event.user_id, at, m.sent_at)
+                        event.user_id, change_time(event), m.sent_at)
 
 
 def reply_preview(reply_seq: int, reply_sender: str, replied: "TimelineMessage | None") -> dict[str, Any]:

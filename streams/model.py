@@ -44,6 +44,7 @@ from chat.events import (
     ReceiptRecordRequested,
     ReceiptRecorded,
     ReplyRef,
+    change_time,
 )
 from chat.ids import direct_conversation_id
 
@@ -453,8 +454,7 @@ def evolve(state: ConversationState | None, event: Event, *,
         facts = state.messages.get(event.seq)
         if facts is not None:
             _change_facts(facts, event)
-        at = event.edited_at if isinstance(event, MessageEdited) else (
-            event.deleted_at if isinstance(event, MessageDeleted) else event.changed_at)
+        at = change_time(event)
         state.recent_changes[(event.user_id, event.change_id)] = ChangeRef(event.seq, event.change_seq, at)
         _prune_changes(state.recent_changes, at - dedup_window_ms)
     elif isinstance(event, ChangeAcknowledged) and event.change_seq is None:
