@@ -245,8 +245,12 @@ export class ChatView {
       prev = m;
       return node;
     });
+    // The editor keeps the focus across renders: a render that ran while it was out of the
+    // document (focus then falls to <body>) must not leave Enter and Escape going nowhere.
     const input = this.editing?.input;
-    const focus = input && document.activeElement === input ? [input.selectionStart, input.selectionEnd] : null;
+    const active = document.activeElement;
+    const focus = input && (active === input || !active || active === document.body)
+      ? [input.selectionStart, input.selectionEnd] : null;
     this.list.replaceChildren(...items);
     if (focus) { // the editor moved into the new item: keep the caret where it was
       input.focus();

@@ -67,7 +67,9 @@ async def test_an_edit_shows_as_edited_on_every_screen(system, browser, expect):
     editor = alice.page.locator("#message-list .edit-input")
     await expect(editor).to_have_value("See you at 9")
     await editor.fill("See you at 10")
+    await expect(editor).to_be_focused()
     await editor.press("Enter")
+    await expect(editor).to_have_count(0)
     for person in (alice, bob):
         await expect(person.seq(1).locator(".body")).to_have_text("See you at 10")
         await expect(person.seq(1).locator(".edited")).to_have_text("edited")
