@@ -43,6 +43,14 @@ class ReplyRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Sealed:
+    """A body under its message's key (chat/sealing.py)."""
+
+    nonce: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     user_id: str
     device_id: str | None = None
@@ -188,18 +196,19 @@ class ReceiptRecorded(Event):
 @dataclass(frozen=True, slots=True)
 class MessageAccepted(Event):
     TYPE: ClassVar[str] = "MessageAccepted"
-    VERSION: ClassVar[int] = 2  # v2: reply_to and mentions
+    VERSION: ClassVar[int] = 3  # v2: reply_to and mentions; v3: sealed
     conversation_id: str
     seq: int
     message_id: str
     sender_id: str
     client_msg_id: str
-    body: str
+    body: str  # "" on the log when sealed; the clear body once the projector has opened it
     sent_at: int
     origin: Origin
     media: Media | None = None
     reply_to: ReplyRef | None = None
     mentions: list[str] = field(default_factory=list)
+    sealed: Sealed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +307,7 @@ class MediaUploaded(Event):
 @dataclass(frozen=True, slots=True)
 class PushRequested(Event):
     TYPE: ClassVar[str] = "PushRequested"
+    VERSION: ClassVar[int] = 2  # v2: preview
     conversation_id: str
     seq: int
     message_id: str
@@ -311,6 +321,7 @@ class PushRequested(Event):
     body: str | None
     sent_at: int
     attempt: int = 0
+    preview: bool = False  # the sender fills body from the timeline at send time
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,14 +384,16 @@ class ReactionRequested(Event):
 @dataclass(frozen=True, slots=True)
 class MessageEdited(Event):
     TYPE: ClassVar[str] = "MessageEdited"
+    VERSION: ClassVar[int] = 2  # v2: sealed
     conversation_id: str
     seq: int
     change_seq: int
     change_id: str
     user_id: str
-    body: str
+    body: str  # as MessageAccepted.body
     edited_at: int
     origin: Origin
+    sealed: Sealed | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,7 +546,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-_NESTED = (Origin, Media, Member, Target, ReplyRef)
+_NESTED = (Origin, Media, Member, Target, ReplyRef, Sealed)
 
 
 _Plan = tuple[tuple[str, type | None, bool], ...]

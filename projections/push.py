@@ -86,17 +86,21 @@ def notification(m: MessageAccepted, user_id: str, device_id: str, reg: Registra
                  conversation_name: str, private: bool) -> PushRequested:
     """The push for one message to one device. Private: no body, no names, only ids; the app
     fetches the message over its own authenticated connection. One collapse key per conversation."""
-    if private:
-        title, body = PRIVATE_TITLE, None
-    else:
-        title = f"{m.sender_id} in {conversation_name}" if conversation_name else m.sender_id
-        body = m.body if len(m.body) <= PREVIEW_CHARS else m.body[:PREVIEW_CHARS] + "…"
-        if not body and m.media is not None:
-            body = f"[{m.media.content_type.split('/')[0]}]"
+    title = PRIVATE_TITLE if private else f"{m.sender_id} in {conversation_name}" if conversation_name else m.sender_id
+    # The body itself never goes on the push topic: the sender reads it when it sends
+    # (``preview_text``), so a deletion before then erases it from the push too.
     return PushRequested(conversation_id=m.conversation_id, seq=m.seq, message_id=m.message_id,
                          sender_id=m.sender_id, user_id=user_id, device_id=device_id, platform=reg.platform,
-                         push_token=reg.push_token, collapse_key=m.conversation_id, title=title, body=body,
-                         sent_at=m.sent_at, attempt=0)
+                         push_token=reg.push_token, collapse_key=m.conversation_id, title=title, body=None,
+                         sent_at=m.sent_at, attempt=0, preview=not private)
+
+
+def preview_text(body: str, media_type: str | None) -> str:
+    """What a push shows of a message: its body cut at PREVIEW_CHARS, or "[image]" and the like."""
+    text = body if len(body) <= PREVIEW_CHARS else body[:PREVIEW_CHARS] + "…"
+    if not text and media_type:
+        text = f"[{media_type.split('/')[0]}]"
+    return text
 
 
 def silenced(m: MessageAccepted, user_id: str, muted_until: int | None) -> bool:

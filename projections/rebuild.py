@@ -40,6 +40,7 @@ from chat.events import BlockChanged, MuteChanged, ProfileUpdated
 from chat.kafka import AsyncProducer
 from chat.logread import BEGINNING, TopicReader
 from chat.settings import Settings
+from projections.message_keys import MessageKeyStore, make_message_key_store, open_batch
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,10 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
                          meter: Meter | None) -> list[Outcome]:
     targets = [spec.target(settings, scratch_db) for spec in group]
     outcomes = [Outcome(spec.name, 0, 0.0) for spec in group]
+    keys = make_message_key_store(settings) if topic == settings.events_topic else None
     try:
+        if keys is not None:  # sealed bodies are opened with the message keys, never rebuilt
+            await keys.open()
         for target in targets:
             await target.open()
         with TopicReader(settings.kafka_bootstrap, topic) as reader:
@@ -178,7 +182,7 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
                 meter.total = sum(offset + 1 for offset in first.values())
             started = time.monotonic()
             await _replay(reader, dict.fromkeys(first, BEGINNING), first, _fan_out(group, targets, outcomes),
-                          meter)
+                          meter, keys)
             seconds = time.monotonic() - started
             for outcome, target in zip(outcomes, targets):
                 outcome.seconds = seconds
@@ -187,10 +191,12 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
         with TopicReader(settings.kafka_bootstrap, topic) as reader:
             second = await write_markers(settings, topic, reader.partitions)
             live = _fan_out(group, targets, outcomes, live=True)
-            await _replay(reader, {p: offset + 1 for p, offset in first.items()}, second, live, None)
+            await _replay(reader, {p: offset + 1 for p, offset in first.items()}, second, live, None, keys)
     finally:
         for target in targets:
             await target.close()
+        if keys is not None:
+            await keys.close()
     return outcomes
 
 
@@ -242,14 +248,16 @@ async def write_markers(settings: Settings, topic: str, partitions: Sequence[int
 
 
 async def _replay(reader: TopicReader, start: dict[int, int], stop: dict[int, int] | None,
-                  apply: Callable[[list[Event]], Any], meter: Meter | None) -> None:
+                  apply: Callable[[list[Event]], Any], meter: Meter | None,
+                  keys: MessageKeyStore | None = None) -> None:
     codec = default_codec()
     batches: Iterator[list[Any]] = reader.read(start, stop)
     upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
         while (batch := await upcoming) is not None:
             upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))  # read ahead
-            await apply(_decoded(codec, batch))
+            events = _decoded(codec, batch)
+            await apply(await open_batch(keys, events) if keys is not None else events)
             if meter is not None:
                 meter.add(len(batch))
     finally:

@@ -31,7 +31,8 @@ from chat import keys
 from chat.codec import default_codec
 from chat.events import Event, PushFailed, PushRequested
 from chat.settings import Settings
-from projections.push import DeviceRegistry
+from projections.push import DeviceRegistry, preview_text
+from projections.timelines import TimelineStore
 from push.providers import Provider, PushError, send
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class RetryQueue:
 
 class PushSender:
     def __init__(self, settings: Settings, client: redis.Redis, providers: dict[str, Provider],
-                 publish: Publish) -> None:
+                 publish: Publish, timelines: TimelineStore | None = None) -> None:
         self.settings = settings
+        self.timelines = timelines  # where a preview's body is read at send time
         self.redis = client
         self.providers = providers
         self.publish = publish
@@ -82,7 +84,14 @@ class PushSender:
         await self.http.aclose()
 
     async def handle(self, job: PushRequested) -> str:
-        """Make one attempt; returns "sent", "duplicate", "retry" or "dead". Never raises."""
+        """Make one attempt; returns "sent", "duplicate", "retry", "dead" or "erased" (the
+        message was deleted before its push went out). Never raises."""
+        out = job  # what is sent; retries keep the job without its body
+        if job.preview:
+            filled = await self.with_preview(job)
+            if filled is None:
+                return "erased"
+            out = filled
         marker = keys.push_sent(job.message_id, job.user_id, job.device_id)
         if job.attempt == 0 and not await self.redis.set(marker, 1, nx=True, ex=int(self.settings.push_dedup_ttl_s)):
             return "duplicate"
@@ -90,7 +99,7 @@ class PushSender:
             provider = self.providers.get(job.platform)
             if provider is None:
                 raise PushError(f"no {job.platform!r} provider is configured", permanent=True)
-            await send(self.http, await provider.request(job, self.http))
+            await send(self.http, await provider.request(out, self.http))
             return "sent"
         except PushError as exc:
             if exc.token_gone:
@@ -106,8 +115,19 @@ class PushSender:
             await self.dead(job, f"{type(exc).__name__}: {exc}")
             return "dead"
 
+    async def with_preview(self, job: PushRequested) -> PushRequested | None:
+        """The job with its body as the timeline has the message now; None if it is deleted
+        or gone. Its timeline row is read for every attempt: an edit shows, a deletion stops it."""
+        if self.timelines is None:
+            raise RuntimeError("a preview push needs the timeline store")
+        m = (await self.timelines.messages(job.conversation_id, [job.seq])).get(job.seq)
+        if m is None or m.deleted:
+            return None
+        media_type = m.media.get("content_type") if isinstance(m.media, dict) else getattr(m.media, "content_type", None)
+        return dataclasses.replace(job, body=preview_text(m.body, media_type), preview=False)
+
     async def dead(self, job: PushRequested, error: str) -> None:
-        fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(job) if f.name != "attempt"}
+        fields = {f.name: getattr(job, f.name) for f in dataclasses.fields(job) if f.name not in ("attempt", "preview")}
         failed = PushFailed(**fields, attempts=job.attempt + 1, error=error, failed_at=int(time.time() * 1000))
         log.warning("push dead-lettered after %d attempts: %s %s/%s: %s", failed.attempts, job.platform,
                     job.user_id, job.device_id, error)

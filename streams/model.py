@@ -519,6 +519,15 @@ class Sequencer:
         for event in events:
             self.apply(event)
 
+    def expires_at(self, event: Event) -> int:
+        """When the message an event is about expires (ms): its ``sent_at`` plus retention."""
+        sent_at = getattr(event, "sent_at", None)
+        if sent_at is None:
+            state = self.conversations.get(getattr(event, "conversation_id", ""))
+            facts = state.messages.get(getattr(event, "seq", 0)) if state is not None else None
+            sent_at = facts.sent_at if facts is not None else getattr(event, "edited_at", 0)
+        return sent_at + self.limits.retention_ms
+
     def handle(self, command: Event, *, now_ms: int, new_id: Callable[[], str]) -> list[Event]:
         state = self.conversations.get(getattr(command, "conversation_id", ""))
         events = decide(state, command, now_ms=now_ms, new_id=new_id(), limits=self.limits, blocks=self.blocks)

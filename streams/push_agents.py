@@ -33,7 +33,7 @@ async def push_sender() -> PushSender:
     res = await resources.ready()
     if _sender is None:
         _sender = PushSender(settings, res.redis, providers_for(settings),
-                             lambda topic, event: res.publish_keyed(topic, event))
+                             lambda topic, event: res.publish_keyed(topic, event), res.timelines)
     return _sender
 
 

@@ -24,6 +24,7 @@ from projections.push import DeviceRegistry, PushPlanner
 from projections.presence import PresenceProjection
 from projections.receipts import ReceiptProjection
 from projections.social import SocialProjection, SocialRouter
+from projections.message_keys import MessageKeyStore, make_message_key_store
 from projections.search import SearchIndex, make_search_index
 from projections.timelines import TimelineStore, make_timeline_store
 from projections.workers import WorkerRegistry
@@ -40,6 +41,7 @@ class Resources:
         self.redis = redis_pool.connect(settings)
         self.timelines: TimelineStore = make_timeline_store(settings)
         self.search: SearchIndex = make_search_index(settings)
+        self.keys: MessageKeyStore = make_message_key_store(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
         self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
@@ -67,6 +69,7 @@ class Resources:
                     self.producer = AsyncProducer(self.settings.kafka_bootstrap)
                     await self.timelines.open()
                     await self.search.open()
+                    await self.keys.open()
                     await self.redis.ping()
                     self._sweeper = asyncio.create_task(self._sweep_forever())
                     self._opened = True
@@ -123,6 +126,12 @@ class Resources:
             self._media_store = store
         await self.media.erase_deleted(events, self._media_store)
 
+    async def destroy_keys(self, events: Sequence[Event]) -> None:
+        """Destroy the keys of deleted messages (projections/message_keys.py)."""
+        deleted = [(e.conversation_id, e.seq) for e in events if isinstance(e, MessageDeleted)]
+        if deleted:
+            await self.keys.destroy(deleted)
+
     async def answer_probe(self, probe: PipelineProbe) -> None:
         """Answer a gateway's pipeline probe on its delivery topic (nothing to the events topic);
         a probe from a gateway whose topic is gone has nobody to answer."""
@@ -139,6 +148,7 @@ class Resources:
             try:
                 await self.timelines.sweep()
                 await self.search.sweep()
+                await self.keys.sweep()
             except ChatError:  # e.g. the store busy for too long: try again next time
                 log.exception("timeline sweep failed")
 
@@ -154,4 +164,5 @@ class Resources:
         if self._opened:
             await self.timelines.close()
             await self.search.close()
+            await self.keys.close()
         await self.redis.aclose()

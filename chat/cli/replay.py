@@ -1,8 +1,14 @@
-"""``chat replay``: decode the Avro events of a topic range into JSON lines or an Avro container file."""
+"""``chat replay``: decode the Avro events of a topic range into JSON lines or an Avro container file.
+
+Sealed bodies (chat/sealing.py) are opened with the message keys of the configured store,
+unless ``--sealed``: a deleted or expired message's body cannot be opened and comes out as
+"" (JSON lines mark it ``"body_erased": true``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import sys
 from contextlib import ExitStack
@@ -12,6 +18,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from chat.codec import ContainerWriter, Decoded, default_codec
+from chat.events import MessageAccepted, MessageEdited
 from chat.errors import BadRequest, SchemaError
 from chat.cli.progress import Progress
 from chat.logread import BEGINNING, TopicReader
@@ -34,6 +41,8 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--format", choices=("jsonl", "avro"), default="jsonl")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of standard output")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    p.add_argument("--sealed", action="store_true",
+                   help="leave message bodies sealed (do not read the message keys)")
     p.set_defaults(run=run)
 
 
@@ -60,10 +69,42 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def json_line(where: dict[str, Any], decoded: Decoded) -> bytes:
-    return orjson.dumps({**where, "event_id": decoded.event_id, "type": decoded.type,
-                         "schema_version": decoded.schema_version, "occurred_at": decoded.occurred_at,
-                         "key": decoded.key, "event": decoded.event.to_record()}, default=_json_default) + b"\n"
+def json_line(where: dict[str, Any], decoded: Decoded, *, erased: bool = False) -> bytes:
+    line = {**where, "event_id": decoded.event_id, "type": decoded.type,
+            "schema_version": decoded.schema_version, "occurred_at": decoded.occurred_at,
+            "key": decoded.key, "event": decoded.event.to_record()}
+    if erased:
+        line["body_erased"] = True
+    return orjson.dumps(line, default=_json_default) + b"\n"
+
+
+class Opener:
+    """Opens the sealed bodies of decoded events with the message keys (its own event loop:
+    the replay itself is synchronous)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from projections.message_keys import make_message_key_store
+
+        self.loop = asyncio.new_event_loop()
+        self.store = make_message_key_store(settings)
+        self.loop.run_until_complete(self.store.open())
+
+    def open(self, decoded: list[Decoded]) -> list[tuple[Decoded, bool]]:
+        """Each decoded event with its body opened, and whether its body was erased."""
+        from dataclasses import replace
+
+        from projections.message_keys import open_batch
+
+        opened = self.loop.run_until_complete(open_batch(self.store, [d.event for d in decoded]))
+        return [(replace(d, event=e), _sealed(d.event) and not e.body) for d, e in zip(decoded, opened)]
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.store.close())
+        self.loop.close()
+
+
+def _sealed(event: Any) -> bool:
+    return isinstance(event, (MessageAccepted, MessageEdited)) and event.sealed is not None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -80,7 +121,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         progress = Progress(f"replay {args.topic}", _estimate(reader, start, stop),
                             enabled=not args.no_progress)
         batches = reader.read(start, stop)
-        written, skipped = _copy(batches, out, args, (from_ms, to_ms), progress)
+        opener = None if args.sealed or args.topic != settings.events_topic else Opener(settings)
+        if opener is not None:
+            stack.callback(opener.close)
+        written, skipped = _copy(batches, out, args, (from_ms, to_ms), progress, opener)
         summary = progress.done()
     print(f"replayed {written:,} of {summary} from {args.topic}"
           + (f"; {skipped} undecodable records skipped" if skipped else ""), file=sys.stderr)
@@ -107,7 +151,7 @@ def _estimate(reader: TopicReader, start: dict[int, int], stop: dict[int, int] |
 
 
 def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, window: tuple[int | None, int | None],
-          progress: Progress) -> tuple[int, int]:
+          progress: Progress, opener: Opener | None = None) -> tuple[int, int]:
     """Write the batches' records that pass the filters; returns (written, undecodable)."""
     from_ms, to_ms = window
     codec, written, skipped, finished = default_codec(), 0, 0, set()
@@ -115,6 +159,7 @@ def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, window: tuple[i
     wanted_key = args.conversation.encode() if args.conversation else None
     for batch in batches:
         progress.add(len(batch))
+        found: list[tuple[dict[str, Any], Decoded]] = []
         for msg in batch:
             timestamp = msg.timestamp()[1]
             if msg.partition() in finished:
@@ -130,12 +175,14 @@ def _copy(batches: Any, out: BinaryIO, args: argparse.Namespace, window: tuple[i
             except SchemaError:
                 skipped += 1
                 continue
-            where = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                     "timestamp": timestamp}
+            found.append(({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
+                           "timestamp": timestamp}, decoded))
+        opened = opener.open([d for _, d in found]) if opener and found else [(d, False) for _, d in found]
+        for (where, _), (decoded, erased) in zip(found, opened):
             if container is not None:
                 container.add(where, decoded)
             else:
-                out.write(json_line(where, decoded))
+                out.write(json_line(where, decoded, erased=erased))
             written += 1
     if container is not None:
         container.close()

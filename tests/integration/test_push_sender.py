@@ -95,3 +95,33 @@ async def test_a_token_the_provider_calls_gone_is_unregistered(endpoints, client
     assert (await sender.devices.of(["bob"]))["bob"]["hook"].push_token == moved
     assert [f.error[:8] for f in dead] == ["HTTP 410", "HTTP 410"]
     await sender.close()
+
+
+async def test_a_preview_is_read_at_send_time_and_a_deleted_message_is_not_pushed(endpoints, client, tmp_path):
+    """Push jobs carry no body: the sender reads the message when it sends, so an edit shows and a
+    deletion before the push goes out stops it (the body never reaches the provider)."""
+    from projections.timelines import StoredChange, TimelineMessage, current_ms
+    from projections.timelines_sqlite import SqliteTimelineStore
+
+    store = SqliteTimelineStore(tmp_path / "t.sqlite3", 86_400_000)
+    await store.open()
+    now = current_ms()
+    live = [TimelineMessage("c9", seq, f"m9-{seq}", "alice", f"k{seq}", f"words {seq}", None, now) for seq in (1, 2)]
+    await store.append(live)
+    settings = Settings(topic_prefix="ps4.")
+    sender = PushSender(settings, client, providers_for(settings), lambda topic, event: asyncio.sleep(0), store)
+    url = f"{endpoints.base_url}/hook/ok-preview"
+
+    def preview(seq: int) -> PushRequested:
+        return dataclasses.replace(job(url, f"m9-{seq}"), conversation_id="c9", seq=seq, preview=True)
+    assert await sender.handle(preview(1)) == "sent"
+    (hook,) = endpoints.of("webhook", "ok-preview")
+    assert hook.json()["body"] == "words 1"
+
+    tomb = dataclasses.replace(live[1], body="", deleted=True, change_seq=1)
+    await store.apply_changes([tomb], [StoredChange("c9", 1, 2, "delete", "alice", now, now)])
+    assert await sender.handle(preview(2)) == "erased"
+    assert len(endpoints.of("webhook", "ok-preview")) == 1
+    assert all(b"words 2" not in r.body for r in endpoints.records)
+    await sender.close()
+    await store.close()

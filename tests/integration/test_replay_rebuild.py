@@ -29,6 +29,7 @@ from chat.events import (
     MessageEditRequested, MessageSendRequested, Origin, PresenceChanged, ReactionRequested, ReceiptRecordRequested,
 )
 from chat.ids import new_group_id
+from chat.logread import BEGINNING, TopicReader
 from projections import conversations, presence, receipts
 from projections.shadow_redis import with_db
 from tests.support import ROOT, CommandProducer, System
@@ -292,7 +293,10 @@ def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_p
     cid = next(iter(history["last"]))
     ours = [r["event"]["seq"] for r in accepted if r["key"] == cid]
     assert ours == list(range(1, MESSAGES_EACH + 2))  # in log order
-    assert all("body" not in r["event"] or r["event"]["body"] for r in accepted)
+    # Bodies are opened with their keys; only the deleted ones (seq 4) cannot be.
+    wrong = [r for r in accepted if r["key"] in history["last"] and bool(r["event"]["body"]) != (r["event"]["seq"] != 4)]
+    assert not wrong, wrong[:3]
+    assert all(r.get("body_erased", False) == (r["event"]["seq"] == 4) for r in accepted if r["key"] in history["last"])
 
     as_avro = chat(system, "replay", "--topic", topic, "--format", "avro", "-o", str(avro_path))
     assert as_avro.returncode == 0, as_avro.stderr
@@ -305,6 +309,34 @@ def test_replay_writes_every_event_as_json_lines_and_avro(system, history, tmp_p
         assert (record["type"], record["key"]) == (line["type"], line["key"])
         if record["type"] == "MessageAccepted":
             assert record["event"] == line["event"]
+
+
+def test_the_log_holds_no_body_in_the_clear_and_a_deleted_one_never_comes_back(system, history, tmp_path):
+    """Every body on the events topic is sealed; a deleted message's key is destroyed, so
+    neither the topic's bytes, nor ``chat replay``, nor ``chat rebuild`` can show it again."""
+    topic = system.settings.events_topic
+    with TopicReader(system.settings.kafka_bootstrap, topic) as reader:
+        raw = b"".join(msg.value() for batch in reader.read(dict.fromkeys(reader.partitions, BEGINNING))
+                       for msg in batch)
+    assert raw.count(b"hello") == 0 and b"bye" not in raw  # sent, edited: all sealed
+
+    replayed = chat(system, "replay", "--topic", topic, "--no-progress")
+    assert replayed.returncode == 0, replayed.stderr
+    lines = [orjson.loads(line) for line in replayed.stdout.splitlines()]
+    cid = next(iter(history["last"]))
+    mine = {(r["type"], r["event"]["seq"]): r["event"] for r in lines if r["key"] == cid and "seq" in r["event"]}
+    assert mine[("MessageAccepted", 3)]["body"] == "hello 3"
+    assert mine[("MessageEdited", 2)]["body"] == "hello two"
+    assert mine[("MessageAccepted", 4)]["body"] == "" and "MessageDeleted" in {t for t, _ in mine}
+    assert '"hello 4"' not in replayed.stdout
+    sealed = chat(system, "replay", "--topic", topic, "--conversation", cid, "--sealed", "--no-progress")
+    assert "hello" not in sealed.stdout and '"sealed":{"nonce"' in sealed.stdout
+
+    done = chat(system, "rebuild", "timelines", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    rows = {(row[0], row[1]): row[5] for row in timeline_rows(system)}
+    assert rows[(cid, 3)] == "hello 3" and rows[(cid, 2)] == "hello two" and rows[(cid, 4)] == ""
+    assert not any(body == "hello 4" for body in rows.values())
 
 
 def test_replay_filters_by_conversation_and_offsets(system, history):

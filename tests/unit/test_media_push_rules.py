@@ -7,7 +7,7 @@ import pytest
 from chat.events import Media, MessageAccepted, Origin
 from gateway.media import allowed_type, byte_range
 from media.urls import media_object
-from projections.push import PRIVATE_TITLE, Registration, notification
+from projections.push import PRIVATE_TITLE, Registration, notification, preview_text
 
 
 @pytest.mark.parametrize("header, expected", [
@@ -50,10 +50,13 @@ def test_private_pushes_carry_no_content_and_collapse_per_conversation():
 
 def test_open_pushes_preview_the_text_or_name_the_media():
     job = notification(message("x" * 500), "bob", "phone", Registration("apns", "t"), "team", private=False)
-    assert job.title == "alice in team" and job.body == "x" * 200 + "…"
+    # The body is read at send time, never carried on the push topic.
+    assert (job.title, job.body, job.preview) == ("alice in team", None, True)
+    assert "xxx" not in repr(job)
+    assert preview_text("x" * 500, None) == "x" * 200 + "…"
     direct = notification(message("", Media("md", "/v1/media/md", "image/png", 1)), "bob", "p",
                           Registration("webhook", "http://h"), "", private=False)
-    assert (direct.title, direct.body) == ("alice", "[image]")
+    assert (direct.title, preview_text("", "image/png")) == ("alice", "[image]")
 
 
 def test_thumbnails_keep_the_aspect_and_refuse_pixel_bombs():
