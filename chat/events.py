@@ -399,6 +399,7 @@ class MessageEdited(Event):
 @dataclass(frozen=True, slots=True)
 class MessageDeleted(Event):
     TYPE: ClassVar[str] = "MessageDeleted"
+    VERSION: ClassVar[int] = 2  # v2: mentions
     conversation_id: str
     seq: int
     change_seq: int
@@ -407,6 +408,7 @@ class MessageDeleted(Event):
     deleted_at: int
     origin: Origin
     media_id: str | None = None
+    mentions: list[str] = field(default_factory=list)  # who the deleted message mentioned
 
 
 @dataclass(frozen=True, slots=True)

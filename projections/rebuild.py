@@ -112,7 +112,7 @@ REGISTRY: dict[str, ProjectionSpec | None] = {
     "presence": ProjectionSpec("presence", _presence_topic, (PresenceChanged,),
                                _redis("presence", "projections.presence", "PresenceProjection")),
     "social": ProjectionSpec("social", _events_topic,
-                             (BlockChanged, MuteChanged, MessageAccepted, ReceiptRecorded),
+                             (BlockChanged, MuteChanged, MessageAccepted, MessageDeleted, ReceiptRecorded),
                              _redis("social", "projections.social", "SocialProjection")),
     "profiles": ProjectionSpec("profiles", _profiles_topic, (ProfileUpdated,),
                                _redis("profiles", "projections.profiles", "ProfileProjection")),

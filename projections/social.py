@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import redis.asyncio as redis
 
 from chat import frames, keys
-from chat.events import BlockChanged, Event, MessageAccepted, MuteChanged, ReceiptRecorded
+from chat.events import BlockChanged, Event, MessageAccepted, MessageDeleted, MuteChanged, ReceiptRecorded
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.delivery import Routed, _reply, fan_out
@@ -70,6 +70,10 @@ class SocialProjection:
                     pipe.zadd(keys.mentions(event.conversation_id, user_id), {str(event.seq): event.seq})
                 # Sending reads everything before: what the sender was mentioned in is read.
                 pipe.zremrangebyscore(keys.mentions(event.conversation_id, event.sender_id), "-inf", event.seq)
+            elif isinstance(event, MessageDeleted):
+                # A deleted message no longer counts in anyone's unread mentions.
+                for user_id in event.mentions:
+                    pipe.zrem(keys.mentions(event.conversation_id, user_id), str(event.seq))
             elif isinstance(event, ReceiptRecorded) and event.status == "read":
                 # Read mentions are never counted again: forgotten, so the sets stay small.
                 pipe.zremrangebyscore(keys.mentions(event.conversation_id, event.user_id), "-inf", event.seq)

@@ -81,6 +81,7 @@ class MessageFacts:
     media_id: str | None
     deleted: bool = False
     reactions: dict[str, list[str]] | None = None  # emoji -> user ids, in order of reacting
+    mentions: tuple[str, ...] = ()  # whom it mentions: a deletion takes it out of their unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,7 @@ def _decide_change(state: ConversationState | None,
             return _reject(cmd, "forbidden", "only the sender or a group admin deletes a message")
         if facts.deleted:
             return _unchanged(cmd, cmd.seq, None, now_ms)
-        return MessageDeleted(deleted_at=now_ms, media_id=facts.media_id, **common)
+        return MessageDeleted(deleted_at=now_ms, media_id=facts.media_id, mentions=list(facts.mentions), **common)
     if facts.deleted:
         return _reject(cmd, "conflict", "the message is deleted")
     reactions = facts.reactions or {}
@@ -441,7 +442,8 @@ def evolve(state: ConversationState | None, event: Event, *,
             recent.popitem(last=False)
         messages = state.messages
         messages[event.seq] = MessageFacts(event.sender_id, event.sent_at, digest(event.body),
-                                           event.media.media_id if event.media is not None else None)
+                                           event.media.media_id if event.media is not None else None,
+                                           mentions=tuple(event.mentions))
         expired = event.sent_at - retention_ms
         while messages:
             seq, oldest_message = next(iter(messages.items()))

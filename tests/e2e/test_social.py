@@ -24,7 +24,7 @@ from PIL import Image
 
 from chat import keys
 from chat.codec import default_codec
-from chat.events import Event, MessageAccepted, Origin, ReceiptRecorded
+from chat.events import Event, MessageAccepted, MessageDeleted, Origin, ReceiptRecorded
 from infra.services import free_port
 from tests.client import sign_in_users, timed_device
 from tests.push_server import PushEndpoints
@@ -281,6 +281,10 @@ async def test_unread_mentions_count_messages_after_the_read_mark_that_mention_t
     client.close()
     inject(system, ReceiptRecorded(cid, carol.user_id, 5, "read", int(time.time() * 1000)))
     await poll((0, 1, 0))
+    # A deleted message no longer counts as an unread mention.
+    inject(system, MessageDeleted(cid, 5, 1, "del-5", alice.user_id, int(time.time() * 1000), Origin("test"),
+                                  mentions=[bob.user_id, carol.user_id]))
+    await poll((0, 0, 0))
 
 
 async def test_a_muted_member_gets_pushes_only_for_messages_that_mention_them(system, endpoints, session):

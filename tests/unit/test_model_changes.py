@@ -177,6 +177,13 @@ def test_mentions_keep_members_only_in_order_without_repeats(seq):
     assert isinstance(accepted, MessageAccepted) and accepted.mentions == ["carol", "bob"]
 
 
+def test_a_deletion_names_whom_the_message_mentioned(seq):
+    """So that their unread_mentions stop counting it (projections/social.py)."""
+    seq.run(send("c2", mentions=["carol", "bob"]))
+    assert seq.run(delete("d1", seq=2)).mentions == ["carol", "bob"]
+    assert seq.run(delete("d2", seq=1)).mentions == []
+
+
 def test_replaying_the_events_rebuilds_the_change_state(seq):
     events = []
     for cmd in (edit("e1"), react("r1"), react("r2", emoji="🎉", user="carol"), delete("d1", seq=1)):
