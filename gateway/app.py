@@ -17,7 +17,7 @@ from chat import keys, redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import Settings, SettingsError
-from gateway import http, media, profiles, push, social, ws
+from gateway import http, media, profiles, push, session, social, ws
 from gateway.auth import key_set_context, provider_keys
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
@@ -193,5 +193,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(push.routes)
     app.add_routes(social.routes)
     app.add_routes(profiles.routes)
+    app.add_routes(session.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

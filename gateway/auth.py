@@ -39,7 +39,7 @@ def token_claims(settings: Settings, token: str, keys: KeySet | None = None) -> 
     picks the path: the JWKS algorithms go to the provider's keys, ``CHAT_JWT_ALGORITHM`` to
     the shared secret; anything else (``none``, HS256 without a secret) is refused."""
     try:
-        alg = jwt.get_unverified_header(token).get("alg")
+        alg = header_alg(jwt.get_unverified_header(token))
         if keys is not None and alg in keys.algorithms:
             claims, claim = provider_claims(settings, token, keys), settings.jwt_user_claim
         elif settings.hs_secret and alg == settings.jwt_algorithm:
@@ -55,6 +55,12 @@ def token_claims(settings: Settings, token: str, keys: KeySet | None = None) -> 
     if problem is not None:  # a subject outside chat.identity's alphabet never becomes a user
         raise Unauthorized(f"invalid token subject ({claim}): {problem}")
     return user_id, claims
+
+
+def header_alg(header: dict) -> str | None:
+    """The header's ``alg`` if it is a string (a list or an object names no algorithm)."""
+    alg = header.get("alg")
+    return alg if isinstance(alg, str) else None
 
 
 def provider_claims(settings: Settings, token: str, keys: KeySet) -> dict:
@@ -149,8 +155,8 @@ async def provider_keys(request: web.Request,
                 header = jwt.get_unverified_header(token)
             except jwt.PyJWTError:
                 continue  # refused when a handler verifies it
-            if header.get("alg") in keys.algorithms:
-                await keys.ensure(header.get("kid") if isinstance(header.get("kid"), str) else None)
+            if header_alg(header) in keys.algorithms:
+                await keys.ensure(header.get("kid"))
     return await handler(request)
 
 

@@ -123,6 +123,8 @@ def refused_tokens(idp: IdentityProvider) -> dict[str, str]:
         "unknown kid": stranger.token(stranger.new_key("RS256"), "mallory"),
         "RS256 header on the ES256 key": forged({"alg": "RS256", "typ": "JWT", "kid": idp.es}, claims, b"x"),
         "subject outside the alphabet": idp.token(idp.rs, "Mallory"),
+        "alg not a string": forged({"alg": ["RS256"], "typ": "JWT", "kid": idp.rs}, claims, b"x"),
+        "no subject": idp.token(idp.rs, None),
     }
 
 
