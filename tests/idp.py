@@ -30,6 +30,8 @@ class IdentityProvider:
         self.private: dict[str, tuple[Any, str]] = {}  # kid -> (private key, alg)
         self.published: list[str] = []  # the kids the JWKS serves
         self.requests: Counter[str] = Counter()
+        self.fault: str | None = None  # "down": the JWKS answers 503; "issuer": discovery names another
+        self.delay_s = 0.0  # how long the JWKS takes to answer
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -65,11 +67,15 @@ class IdentityProvider:
     # The server
     async def _discovery(self, request: web.Request) -> web.Response:
         self.requests["discovery"] += 1
-        return web.json_response({"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks.json",
+        issuer = "https://impostor.example.com" if self.fault == "issuer" else self.issuer
+        return web.json_response({"issuer": issuer, "jwks_uri": f"{self.issuer}/jwks.json",
                                   "id_token_signing_alg_values_supported": ["RS256", "ES256"]})
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.requests["jwks"] += 1
+        await asyncio.sleep(self.delay_s)
+        if self.fault == "down":
+            return web.json_response({"error": "down"}, status=503)
         return web.json_response({"keys": [self.jwk(kid) for kid in list(self.published)]})
 
     def start(self) -> "IdentityProvider":

@@ -20,7 +20,10 @@ import urllib.request
 import aiohttp
 import pytest
 
-from chat.settings import DEV_JWT_SECRET
+from chat.errors import Unavailable
+from chat.settings import DEV_JWT_SECRET, Settings
+from gateway.auth import token_claims
+from gateway.jwks import KeySet
 from tests.client import uid
 from tests.idp import IdentityProvider
 from tests.support import System
@@ -171,3 +174,42 @@ async def test_a_key_set_is_a_real_secret_for_a_gateway_reachable_from_other_mac
         assert "refusing to start" not in system.gateways[0].log_tail(40)
     finally:
         system.stop()
+
+
+async def test_the_key_set_checks_the_discovered_issuer_keeps_its_keys_and_refreshes_without_a_stall(idp):
+    """A failed fetch (provider down, or a discovery document naming another issuer) keeps the
+    keys held; a stale set is refreshed behind a token whose key is known, not before it."""
+    settings = Settings(oidc_issuer=idp.issuer, jwt_audience=idp.audience, jwks_refetch_s=0, jwks_cache_s=0)
+    keys = KeySet(settings)
+    await keys.open()
+    token = idp.token(idp.es, "ann")
+    try:
+        assert set(keys.keys) == set(idp.published) and keys.error is None
+        for fault, said in (("down", "answered 503"), ("issuer", "names issuer 'https://impostor.example.com'")):
+            idp.fault = fault
+            await keys.refresh()
+            assert said in keys.error and set(keys.keys) == set(idp.published), fault
+            assert token_claims(settings, token, keys)[0] == "ann"
+        idp.fault, idp.delay_s = None, 1.0
+        started = time.monotonic()
+        await keys.ensure(idp.es)  # known, the set stale: verify now, refresh behind
+        assert time.monotonic() - started < 0.5
+        await keys.ensure("unknown-kid")  # unknown: wait for the fetch
+        assert time.monotonic() - started >= 1.0 and keys.error is None
+    finally:
+        idp.fault, idp.delay_s = None, 0.0
+        await keys.close()
+
+
+async def test_a_provider_never_reached_answers_unavailable_not_unauthorized(idp):
+    from infra.services import free_port
+
+    settings = Settings(oidc_issuer=f"http://127.0.0.1:{free_port()}", jwt_audience="chat", jwks_timeout_s=1)
+    keys = KeySet(settings)
+    await keys.open()
+    try:
+        assert not keys.keys and "failed" in keys.error
+        with pytest.raises(Unavailable):
+            token_claims(settings, idp.token(idp.rs, "ann", iss=settings.oidc_issuer), keys)
+    finally:
+        await keys.close()
