@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 DAY_MS = 86_400_000
 # Public, so only for a gateway bound to loopback (see ``auth_problem``).
@@ -35,6 +36,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def is_trusted_url(url: str) -> bool:
+    """Whether keys may be fetched from ``url``: https, or http to a loopback address only."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,28 @@ class Settings:
     jwt_algorithm: str = "HS256"
     dev_auth: bool | None = None
     token_ttl_s: int = 86_400
+    # An identity provider's tokens (issue 13, item 9): RS256/ES256 JWTs verified with the keys
+    # its JWKS publishes, found by OIDC discovery from CHAT_OIDC_ISSUER or at CHAT_JWKS_URL.
+    # Both need CHAT_JWT_AUDIENCE (comma-separated; one must be in the token's ``aud``); the
+    # token's ``iss`` must be CHAT_JWT_ISSUER (default: CHAT_OIDC_ISSUER). The user id is the
+    # claim CHAT_JWT_USER_CLAIM. The key set is kept jwks_cache_s; a token naming a key id the
+    # set lacks refetches it, at most once per jwks_refetch_s. See ``auth_problem``.
+    oidc_issuer: str = ""
+    jwks_url: str = ""
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_user_claim: str = "sub"
+    jwks_algorithms: str = "RS256,ES256"
+    jwks_cache_s: float = 300.0
+    jwks_refetch_s: float = 30.0
+    jwks_timeout_s: float = 5.0
+    jwt_leeway_s: float = 30.0  # clock skew allowed on the provider's exp, nbf and iat
+    # The web client's session cookie (HttpOnly, SameSite=Strict): cookie-authenticated requests
+    # must come from one of these origins (comma-separated, e.g. https://chat.example.com);
+    # empty: an origin whose host is the request's Host. Secure: None means when the sign-in came
+    # over https (the request's scheme or its Origin), true/false to force it.
+    web_origins: str = ""
+    cookie_secure: bool | None = None
     # Limits
     max_body_bytes: int = 65_536
     max_frame_bytes: int = 1_048_576
@@ -187,20 +218,73 @@ class Settings:
 
         The built-in secret is public: anyone could sign a token for any user with it. So it
         is allowed only for development sign-in on a loopback bind. Anywhere else the gateway
-        needs CHAT_JWT_SECRET, and development sign-in (anyone can be anyone) stays off there
-        unless CHAT_DEV_AUTH=true says otherwise.
+        needs CHAT_JWT_SECRET or an identity provider's key set (CHAT_OIDC_ISSUER or
+        CHAT_JWKS_URL), and development sign-in (anyone can be anyone) stays off there unless
+        CHAT_DEV_AUTH=true says otherwise; it signs with CHAT_JWT_SECRET, so it needs that.
         """
+        problem = self.jwks_problem()
+        if problem is not None:
+            return problem
         if self.jwt_secret and self.jwt_secret != DEV_JWT_SECRET:
             return None
+        if self.jwks_configured and not self.dev_sign_in:
+            return None  # the provider's keys are the only way in
         if not is_loopback(self.host):
             return (f"CHAT_HOST={self.host!r} is not a loopback address (127.0.0.0/8, ::1, localhost), "
                     "and the built-in development secret and development sign-in work only there: "
                     "set CHAT_JWT_SECRET to a secret of your own (development sign-in then stays off "
-                    "unless CHAT_DEV_AUTH=true), or bind CHAT_HOST=127.0.0.1")
+                    "unless CHAT_DEV_AUTH=true) or an identity provider's key set (CHAT_OIDC_ISSUER "
+                    "or CHAT_JWKS_URL), or bind CHAT_HOST=127.0.0.1")
         if not self.dev_sign_in:
             return ("CHAT_JWT_SECRET must be set to a secret of your own when development sign-in "
                     "is off (CHAT_DEV_AUTH=false)")
         return None
+
+    @property
+    def jwks_configured(self) -> bool:
+        """Whether an identity provider's tokens are verified with the keys it publishes."""
+        return bool(self.oidc_issuer or self.jwks_url)
+
+    def jwks_problem(self) -> str | None:
+        """Why the identity provider settings cannot be served with, or None (also when unset)."""
+        if not self.jwks_configured:
+            return None
+        if not self.jwt_audience_list:
+            return ("CHAT_JWT_AUDIENCE must name this service (the token's aud): without it, a token "
+                    "the identity provider issued to any other application would sign in here")
+        if not self.expected_issuer:
+            return "CHAT_JWT_ISSUER must be set with CHAT_JWKS_URL (the token's iss)"
+        weak = [a for a in self.jwks_algorithm_list if a[:2] not in {"RS", "ES", "PS"} and a != "EdDSA"]
+        if weak or not self.jwks_algorithm_list:
+            return f"CHAT_JWKS_ALGORITHMS takes public-key algorithms only (RS256, ES256, ...), not {weak}"
+        for name, url in (("CHAT_OIDC_ISSUER", self.oidc_issuer), ("CHAT_JWKS_URL", self.jwks_url)):
+            if url and not is_trusted_url(url):
+                return f"{name}={url!r} must be an https URL (http only on a loopback address)"
+        return None
+
+    @property
+    def hs_secret(self) -> str | None:
+        """The key HS256 tokens are verified with: the operator's own secret; the public
+        development secret only where development sign-in serves on loopback; else none."""
+        if self.jwt_secret and self.jwt_secret != DEV_JWT_SECRET:
+            return self.jwt_secret
+        return self.jwt_secret if self.jwt_secret and self.dev_sign_in and is_loopback(self.host) else None
+
+    @property
+    def expected_issuer(self) -> str:
+        return self.jwt_issuer or self.oidc_issuer
+
+    @property
+    def jwt_audience_list(self) -> list[str]:
+        return [a.strip() for a in self.jwt_audience.split(",") if a.strip()]
+
+    @property
+    def jwks_algorithm_list(self) -> list[str]:
+        return [a.strip() for a in self.jwks_algorithms.split(",") if a.strip()]
+
+    @property
+    def web_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.web_origins.split(",") if o.strip()]
 
     @property
     def commands_topic(self) -> str:

@@ -17,7 +17,8 @@ from chat import keys, redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
 from chat.settings import Settings, SettingsError
-from gateway import http, media, profiles, push, social, ws
+from gateway import http, media, profiles, push, session, social, ws
+from gateway.auth import key_set_context, provider_keys
 from gateway.context import GATEWAY, SETTINGS, Gateway
 from gateway.kafka import CommandProducer, DeliveryConsumer, ensure_delivery_topic
 from gateway.limits import TokenBucket, send_bucket
@@ -179,8 +180,10 @@ def create_app(settings: Settings) -> web.Application:
     problem = settings.auth_problem()
     if problem is not None:
         raise SettingsError(problem)
-    app = web.Application(middlewares=[errors], client_max_size=settings.max_frame_bytes)
+    app = web.Application(middlewares=[errors, provider_keys], client_max_size=settings.max_frame_bytes)
     app[SETTINGS] = settings
+    if settings.jwks_configured:
+        app.cleanup_ctx.append(key_set_context(settings))
     app.cleanup_ctx.append(resources)
     app.cleanup_ctx.append(media.resources)
     app.on_shutdown.append(_close_sockets)
@@ -190,5 +193,6 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(push.routes)
     app.add_routes(social.routes)
     app.add_routes(profiles.routes)
+    app.add_routes(session.routes)
     app.router.add_get("/v1/ws", ws.websocket)
     return app

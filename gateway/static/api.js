@@ -1,4 +1,6 @@
 // HTTP side of ../shared/PROTOCOL.md (1.1) and what the client keeps in localStorage.
+// No token is ever held by this script or kept in storage: the gateway keeps the session in an
+// HttpOnly cookie (gateway/session.py) that the browser sends with every same-origin request.
 
 const KEY = "chat.";
 
@@ -43,24 +45,36 @@ export class ApiError extends Error {
 }
 
 export class Api {
-  constructor(token, onUnauthorized = () => {}) {
-    this.token = token;
+  constructor(onUnauthorized = () => {}) {
     this.onUnauthorized = onUnauthorized;
   }
 
+  /** Development sign-in into the session cookie; the answer names the user, never a token. */
   static async signIn(userId) {
-    const r = await fetch("/v1/dev/token", {
+    const r = await fetch("/v1/dev/session", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ user_id: userId }),
     });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new ApiError(r.status, body.error?.code, body.error?.message);
-    return body.token;
+    return body.user_id;
+  }
+
+  /** The signed-in user of this browser's session cookie, or null. */
+  static async currentUser() {
+    const r = await fetch("/v1/session");
+    if (!r.ok) return null;
+    return (await r.json().catch(() => ({}))).user_id || null;
+  }
+
+  /** Clears the session cookie. */
+  static async signOut() {
+    await fetch("/v1/session", { method: "DELETE" }).catch(() => {});
   }
 
   async call(method, path, body, headers = {}) {
-    const init = { method, headers: { Authorization: `Bearer ${this.token}`, ...headers } };
+    const init = { method, headers: { ...headers } };
     if (body instanceof Blob) {
       init.body = body;
     } else if (body !== undefined) {
@@ -125,10 +139,10 @@ export class Api {
     return this.call("POST", "/v1/media", file, { "Content-Type": file.type || "application/octet-stream" });
   }
 
-  /** An object URL for a media url: our own server's urls need the bearer token. */
+  /** An object URL for a media url (our own server's urls are read with the session cookie). */
   async mediaUrl(url) {
     if (!url.startsWith("/") && !url.startsWith(location.origin)) return url;
-    const r = await fetch(url, { headers: { Authorization: `Bearer ${this.token}` } });
+    const r = await fetch(url);
     if (!r.ok) throw new ApiError(r.status);
     return URL.createObjectURL(await r.blob());
   }

@@ -12,10 +12,10 @@ import { State } from "./state.js";
 import { $ } from "./ui.js";
 
 class App {
-  constructor(me, token) {
+  constructor(me) {
     this.me = me;
     this.deviceId = deviceId();
-    this.api = new Api(token, () => this.signOut());
+    this.api = new Api(() => this.signOut());
     this.state = new State(me, this.deviceId, (what, key) => this.changed(what, key));
     this.people = new People(this);
     this.chat = new ChatView(this);
@@ -25,7 +25,7 @@ class App {
     this.readSent = new Map();
     this.timers = new Map();
     this.socket = new Socket({
-      token, deviceId: this.deviceId, cursors: () => ({ ...this.state.cursors }),
+      deviceId: this.deviceId, cursors: () => ({ ...this.state.cursors }),
       changeCursors: () => ({ ...this.state.changeCursors }),
       onFrame: (f) => this.frame(f), onStatus: (s, info) => this.status(s, info),
     });
@@ -233,9 +233,9 @@ class App {
     }
   }
 
-  signOut() {
+  async signOut() {
     this.socket.stop();
-    store.remove("session");
+    await Api.signOut();
     location.reload();
   }
 }
@@ -253,29 +253,27 @@ function show(screen) {
   $("#main").hidden = screen !== "main";
 }
 
-function boot() {
-  const session = store.get("session");
-  if (session?.user && session?.token) {
-    start(session.user, session.token);
+async function boot() {
+  store.remove("session"); // where clients before the session cookie kept their bearer token
+  const user = await Api.currentUser();
+  if (user) {
+    start(user);
     return;
   }
   show("signin");
   $("#signin-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const user = $("#signin-user").value.trim();
     $("#signin-error").textContent = "";
     try {
-      const token = await Api.signIn(user);
-      store.set("session", { user, token });
-      start(user, token);
+      start(await Api.signIn($("#signin-user").value.trim()));
     } catch (err) {
       $("#signin-error").textContent = err.message;
     }
   });
 }
 
-function start(user, token) {
-  const app = new App(user, token);
+function start(user) {
+  const app = new App(user);
   window.chat = app; // for the console and the browser tests
   $("#sign-out").addEventListener("click", () => app.signOut());
   $("#new-chat").addEventListener("click", () => $("#new-dialog").showModal());

@@ -1,4 +1,4 @@
-// The WebSocket side of PROTOCOL.md: connect with ?token=, sync right after hello with the
+// The WebSocket side of PROTOCOL.md: connect (the browser sends the session cookie), sync right after hello with the
 // last seq seen per conversation (and, protocol 1.1, the last change_seq applied), reconnect on
 // its own with backoff.
 
@@ -8,15 +8,14 @@ const CLOSE_REPLACED = 4409; // a newer socket of this device (gateway/registry.
 export class Socket {
   /**
    * @param {object} o
-   * @param {string} o.token
    * @param {string} o.deviceId
    * @param {() => object} o.cursors  the last seq seen per conversation, for sync
    * @param {() => object} o.changeCursors  the last change_seq applied per conversation
    * @param {(frame: object) => void} o.onFrame
    * @param {(status: "connecting"|"syncing"|"online"|"offline", info?: object) => void} o.onStatus
    */
-  constructor({ token, deviceId, cursors, changeCursors, onFrame, onStatus }) {
-    Object.assign(this, { token, deviceId, cursors, changeCursors, onFrame, onStatus });
+  constructor({ deviceId, cursors, changeCursors, onFrame, onStatus }) {
+    Object.assign(this, { deviceId, cursors, changeCursors, onFrame, onStatus });
     this.ws = null;
     this.attempts = 0;
     this.timer = null;
@@ -51,7 +50,7 @@ export class Socket {
 
   connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const q = new URLSearchParams({ device_id: this.deviceId, token: this.token });
+    const q = new URLSearchParams({ device_id: this.deviceId });
     const ws = new WebSocket(`${scheme}://${location.host}/v1/ws?${q}`);
     this.ws = ws;
     this.setStatus("connecting");

@@ -110,6 +110,37 @@ async def test_pages_and_answers_carry_the_security_headers(system, session):
             assert "unsafe-inline" not in csp, path
 
 
+SCRIPT_REACH = """() => JSON.stringify({
+  local: Object.entries(localStorage), session: Object.entries(sessionStorage), cookie: document.cookie,
+  api: Object.entries(window.chat.api), socket: Object.keys(window.chat.socket).map((k) => [k, String(window.chat.socket[k])]),
+})"""
+
+
+async def test_the_session_token_is_out_of_reach_of_the_pages_script(system, browser, expect):
+    """Issue 13 item 5: after sign-in no storage the page's script reads holds the token, nor
+    does ``document.cookie``: the session is an HttpOnly, SameSite=Strict cookie. It survives a
+    reload, and signing out clears it."""
+    alice = await Person.sign_in(browser, system.url(), uid("alice"))
+    try:
+        cookies = {c["name"]: c for c in await alice.context.cookies()}
+        cookie = cookies["chat_session"]
+        assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"], cookie["secure"]) == (True, "Strict", "/", False)
+        token = cookie["value"]
+        header, claims, signature = token.split(".")
+        reach = await alice.page.evaluate(SCRIPT_REACH)
+        for part in (token, claims, signature):
+            assert part not in reach, reach
+        assert "chat_session" not in reach and "token" not in reach.lower(), reach
+        await alice.page.reload()
+        await alice.page.wait_for_selector("body[data-connection='online']", state="attached", timeout=WAIT_MS)
+        await expect(alice.page.locator("#main")).to_be_visible()
+        await alice.page.click("#sign-out")
+        await expect(alice.page.locator("#signin")).to_be_visible()
+        assert "chat_session" not in {c["name"] for c in await alice.context.cookies()}
+    finally:
+        await alice.close()
+
+
 def tiny_png() -> bytes:
     """A valid 2x2 PNG."""
     def chunk(kind: bytes, data: bytes) -> bytes:

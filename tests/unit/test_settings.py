@@ -67,3 +67,40 @@ def test_defaults_find_the_stack_that_make_run_starts():
     args = parse_args([])
     assert Settings().kafka_bootstrap == f"127.0.0.1:{args.broker_port}"
     assert Settings().redis_url == f"redis://127.0.0.1:{args.redis_port}/0"
+
+
+IDP = {"CHAT_OIDC_ISSUER": "https://idp.example.com/realms/chat", "CHAT_JWT_AUDIENCE": "chat"}
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "chat.example.com", "127.0.0.1"])
+def test_an_identity_providers_key_set_is_a_real_secret_for_the_loopback_guard(host):
+    """Issue 13 item 9: a gateway on any bind starts with a JWKS and no CHAT_JWT_SECRET; the
+    public development secret then verifies nothing, and dev sign-in stays off off loopback."""
+    for env in (IDP, {"CHAT_JWKS_URL": "https://idp.example.com/jwks.json", "CHAT_JWT_ISSUER": "https://idp",
+                      "CHAT_JWT_AUDIENCE": "chat"}):
+        settings = Settings.from_env({"CHAT_HOST": host, **env})
+        assert settings.jwks_configured and settings.auth_problem() is None, env
+        assert settings.hs_secret == (DEV_JWT_SECRET if host == "127.0.0.1" else None)
+        assert settings.dev_sign_in is (host == "127.0.0.1")
+
+
+def test_dev_sign_in_off_loopback_still_needs_a_secret_of_its_own_beside_a_key_set():
+    settings = Settings.from_env({"CHAT_HOST": "0.0.0.0", "CHAT_DEV_AUTH": "true", **IDP})
+    assert "CHAT_JWT_SECRET" in settings.auth_problem()
+    assert Settings.from_env({"CHAT_HOST": "127.0.0.1", "CHAT_DEV_AUTH": "false", **IDP}).hs_secret is None
+
+
+@pytest.mark.parametrize("env, needs", [
+    ({"CHAT_OIDC_ISSUER": "https://idp.example.com"}, "CHAT_JWT_AUDIENCE"),
+    ({"CHAT_JWKS_URL": "https://idp.example.com/jwks", "CHAT_JWT_AUDIENCE": "chat"}, "CHAT_JWT_ISSUER"),
+    ({**IDP, "CHAT_JWKS_ALGORITHMS": "RS256,HS256"}, "CHAT_JWKS_ALGORITHMS"),
+    ({**IDP, "CHAT_JWKS_ALGORITHMS": "none"}, "CHAT_JWKS_ALGORITHMS"),
+    ({**IDP, "CHAT_OIDC_ISSUER": "http://idp.example.com"}, "https"),
+    ({**IDP, "CHAT_JWKS_URL": "http://10.0.0.5/jwks", "CHAT_JWT_ISSUER": "x"}, "https"),
+])
+def test_an_incomplete_or_weak_key_set_configuration_refuses_to_start(env, needs):
+    settings = Settings.from_env({"CHAT_HOST": "0.0.0.0", **env})
+    with pytest.raises(SettingsError) as info:
+        create_app(settings)
+    assert needs in str(info.value)
+    assert Settings.from_env({**IDP, "CHAT_OIDC_ISSUER": "http://127.0.0.1:9000"}).auth_problem() is None
