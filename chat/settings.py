@@ -142,6 +142,11 @@ class Settings:
     apns_topic: str = ""  # the app's bundle id
     webpush_vapid_key_file: str = ""  # PEM of the VAPID private key (P-256)
     webpush_vapid_subject: str = "mailto:admin@localhost"
+    # Requests to URLs a client chose (webhook push tokens, Web Push endpoints; push/egress.py):
+    # https only unless push_allow_http, and only to public addresses unless inside
+    # push_allow_cidrs (comma-separated CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
+    push_allow_http: bool = False
+    push_allow_cidrs: str = ""
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"
@@ -254,6 +259,17 @@ class Settings:
     @property
     def profiles_topic(self) -> str:
         return f"{self.topic_prefix}profiles"
+
+    @property
+    def push_allow_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``push_allow_cidrs`` parsed; ``SettingsError`` naming the entry that is not a CIDR."""
+        nets = []
+        for entry in filter(None, (e.strip() for e in self.push_allow_cidrs.split(","))):
+            try:
+                nets.append(ipaddress.ip_network(entry))
+            except ValueError as exc:
+                raise SettingsError(f"CHAT_PUSH_ALLOW_CIDRS: {entry!r} is not a CIDR ({exc})") from None
+        return nets
 
     @property
     def resolved_media_dir(self) -> Path:
