@@ -147,6 +147,7 @@ class Settings:
     # push_allow_cidrs (comma-separated CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
     push_allow_http: bool = False
     push_allow_cidrs: str = ""
+    max_push_devices_per_user: int = 20  # push registrations; re-registering a device is free
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"

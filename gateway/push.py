@@ -13,7 +13,7 @@ from aiohttp import web
 
 import orjson
 
-from chat.errors import BadRequest, Forbidden, NotFound, TooLarge
+from chat.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from chat.identity import check_device_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY
@@ -43,7 +43,10 @@ async def register_device(request: web.Request) -> web.Response:
     if len(push_token) > MAX_PUSH_TOKEN_CHARS:
         raise TooLarge(f"push_token is longer than {MAX_PUSH_TOKEN_CHARS} characters")
     check_target(EgressPolicy.from_settings(request.app[GATEWAY].settings), platform, push_token)
-    await devices.register(user_id, device_id, platform, push_token)
+    limit = request.app[GATEWAY].settings.max_push_devices_per_user
+    if not await devices.register(user_id, device_id, platform, push_token, max_devices=limit):
+        raise Conflict(f"at most {limit} push devices per user; unregister one "
+                       "(DELETE /v1/devices/{device_id}) first")
     return web.Response(status=204)
 
 
