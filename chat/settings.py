@@ -126,6 +126,11 @@ class Settings:
     media_s3_secret_key: str = ""
     media_part_bytes: int = 8_388_608  # S3 multipart part size: the most an upload holds in memory
     thumbnail_px: int = 320
+    # Upload limits per user, counted across gateways in a window of upload_window_s that starts
+    # at the window's first upload (gateway/upload_limits.py); over either: 429 with Retry-After.
+    max_uploads_per_hour: int = 100
+    max_upload_bytes_per_hour: int = 1_073_741_824
+    upload_window_s: float = 3600.0
     # Push notifications to devices with no live connection (issue 5)
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0  # the first retry's delay, doubled on each further attempt
