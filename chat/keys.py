@@ -16,7 +16,7 @@ Layout:
 - ``conv:{conv}``, ``conv:{conv}:members``, ``conv:{conv}:former``, ``conv:{conv}:last``,
   ``conv:{conv}:receipts``; ``user:{user}:convs``
 - ``conn:{user}``; ``workers:{app}``
-- ``media:{media}``, ``media:{media}:sent``, ``media:{media}:uses``
+- ``media:{media}``, ``media:{media}:sent``, ``media:{media}:uses``, ``media:expiry``
 - ``push:devices:{user}``, ``push:private:{conv}``, ``push:sent:{message}:{user}:{device}``
 - ``rate:send:{user}``, ``rate:typing:{user}``, ``rate:upload:{user}``
 - ``block:{user}``, ``mute:{conv}``, ``mentions:{conv}:{user}``, ``profile:{user}``
@@ -94,6 +94,11 @@ def media_sent(media_id: str) -> str:
 
 def media_uses(media_id: str) -> str:
     return f"media:{tag(media_id)}:uses"
+
+
+def media_expiry() -> str:
+    """Media ids scored by when they expire, in ms (a sorted set; ``projections/media.py``)."""
+    return "media:expiry"
 
 
 def push_devices(user_id: str) -> str:

@@ -131,6 +131,11 @@ class Settings:
     max_uploads_per_hour: int = 100
     max_upload_bytes_per_hour: int = 1_073_741_824
     upload_window_s: float = 3600.0
+    # Media expiry (projections/media.py): a medium never sent in a message is deleted this long
+    # after its upload; a sent one when the last message carrying it is past retention_days.
+    # The stream workers sweep expired media every media_sweep_interval_s.
+    media_unsent_ttl_s: float = 86_400.0
+    media_sweep_interval_s: float = 60.0
     # Push notifications to devices with no live connection (issue 5)
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0  # the first retry's delay, doubled on each further attempt

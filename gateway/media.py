@@ -52,7 +52,7 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     store = make_media_store(gw.settings)
     await store.open()
-    gw.media = MediaService(store, MediaProjection(gw.redis),
+    gw.media = MediaService(store, MediaProjection.from_settings(gw.redis, gw.settings),
                             UploadLimiter(gw.redis, gw.settings))
     yield
     await store.close()
