@@ -166,6 +166,9 @@ class Settings:
     # Stream worker's Prometheus endpoint (GET /metrics); 0 = off
     worker_metrics_port: int = 0
 
+    def __post_init__(self) -> None:
+        self.push_allow_networks  # noqa: B018  (a bad CHAT_PUSH_ALLOW_CIDRS stops start-up, not a push)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
         """Settings from ``CHAT_<FIELD>`` variables (upper case), then ``overrides``."""
