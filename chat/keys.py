@@ -16,9 +16,9 @@ Layout:
 - ``conv:{conv}``, ``conv:{conv}:members``, ``conv:{conv}:former``, ``conv:{conv}:last``,
   ``conv:{conv}:receipts``; ``user:{user}:convs``
 - ``conn:{user}``; ``workers:{app}``
-- ``media:{media}``, ``media:{media}:sent``
+- ``media:{media}``, ``media:{media}:sent``, ``media:{media}:uses``, ``media:expiry``
 - ``push:devices:{user}``, ``push:private:{conv}``, ``push:sent:{message}:{user}:{device}``
-- ``rate:send:{user}``, ``rate:typing:{user}``
+- ``rate:send:{user}``, ``rate:typing:{user}``, ``rate:upload:{user}``
 - ``block:{user}``, ``mute:{conv}``, ``mentions:{conv}:{user}``, ``profile:{user}``
 """
 
@@ -96,6 +96,11 @@ def media_uses(media_id: str) -> str:
     return f"media:{tag(media_id)}:uses"
 
 
+def media_expiry() -> str:
+    """Media ids scored by when they expire, in ms (a sorted set; ``projections/media.py``)."""
+    return "media:expiry"
+
+
 def push_devices(user_id: str) -> str:
     return f"push:devices:{tag(user_id)}"
 
@@ -129,6 +134,11 @@ def profile(user_id: str) -> str:
 
 SEND_BUCKET = "rate:send:"
 TYPING_BUCKET = "rate:typing:"
+
+
+def upload_window(user_id: str) -> str:
+    """A user's uploads in the current window (a hash: count, bytes; ``gateway/upload_limits.py``)."""
+    return f"rate:upload:{tag(user_id)}"
 
 
 def bucket(prefix: str, name: str) -> str:

@@ -157,6 +157,16 @@ class Settings:
     media_s3_secret_key: str = ""
     media_part_bytes: int = 8_388_608  # S3 multipart part size: the most an upload holds in memory
     thumbnail_px: int = 320
+    # Upload limits per user, counted across gateways in a window of upload_window_s that starts
+    # at the window's first upload (gateway/upload_limits.py); over either: 429 with Retry-After.
+    max_uploads_per_hour: int = 100
+    max_upload_bytes_per_hour: int = 1_073_741_824
+    upload_window_s: float = 3600.0
+    # Media expiry (projections/media.py): a medium never sent in a message is deleted this long
+    # after its upload; a sent one when the last message carrying it is past retention_days.
+    # The stream workers sweep expired media every media_sweep_interval_s.
+    media_unsent_ttl_s: float = 86_400.0
+    media_sweep_interval_s: float = 60.0
     # Push notifications to devices with no live connection (issue 5)
     push_max_attempts: int = 5
     push_backoff_s: float = 1.0  # the first retry's delay, doubled on each further attempt
@@ -173,6 +183,12 @@ class Settings:
     apns_topic: str = ""  # the app's bundle id
     webpush_vapid_key_file: str = ""  # PEM of the VAPID private key (P-256)
     webpush_vapid_subject: str = "mailto:admin@localhost"
+    # Requests to URLs a client chose (webhook push tokens, Web Push endpoints; push/egress.py):
+    # https only unless push_allow_http, and only to public addresses unless inside
+    # push_allow_cidrs (comma-separated CIDRs, e.g. "10.20.0.0/16,fd00:1::/64").
+    push_allow_http: bool = False
+    push_allow_cidrs: str = ""
+    max_push_devices_per_user: int = 20  # push registrations; re-registering a device is free
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"
@@ -180,6 +196,9 @@ class Settings:
     log_format: str = "json"  # "json" (one object per line) or "text"
     # Stream worker's Prometheus endpoint (GET /metrics); 0 = off
     worker_metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.push_allow_networks  # noqa: B018  (a bad CHAT_PUSH_ALLOW_CIDRS stops start-up, not a push)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -338,6 +357,17 @@ class Settings:
     @property
     def profiles_topic(self) -> str:
         return f"{self.topic_prefix}profiles"
+
+    @property
+    def push_allow_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """``push_allow_cidrs`` parsed; ``SettingsError`` naming the entry that is not a CIDR."""
+        nets = []
+        for entry in filter(None, (e.strip() for e in self.push_allow_cidrs.split(","))):
+            try:
+                nets.append(ipaddress.ip_network(entry))
+            except ValueError as exc:
+                raise SettingsError(f"CHAT_PUSH_ALLOW_CIDRS: {entry!r} is not a CIDR ({exc})") from None
+        return nets
 
     @property
     def resolved_media_dir(self) -> Path:

@@ -27,6 +27,7 @@ from chat.events import Media, MediaUploaded, MessageSendRequested
 from chat.ids import is_media_id, new_media_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY, Gateway
+from gateway.upload_limits import UploadLimiter
 from media.store import Hashing, MediaStore, make_media_store
 from media.urls import media_object, media_url, thumbnail_key
 from projections.media import MediaInfo, MediaProjection
@@ -43,6 +44,7 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 class MediaService:
     store: MediaStore
     index: MediaProjection
+    uploads: UploadLimiter
 
 
 async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -50,7 +52,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     store = make_media_store(gw.settings)
     await store.open()
-    gw.media = MediaService(store, MediaProjection(gw.redis))
+    gw.media = MediaService(store, MediaProjection.from_settings(gw.redis, gw.settings),
+                            UploadLimiter(gw.redis, gw.settings))
     yield
     await store.close()
 
@@ -70,18 +73,37 @@ async def upload(request: web.Request) -> web.Response:
     limit = gw.settings.media_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"media is larger than {limit} bytes")
-    media_id = new_media_id()
-    hashing = Hashing(request.content.iter_chunked(UPLOAD_CHUNK), limit)
-    size = await gw.media.store.put(media_id, hashing.__aiter__(), content_type)
-    if size == 0:
-        await gw.media.store.delete(media_id)
-        raise BadRequest("the body is empty")
-    now = int(time.time() * 1000)
+    media_id, hashing = await store_upload(request, gw, user_id)
+    size, now = hashing.size, int(time.time() * 1000)
     await gw.media.index.create(MediaInfo(media_id, user_id, content_type, size, hashing.sha256, now))
     await gw.producer.send(MediaUploaded(media_id, user_id, content_type, size, hashing.sha256, now),
                            media_id, topic=gw.settings.media_topic)
     body = {**media_object(media_id, content_type, size), "sha256": hashing.sha256}
     return web.json_response(body, status=201)
+
+
+async def store_upload(request: web.Request, gw: Gateway, user_id: str) -> tuple[str, Hashing]:
+    """Stream the body into the store within the user's upload limits (``upload_limits``):
+    its bytes are reserved first and given back once the size is known."""
+    limit = gw.settings.media_max_bytes
+    reservation = await gw.media.uploads.reserve(user_id, request.content_length)
+    media_id = new_media_id()
+    hashing = Hashing(request.content.iter_chunked(UPLOAD_CHUNK), min(limit, reservation.reserved))
+    try:
+        size = await gw.media.store.put(media_id, hashing.__aiter__(), request.content_type.lower())
+    except TooLarge:
+        await gw.media.uploads.settle(reservation, 0)
+        if hashing.limit < limit:  # past what was left of the user's bytes, not one upload's limit
+            raise await gw.media.uploads.over(reservation) from None
+        raise
+    except Exception:
+        await gw.media.uploads.settle(reservation, 0)
+        raise
+    await gw.media.uploads.settle(reservation, size)
+    if size == 0:
+        await gw.media.store.delete(media_id)
+        raise BadRequest("the body is empty")
+    return media_id, hashing
 
 
 async def readable(gw: Gateway, media_id: str, user_id: str) -> MediaInfo:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chat.errors import BadRequest, Forbidden, NotFound, TooLarge
+import orjson
+
+from chat.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from chat.identity import check_device_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY
 from gateway.http import body_of, json
 from projections.push import PLATFORMS, DeviceRegistry
+from push.egress import EgressPolicy, EgressRefused
 
 routes = web.RouteTableDef()
 MAX_PUSH_TOKEN_CHARS = 4096  # a web push subscription (JSON) is the longest
@@ -39,10 +42,32 @@ async def register_device(request: web.Request) -> web.Response:
         raise BadRequest("push_token is required and must be a non-empty string")
     if len(push_token) > MAX_PUSH_TOKEN_CHARS:
         raise TooLarge(f"push_token is longer than {MAX_PUSH_TOKEN_CHARS} characters")
-    if platform == "webhook" and not push_token.startswith(("http://", "https://")):
-        raise BadRequest("a webhook push_token is the http(s) URL to POST to")
-    await devices.register(user_id, device_id, platform, push_token)
+    check_target(EgressPolicy.from_settings(request.app[GATEWAY].settings), platform, push_token)
+    limit = request.app[GATEWAY].settings.max_push_devices_per_user
+    if not await devices.register(user_id, device_id, platform, push_token, max_devices=limit):
+        raise Conflict(f"at most {limit} push devices per user; unregister one "
+                       "(DELETE /v1/devices/{device_id}) first")
     return web.Response(status=204)
+
+
+def check_target(policy: EgressPolicy, platform: str, push_token: str) -> None:
+    """``BadRequest`` for a URL the push worker would refuse to contact (``push/egress.py``):
+    a webhook's URL, a Web Push subscription's endpoint. Where a name resolves to is checked
+    when a push is sent, not here."""
+    url = push_token
+    if platform == "webpush":
+        try:
+            url = orjson.loads(push_token)["endpoint"]
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest("a webpush push_token is the subscription JSON with its endpoint") from None
+        if not isinstance(url, str):
+            raise BadRequest("a webpush subscription's endpoint must be a URL")
+    elif platform != "webhook":
+        return
+    try:
+        policy.check_url(url)
+    except EgressRefused as exc:
+        raise BadRequest(f"push_token: {exc.message}") from None
 
 
 @routes.delete("/v1/devices/{device_id}")

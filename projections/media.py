@@ -4,6 +4,13 @@ Keys:
 - ``media:{id}``       hash: uploader, content_type, size, sha256, uploaded_at, thumbnail (set once made)
 - ``media:{id}:sent``  hash conversation id -> the seq of the first message that carried it
 - ``media:{id}:uses``  set of "<conversation id> <seq>": the messages carrying it that are not deleted
+- ``media:expiry``     sorted set of media ids by when they expire (ms)
+
+Expiry: an upload is due ``CHAT_MEDIA_UNSENT_TTL_S`` after it (24 h); each message that carries
+it moves that to its own ``sent_at`` + retention (``ZADD GT``: the latest message wins), so a
+medium lives as long as the last message that carries it. ``expire`` (a stream worker's timer)
+erases what is due, bytes and keys, except a user's current avatar, which is looked at again a
+TTL later. Every worker may sweep: erasing twice changes nothing.
 
 A deletion (protocol 1.1) erases a medium once no message that is not deleted carries it and no
 profile uses it as an avatar (``media:{id}`` field ``avatar``): its bytes and thumbnail leave the
@@ -28,6 +35,7 @@ import redis.asyncio as redis
 
 from chat import keys
 from chat.events import Event, MessageAccepted, MessageDeleted
+from chat.settings import DAY_MS, Settings
 
 if TYPE_CHECKING:
     from media.store import MediaStore
@@ -55,17 +63,28 @@ class MediaInfo:
     thumbnail: bool = False
 
 
-_key, _sent, _uses = keys.media, keys.media_sent, keys.media_uses
+_key, _sent, _uses, _expiry = keys.media, keys.media_sent, keys.media_uses, keys.media_expiry
+
 
 
 class MediaProjection:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, unsent_ttl_ms: int = DAY_MS, retention_ms: int = 90 * DAY_MS) -> None:
         self.redis = client
+        self.unsent_ttl_ms = unsent_ttl_ms
+        self.retention_ms = retention_ms
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> "MediaProjection":
+        return cls(client, int(settings.media_unsent_ttl_s * 1000), settings.retention_ms)
 
     async def create(self, info: MediaInfo) -> None:
-        await self.redis.hset(_key(info.media_id), mapping={
+        """Record a complete upload, due to expire ``unsent_ttl_ms`` after it unless it is sent."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(_key(info.media_id), mapping={
             "uploader": info.uploader, "content_type": info.content_type, "size": info.size,
             "sha256": info.sha256, "uploaded_at": info.uploaded_at})
+        pipe.zadd(_expiry(), {info.media_id: info.uploaded_at + self.unsent_ttl_ms})
+        await pipe.execute()
 
     async def get(self, media_id: str) -> MediaInfo | None:
         raw = await self.redis.hgetall(_key(media_id))
@@ -89,6 +108,7 @@ class MediaProjection:
             if isinstance(event, MessageAccepted) and event.media is not None:
                 pipe.hsetnx(_sent(event.media.media_id), event.conversation_id, event.seq)
                 pipe.sadd(_uses(event.media.media_id), f"{event.conversation_id} {event.seq}")
+                pipe.zadd(_expiry(), {event.media.media_id: event.sent_at + self.retention_ms}, gt=True)
                 touched = True
         if touched:
             await pipe.execute()
@@ -96,8 +116,6 @@ class MediaProjection:
     async def erase_deleted(self, events: Iterable[Event], store: "MediaStore") -> list[str]:
         """For each deleted message with media: forget the use, and erase the medium (bytes,
         thumbnail, keys) if nothing else uses it. Returns the media ids erased. Safe to repeat."""
-        from media.urls import thumbnail_key
-
         erased = []
         for event in events:
             if isinstance(event, MessageDeleted) and event.media_id is not None:
@@ -105,10 +123,35 @@ class MediaProjection:
                 last = await self.redis.eval(_RELEASE, 2, _key(media_id), _uses(media_id),
                                              f"{event.conversation_id} {event.seq}")
                 if last:
-                    await store.delete(media_id)
-                    await store.delete(thumbnail_key(media_id))
-                    await self.redis.delete(_key(media_id), _sent(media_id), _uses(media_id))
+                    await self.erase(media_id, store)
                     erased.append(media_id)
         if erased:
             log.info("erased %d media of deleted messages", len(erased))
+        return erased
+
+    async def erase(self, media_id: str, store: "MediaStore") -> None:
+        """Delete a medium's bytes, thumbnail and keys. Safe to repeat."""
+        from media.urls import thumbnail_key
+
+        await store.delete(media_id)
+        await store.delete(thumbnail_key(media_id))
+        await self.redis.delete(_key(media_id), _sent(media_id), _uses(media_id))
+        await self.redis.zrem(_expiry(), media_id)
+
+    async def expire(self, store: "MediaStore", now_ms: int, limit: int = 500) -> list[str]:
+        """Erase up to ``limit`` media due by ``now_ms``; returns their ids. A medium that is its
+        uploader's current avatar is kept and looked at again ``unsent_ttl_ms`` later."""
+        due = await self.redis.zrangebyscore(_expiry(), "-inf", now_ms, start=0, num=limit, withscores=True)
+        erased = []
+        for raw, score in due:
+            media_id = raw.decode()
+            uploader = await self.redis.hget(_key(media_id), "uploader")
+            if uploader is not None and await self.redis.hget(
+                    keys.profile(uploader.decode()), "avatar_media_id") == raw:
+                await self.redis.zadd(_expiry(), {media_id: now_ms + self.unsent_ttl_ms})
+                continue
+            await self.erase(media_id, store)
+            erased.append(media_id)
+        if erased:
+            log.info("erased %d expired media", len(erased))
         return erased

@@ -40,16 +40,32 @@ class Registration:
 
 _devices, _private = keys.push_devices, keys.push_private
 
+# KEYS[1]: the user's devices. ARGV: device id, registration, most devices. 1: stored, 0: full.
+_REGISTER = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 class DeviceRegistry:
     def __init__(self, client: redis.Redis, private_default: bool = True) -> None:
         self.redis = client
         self.private_default = private_default
 
-    async def register(self, user_id: str, device_id: str, platform: str, push_token: str) -> None:
+    async def register(self, user_id: str, device_id: str, platform: str, push_token: str,
+                       max_devices: int | None = None) -> bool:
+        """Store (or replace) a device's registration. With ``max_devices``, a new device is
+        refused (False) when the user already has that many; a known one is always replaced.
+        One script, so concurrent registrations cannot pass the cap together."""
         value = orjson.dumps({"platform": platform, "push_token": push_token,
                               "registered_at": int(time.time() * 1000)})
-        await self.redis.hset(_devices(user_id), device_id, value)
+        if max_devices is None:
+            await self.redis.hset(_devices(user_id), device_id, value)
+            return True
+        return bool(await self.redis.eval(_REGISTER, 1, _devices(user_id), device_id, value, max_devices))
 
     async def unregister(self, user_id: str, device_id: str) -> None:
         await self.redis.hdel(_devices(user_id), device_id)

@@ -48,6 +48,9 @@ class PushHttpRequest:
     body: bytes
     method: str = "POST"
     meta: dict[str, Any] = field(default_factory=dict)
+    # The URL came from a client (a webhook, a Web Push endpoint): sent only through the
+    # egress guard (push/egress.py), never through the client for configured endpoints.
+    client_chosen: bool = False
 
 
 def json_body(value: Any) -> bytes:
@@ -83,9 +86,11 @@ async def send(client: httpx.AsyncClient, request: PushHttpRequest) -> None:
 
 
 def providers_for(settings: Settings) -> dict[str, Provider]:
+    from push.egress import EgressPolicy
     from push.webhook import WebhookProvider
 
-    providers: dict[str, Provider] = {"webhook": WebhookProvider()}
+    policy = EgressPolicy.from_settings(settings)
+    providers: dict[str, Provider] = {"webhook": WebhookProvider(policy)}
     if settings.fcm_credentials_file:
         from push.fcm import FcmProvider
 
@@ -97,5 +102,6 @@ def providers_for(settings: Settings) -> dict[str, Provider]:
     if settings.webpush_vapid_key_file:
         from push.webpush import WebPushProvider
 
-        providers["webpush"] = WebPushProvider(settings.webpush_vapid_key_file, settings.webpush_vapid_subject)
+        providers["webpush"] = WebPushProvider(settings.webpush_vapid_key_file, settings.webpush_vapid_subject,
+                                               policy)
     return providers

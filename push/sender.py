@@ -11,6 +11,8 @@ pipeline, a dead-letter topic for what keeps failing, and one notification per (
   when it is due, ``backoff * 2^attempt`` (capped, with jitter). ``RetryQueue.due`` pops due jobs
   atomically (a Lua script), so with several workers each retry is taken once; the push agent's
   timer puts them back on the push topic with ``attempt + 1``. Nothing sleeps in an agent.
+- **Where to:** a URL a client chose (webhook, Web Push endpoint) goes through the egress guard
+  (``push/egress.py``): a refused target is a permanent failure, never contacted.
 - **Dead letters:** a permanent failure (another 4xx, no provider for the platform) or the last
   attempt goes to ``<prefix>push.dead`` as ``PushFailed``. A token the provider calls gone
   (404/410) is also unregistered, unless the device registered a new one meanwhile.
@@ -33,6 +35,7 @@ from chat.events import Event, PushFailed, PushRequested
 from chat.settings import Settings
 from projections.push import DeviceRegistry, preview_text
 from projections.timelines import TimelineStore
+from push.egress import EgressPolicy, egress_client
 from push.providers import Provider, PushError, send
 
 log = logging.getLogger(__name__)
@@ -78,10 +81,12 @@ class PushSender:
         self.publish = publish
         self.retries = RetryQueue(client, settings)
         self.devices = DeviceRegistry(client, settings.push_private_default)
-        self.http = httpx.AsyncClient(http2=True, timeout=settings.push_timeout_s)
+        self.http = httpx.AsyncClient(http2=True, timeout=settings.push_timeout_s)  # configured endpoints
+        self.egress = egress_client(EgressPolicy.from_settings(settings), settings.push_timeout_s)
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.egress.aclose()
 
     async def handle(self, job: PushRequested) -> str:
         """Make one attempt; returns "sent", "duplicate", "retry", "dead" or "erased" (the
@@ -99,7 +104,8 @@ class PushSender:
             provider = self.providers.get(job.platform)
             if provider is None:
                 raise PushError(f"no {job.platform!r} provider is configured", permanent=True)
-            await send(self.http, await provider.request(out, self.http))
+            request = await provider.request(out, self.http)
+            await send(self.egress if request.client_chosen else self.http, request)
             return "sent"
         except PushError as exc:
             if exc.token_gone:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Sequence
 
 
@@ -44,7 +45,7 @@ class Resources:
         self.keys: MessageKeyStore = make_message_key_store(settings)
         self.conversations = ConversationProjection(self.redis)
         self.receipts = ReceiptProjection(self.redis)
-        self.media = MediaProjection(self.redis)  # where media was sent: written before delivery
+        self.media = MediaProjection.from_settings(self.redis, settings)  # where media was sent: before delivery
         self.connections = ConnectionRegistry(self.redis, settings.connection_ttl_s)
         self.router = DeliveryRouter(self.conversations, self.connections)
         self.social = SocialProjection(self.redis)  # blocks, mutes, mentions
@@ -61,6 +62,7 @@ class Resources:
         self._opened = False
         self._lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self._media_sweeper: asyncio.Task[None] | None = None
 
     async def ready(self) -> "Resources":
         if not self._opened:
@@ -72,6 +74,7 @@ class Resources:
                     await self.keys.open()
                     await self.redis.ping()
                     self._sweeper = asyncio.create_task(self._sweep_forever())
+                    self._media_sweeper = asyncio.create_task(self._expire_media_forever())
                     self._opened = True
         return self
 
@@ -118,13 +121,17 @@ class Resources:
         """Erase the media of deleted messages that nothing else uses (projections/media.py)."""
         if not any(isinstance(e, MessageDeleted) and e.media_id is not None for e in events):
             return
+        await self.media.erase_deleted(events, await self.media_store())
+
+    async def media_store(self) -> Any:
+        """The media store, opened on first use (erasures and expiry only)."""
         if self._media_store is None:
             from media.store import make_media_store
 
             store = make_media_store(self.settings)
             await store.open()
             self._media_store = store
-        await self.media.erase_deleted(events, self._media_store)
+        return self._media_store
 
     async def destroy_keys(self, events: Sequence[Event]) -> None:
         """Destroy the keys of deleted messages (projections/message_keys.py)."""
@@ -152,11 +159,24 @@ class Resources:
             except ChatError:  # e.g. the store busy for too long: try again next time
                 log.exception("timeline sweep failed")
 
+    async def _expire_media_forever(self) -> None:
+        """Erase media past their expiry (``projections/media.py``) every
+        ``media_sweep_interval_s``, in rounds of 500 until none is due."""
+        while True:
+            await asyncio.sleep(self.settings.media_sweep_interval_s)
+            try:
+                store = await self.media_store()
+                while len(await self.media.expire(store, int(time.time() * 1000))) == 500:
+                    pass
+            except Exception:  # Redis or the store away: try again next time
+                log.exception("media expiry sweep failed")
+
     async def close(self) -> None:
         if self._opened:
             await self.workers.leave(self.settings.worker_id)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._media_sweeper):
+            if task is not None:
+                task.cancel()
         if self.producer is not None:
             await asyncio.to_thread(self.producer.close)
         if self._media_store is not None:

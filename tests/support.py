@@ -37,6 +37,10 @@ class System:
             "CHAT_DATA_DIR": str(base_dir / "data"),
             "CHAT_PARTITIONS": str(partitions),
             "CHAT_LOG_LEVEL": "INFO",
+            # The local push stand-ins (tests/push_server.py) speak http on loopback: allowed
+            # here on purpose, as an operator would for a webhook receiver on a private network.
+            "CHAT_PUSH_ALLOW_HTTP": "true",
+            "CHAT_PUSH_ALLOW_CIDRS": "127.0.0.0/8",
             **env,
         }
         self.settings = Settings.from_env(self.env)

@@ -33,13 +33,17 @@ async def client(stack):
     await c.aclose()
 
 
+# The local webhook server is http on loopback: allowed as an operator allows a private receiver.
+LOCAL_HOOKS = {"push_allow_http": True, "push_allow_cidrs": "127.0.0.0/8"}
+
+
 def job(url: str, message_id: str = "m1", attempt: int = 0) -> PushRequested:
     return PushRequested("c1", 1, message_id, "alice", "bob", "hook", "webhook", url, "c1", "New message", None,
                          1, attempt)
 
 
 async def test_one_notification_per_message_and_device(endpoints, client):
-    settings = Settings(topic_prefix="ps1.")
+    settings = Settings(**LOCAL_HOOKS, topic_prefix="ps1.")
     dead: list[PushFailed] = []
 
     async def publish(topic, event):
@@ -54,7 +58,7 @@ async def test_one_notification_per_message_and_device(endpoints, client):
 
 
 async def test_retry_backoff_queue_and_dead_letter(endpoints, client):
-    settings = Settings(topic_prefix="ps2.", push_max_attempts=2, push_backoff_s=0.5)
+    settings = Settings(**LOCAL_HOOKS, topic_prefix="ps2.", push_max_attempts=2, push_backoff_s=0.5)
     dead: list[tuple[str, PushFailed]] = []
 
     async def publish(topic, event):
@@ -78,7 +82,7 @@ async def test_retry_backoff_queue_and_dead_letter(endpoints, client):
 
 
 async def test_a_token_the_provider_calls_gone_is_unregistered(endpoints, client):
-    settings = Settings(topic_prefix="ps3.")
+    settings = Settings(**LOCAL_HOOKS, topic_prefix="ps3.")
     dead: list[PushFailed] = []
 
     async def publish(topic, event):
@@ -108,7 +112,7 @@ async def test_a_preview_is_read_at_send_time_and_a_deleted_message_is_not_pushe
     now = current_ms()
     live = [TimelineMessage("c9", seq, f"m9-{seq}", "alice", f"k{seq}", f"words {seq}", None, now) for seq in (1, 2)]
     await store.append(live)
-    settings = Settings(topic_prefix="ps4.")
+    settings = Settings(**LOCAL_HOOKS, topic_prefix="ps4.")
     sender = PushSender(settings, client, providers_for(settings), lambda topic, event: asyncio.sleep(0), store)
     url = f"{endpoints.base_url}/hook/ok-preview"
 
