@@ -72,6 +72,11 @@ def _timelines(settings: Settings, scratch_db: int) -> RebuildTarget:
     return SqliteTimelineRebuild(settings)
 
 
+def _search(settings: Settings, scratch_db: int) -> RebuildTarget:
+    from projections.search_rebuild import SearchRebuild
+    return SearchRebuild(settings)
+
+
 def _redis(name: str, module: str, cls: str) -> Callable[[Settings, int], RebuildTarget]:
     def make(settings: Settings, scratch_db: int) -> RebuildTarget:
         import importlib
@@ -114,6 +119,7 @@ REGISTRY: dict[str, ProjectionSpec | None] = {
     "social": ProjectionSpec("social", _events_topic,
                              (BlockChanged, MuteChanged, MessageAccepted, MessageDeleted, ReceiptRecorded),
                              _redis("social", "projections.social", "SocialProjection")),
+    "search": ProjectionSpec("search", _events_topic, (MessageAccepted, MessageEdited, MessageDeleted), _search),
     "profiles": ProjectionSpec("profiles", _profiles_topic, (ProfileUpdated,),
                                _redis("profiles", "projections.profiles", "ProfileProjection")),
 }

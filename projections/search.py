@@ -86,6 +86,12 @@ class SearchIndex(Protocol):
     async def remove(self, conversation_id: str, seq: int) -> None:
         """The message was deleted: its body and its words are erased from the index."""
 
+    async def clear(self) -> None:
+        """Erase every message from the index (``chat rebuild search`` starts from nothing)."""
+
+    async def count(self) -> int:
+        """How many messages the index holds."""
+
     async def search(
         self,
         scopes: Mapping[str, int | None],

@@ -163,6 +163,14 @@ class CassandraSearchIndex:
         await self._postings("delete_posting", doc, terms(doc.body))
         await self._run("delete_doc", conversation_id, seq)
 
+    async def clear(self) -> None:
+        for table in ("search_postings", "search_docs"):
+            await self._execute(f"TRUNCATE {self.keyspace}.{table}", timeout=SCHEMA_TIMEOUT_S)
+
+    async def count(self) -> int:
+        rows = await self._execute(f"SELECT COUNT(*) FROM {self.keyspace}.search_docs", timeout=SCHEMA_TIMEOUT_S)
+        return int(rows[0][0])
+
     async def sweep(self, now_ms: int | None = None) -> int:
         return 0  # rows expire by TTL
 

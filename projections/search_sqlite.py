@@ -145,6 +145,16 @@ class SqliteSearchIndex:
 
         await self._run(lambda conn: _in_transaction(conn, lambda: remove(conn)))
 
+    async def clear(self) -> None:
+        def clear(conn: Any) -> None:
+            conn.execute("DELETE FROM search_docs")
+            conn.execute("INSERT INTO search_words (search_words) VALUES ('delete-all')")
+
+        await self._run(lambda conn: _in_transaction(conn, lambda: clear(conn)))
+
+    async def count(self) -> int:
+        return await self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM search_docs").fetchone()[0])
+
     async def sweep(self, now_ms: int | None = None) -> int:
         now = current_ms() if now_ms is None else now_ms
         # Expired: sent_at + retention <= now, so every id below this one.

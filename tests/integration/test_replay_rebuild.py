@@ -339,6 +339,31 @@ def test_the_log_holds_no_body_in_the_clear_and_a_deleted_one_never_comes_back(s
     assert not any(body == "hello 4" for body in rows.values())
 
 
+def search_rows(system: System) -> list[tuple[Any, ...]]:
+    from projections.search import search_sqlite_path
+
+    with sqlite3.connect(search_sqlite_path(system.settings.resolved_sqlite_path)) as conn:
+        return conn.execute("SELECT conversation_id, seq, body, words FROM search_docs"
+                            " ORDER BY conversation_id, seq").fetchall()
+
+
+def test_rebuild_search_makes_the_index_again_without_deleted_messages(system, history):
+    live = search_rows(system)
+    cid = next(iter(history["last"]))
+    mine = {seq: body for c, seq, body, _ in live if c == cid}
+    assert mine[2] == "hello two" and 4 not in mine and mine[3] == "hello 3"
+    from projections.search import search_sqlite_path
+    with sqlite3.connect(search_sqlite_path(system.settings.resolved_sqlite_path)) as conn:
+        conn.execute("UPDATE search_docs SET body = 'tampered' WHERE seq = 3")
+        conn.execute("DELETE FROM search_docs WHERE seq = 5")
+    assert search_rows(system) != live
+
+    done = chat(system, "rebuild", "search", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert f"-> {len(live):,} rows/keys" in done.stderr, done.stderr
+    assert search_rows(system) == live
+
+
 def test_replay_filters_by_conversation_and_offsets(system, history):
     topic, cid = system.settings.events_topic, next(iter(history["last"]))
     one = chat(system, "replay", "--topic", topic, "--conversation", cid, "--no-progress")

@@ -92,6 +92,18 @@ class SearchIndexContract:
         assert seqs(page) == [3] and page.results[0].highlights == [(0, 8), (14, 16)]
         assert page.results[0].body == "İstanbul'da 😀 kar" and page.results[0].sent_at > 0
 
+    async def test_clear_erases_everything_and_count_counts(self, index: SearchIndex) -> None:
+        """What ``chat rebuild search`` starts from (the whole index, every conversation)."""
+        await index.clear()
+        conv, other = conversation(), conversation()
+        await index.add([doc(conv, 1, "alpha beta"), doc(conv, 2, "beta"), doc(other, 1, "beta gamma")])
+        assert await index.count() == 3
+        await index.clear()
+        assert await index.count() == 0
+        assert seqs(await index.search({conv: None, other: None}, "beta")) == []
+        await index.add([doc(conv, 1, "alpha again")])  # an index cleared takes writes as before
+        assert seqs(await index.search({conv: None}, "again")) == [1]
+
     async def test_add_is_idempotent_first_write_wins(self, index: SearchIndex) -> None:
         conv = conversation()
         first = doc(conv, 1, "original words")
