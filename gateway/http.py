@@ -441,5 +441,6 @@ async def metrics(request: web.Request) -> web.Response:
     gw.metrics.connections.set(len(gw.registry))
     gw.metrics.observe_pipeline(gw.prober.ages(), gw.prober.healthy(), time.monotonic() - gw.consumer.last_poll,
                                 gw.consumer.lag)
+    gw.metrics.observe_outbound(gw.registry.outbound)
     return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
