@@ -24,9 +24,10 @@ from aiohttp import web
 
 from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import Media, MediaUploaded, MessageSendRequested
-from chat.ids import is_media_id, new_media_id
+from chat.ids import is_media_id, keyed_id, new_media_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY, Gateway
+from gateway.creation import request_key
 from media.store import Hashing, MediaStore, make_media_store
 from media.urls import media_object, media_url, thumbnail_key
 from projections.media import MediaInfo, MediaProjection
@@ -70,7 +71,12 @@ async def upload(request: web.Request) -> web.Response:
     limit = gw.settings.media_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"media is larger than {limit} bytes")
-    media_id = new_media_id()
+    key = request_key(request)  # a retry with the same key gets the first upload's answer
+    media_id = new_media_id() if key is None else keyed_id("media", user_id, key)
+    first = None if key is None else await gw.media.index.get(media_id)
+    if first is not None and first.uploader == user_id:
+        return web.json_response({**media_object(media_id, first.content_type, first.size),
+                                  "sha256": first.sha256}, status=201)
     hashing = Hashing(request.content.iter_chunked(UPLOAD_CHUNK), limit)
     size = await gw.media.store.put(media_id, hashing.__aiter__(), content_type)
     if size == 0:
