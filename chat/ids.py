@@ -1,4 +1,5 @@
-"""Identifiers: direct-conversation ids derived from the member pair, fresh ids for the rest."""
+"""Identifiers: direct-conversation ids derived from the member pair, ids derived from a user's
+idempotency key for what a retry must not make twice, fresh ids for the rest."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def is_direct_id(conversation_id: str) -> bool:
 
 def new_group_id() -> str:
     return f"{GROUP_PREFIX}{uuid.uuid4().hex}"
+
+
+def keyed_id(kind: str, user_id: str, key: str) -> str:
+    """32 hex digits that one user's idempotency key names for one kind of thing (``group``,
+    ``media``): a retry with the same key names the same thing, so it is found or refused as
+    existing rather than made twice. NULs keep (user, key) pairs apart (neither can hold one)."""
+    return hashlib.sha256(f"{kind}\x00{user_id}\x00{key}".encode()).hexdigest()[:32]
+
+
+def keyed_group_id(user_id: str, key: str) -> str:
+    """The id of the group ``user_id`` creates with idempotency key ``key``."""
+    return f"{GROUP_PREFIX}{keyed_id('group', user_id, key)}"
 
 
 def new_message_id() -> str:

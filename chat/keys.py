@@ -132,8 +132,14 @@ def profile(user_id: str) -> str:
     return f"profile:{tag(user_id)}"
 
 
+def created(user_id: str, cid: str) -> str:
+    """That ``user_id`` was charged for creating ``cid`` (a retry is not charged twice)."""
+    return f"created:{tag(user_id)}:{tag(cid)}"
+
+
 SEND_BUCKET = "rate:send:"
 TYPING_BUCKET = "rate:typing:"
+CREATE_BUCKET = "rate:create:"  # conversation creations per user
 
 
 def upload_window(user_id: str) -> str:

@@ -122,6 +122,14 @@ class Settings:
     rate_burst: int = 200  # messages a user may send at once (all gateways together) ...
     rate_per_s: float = 50.0  # ... and per second sustained
     max_connections_per_user: int = 20  # connected devices, across all gateways
+    # Conversations (groups, and direct ones that did not exist) a user may create per hour, all
+    # gateways together: a token bucket of this many, refilled evenly over the hour. A retry
+    # with the same idempotency key is not counted again.
+    conversations_per_hour: int = 100
+    # Bytes a gateway holds for one socket (frames queued, held back, in the transport buffer);
+    # past it the socket is closed with 1013 and the device reconnects and syncs (gateway/outbound.py).
+    # At least a few of the largest frames (a 64 KiB body is a ~70 KiB frame, more when escaped).
+    max_queued_bytes: int = 4_194_304
     # Connections and liveness
     connection_ttl_s: float = 60.0
     # A new connection holds live messages back until its first sync, at most this long.

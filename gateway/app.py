@@ -25,6 +25,7 @@ from gateway.limits import TokenBucket, send_bucket
 from gateway.presence import PresenceSignals
 from gateway.typing import Typing
 from gateway.metrics import Metrics
+from gateway.outbound import Outbound
 from gateway.pipeline import Prober
 from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
@@ -97,7 +98,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     search = make_search_index(settings)
     await search.open()
     await asyncio.to_thread(ensure_delivery_topic, settings)
-    registry = Registry(settings.gateway_id, ConnectionRegistry(client, settings.connection_ttl_s))
+    registry = Registry(settings.gateway_id, ConnectionRegistry(client, settings.connection_ttl_s),
+                        Outbound(settings.max_queued_bytes))
     metrics = Metrics()
 
     def dispatch(deliveries: list[Delivery]) -> None:

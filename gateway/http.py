@@ -12,13 +12,10 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from chat.errors import BadRequest, Forbidden, NotFound, TooLarge
-from chat.events import (
-    ConversationCreateRequested, ConversationUpdateRequested, Event, MemberRemoveRequested, MembersAddRequested,
-    Origin,
-)
+from chat.errors import BadRequest, NotFound, TooLarge
+from chat.events import ConversationUpdateRequested, Event, MemberRemoveRequested, MembersAddRequested, Origin
 from chat.identity import check_user_id, check_user_ids
-from chat.ids import direct_conversation_id, new_group_id
+from gateway import creation
 from gateway.auth import issue_token, request_user
 from gateway.context import GATEWAY, Gateway, new_request, now_ms, seq_value
 from gateway.limits import admit_change, admit_send
@@ -104,37 +101,11 @@ async def dev_token(request: web.Request) -> web.Response:
 
 @routes.post("/v1/conversations")
 async def create_conversation(request: web.Request) -> web.Response:
+    """A group, or a direct conversation (gateway/creation.py: idempotency keys, the limit)."""
     gw, user_id = ctx(request)
     data = await body_of(request)
-    kind = data.get("type")
-    request_id = new_request()
-    if kind == "direct":
-        peer = check_user_id(data.get("peer"), "peer")
-        if peer == user_id:
-            raise BadRequest("a direct conversation needs a peer other than yourself")
-        conversation_id = direct_conversation_id(user_id, peer)
-        if await SocialProjection(gw.redis).blockers_of(user_id, [peer]):
-            # Refused even when it exists (the sequencer refuses it too, as it decides creates).
-            raise Forbidden("you cannot start a conversation with this user")
-        existing = await gw.conversations.get(conversation_id)
-        if existing is not None:
-            return json(existing, 200)
-        members, name, description = [peer], "", ""
-    elif kind == "group":
-        members = check_user_ids(data.get("members", []), "members")
-        name, description = data.get("name", ""), data.get("description", "")
-        if len(members) > gw.settings.max_members_per_request:
-            raise TooLarge(f"at most {gw.settings.max_members_per_request} members per request")
-        if not isinstance(name, str) or not isinstance(description, str):
-            raise BadRequest("name and description must be strings")
-        conversation_id = new_group_id()
-    else:
-        raise BadRequest('type must be "direct" or "group"')
-    command = ConversationCreateRequested(
-        conversation_id=conversation_id, kind=kind, creator_id=user_id, member_ids=members,
-        origin=gw.origin(request_id=request_id), name=name, description=description)
-    status, frame = await gw.request(command, conversation_id, request_id)
-    return json(frame["conversation"], status)
+    status, conversation = await creation.create(gw, user_id, data, creation.request_key(request, data))
+    return json(conversation, status)
 
 
 @routes.get("/v1/conversations")
@@ -262,9 +233,13 @@ async def remove_member(request: web.Request) -> web.Response:
 
 @routes.post("/v1/conversations/{conversation_id}/messages")
 async def post_message(request: web.Request) -> web.Response:
+    """The idempotency key is ``client_msg_id``; an ``Idempotency-Key`` header stands for a
+    missing one."""
     gw, user_id = ctx(request)
     data = await body_of(request)
     data["conversation_id"] = request.match_info["conversation_id"]
+    if "client_msg_id" not in data and "Idempotency-Key" in request.headers:
+        data["client_msg_id"] = creation.request_key(request)
     request_id = new_request()
     command = gw.send_command(user_id, data, None, request_id)
     role = await admit_send(gw, command)  # with the sender's role, in one round trip
@@ -441,5 +416,6 @@ async def metrics(request: web.Request) -> web.Response:
     gw.metrics.connections.set(len(gw.registry))
     gw.metrics.observe_pipeline(gw.prober.ages(), gw.prober.healthy(), time.monotonic() - gw.consumer.last_poll,
                                 gw.consumer.lag)
+    gw.metrics.observe_outbound(gw.registry.outbound)
     return web.Response(body=gw.metrics.render(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

@@ -24,9 +24,10 @@ from aiohttp import web
 
 from chat.errors import BadRequest, NotFound, TooLarge
 from chat.events import Media, MediaUploaded, MessageSendRequested
-from chat.ids import is_media_id, new_media_id
+from chat.ids import is_media_id, keyed_id, new_media_id
 from gateway.auth import request_user
 from gateway.context import GATEWAY, Gateway
+from gateway.creation import request_key
 from gateway.upload_limits import UploadLimiter
 from media.store import Hashing, MediaStore, make_media_store
 from media.urls import media_object, media_url, thumbnail_key
@@ -73,7 +74,13 @@ async def upload(request: web.Request) -> web.Response:
     limit = gw.settings.media_max_bytes
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(f"media is larger than {limit} bytes")
-    media_id, hashing = await store_upload(request, gw, user_id)
+    key = request_key(request)  # a retry with the same key gets the first upload's answer
+    media_id = new_media_id() if key is None else keyed_id("media", user_id, key)
+    first = None if key is None else await gw.media.index.get(media_id)
+    if first is not None and first.uploader == user_id:
+        return web.json_response({**media_object(media_id, first.content_type, first.size),
+                                  "sha256": first.sha256}, status=201)
+    hashing = await store_upload(request, gw, user_id, media_id)
     size, now = hashing.size, int(time.time() * 1000)
     await gw.media.index.create(MediaInfo(media_id, user_id, content_type, size, hashing.sha256, now))
     await gw.producer.send(MediaUploaded(media_id, user_id, content_type, size, hashing.sha256, now),
@@ -82,12 +89,11 @@ async def upload(request: web.Request) -> web.Response:
     return web.json_response(body, status=201)
 
 
-async def store_upload(request: web.Request, gw: Gateway, user_id: str) -> tuple[str, Hashing]:
+async def store_upload(request: web.Request, gw: Gateway, user_id: str, media_id: str) -> Hashing:
     """Stream the body into the store within the user's upload limits (``upload_limits``):
     its bytes are reserved first and given back once the size is known."""
     limit = gw.settings.media_max_bytes
     reservation = await gw.media.uploads.reserve(user_id, request.content_length)
-    media_id = new_media_id()
     hashing = Hashing(request.content.iter_chunked(UPLOAD_CHUNK), min(limit, reservation.reserved))
     try:
         size = await gw.media.store.put(media_id, hashing.__aiter__(), request.content_type.lower())
@@ -103,7 +109,7 @@ async def store_upload(request: web.Request, gw: Gateway, user_id: str) -> tuple
     if size == 0:
         await gw.media.store.delete(media_id)
         raise BadRequest("the body is empty")
-    return media_id, hashing
+    return hashing
 
 
 async def readable(gw: Gateway, media_id: str, user_id: str) -> MediaInfo:

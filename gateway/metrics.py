@@ -8,6 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from chat.events import Delivery
+from gateway.outbound import Outbound
 
 
 _TYPE = re.compile(rb'"type":\s*"([a-z_]+)"')
@@ -41,6 +42,12 @@ class Metrics:
                                        "thread last came back from a poll", registry=self.registry)
         self.delivery_lag = Gauge("chat_delivery_consumer_lag", "Records on this gateway's delivery topic not read "
                                   "yet (NaN: the broker did not say)", registry=self.registry)
+        self.outbound_peak = Gauge("chat_outbound_peak_bytes", "The most bytes one socket held at once since "
+                                   "start (outbox, held frames, transport buffer)", registry=self.registry)
+        self.outbound_max = Gauge("chat_outbound_max_bytes", "The bound on those bytes (CHAT_MAX_QUEUED_BYTES)",
+                                  registry=self.registry)
+        self.slow_closed = Gauge("chat_slow_consumer_closes", "Sockets closed since start for holding more than the "
+                                 "bound (close code 1013)", registry=self.registry)
         self._sent: dict[tuple[str, str], float] = {}
 
     def sent(self, user_id: str, client_msg_id: str) -> None:
@@ -68,6 +75,12 @@ class Metrics:
             self.pipeline_age.labels(str(partition)).set(age)
         self.delivery_poll_age.set(poll_age)
         self.delivery_lag.set(float("nan") if lag is None else lag)
+
+    def observe_outbound(self, outbound: Outbound) -> None:
+        """Read when scraped: the sockets' byte bound and what it saw."""
+        self.outbound_peak.set(outbound.peak_bytes)
+        self.outbound_max.set(outbound.max_bytes)
+        self.slow_closed.set(outbound.slow_closed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

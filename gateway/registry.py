@@ -19,6 +19,7 @@ from chat import frames
 from chat.errors import Unavailable
 from chat.events import Delivery
 from projections.connections import ConnectionRegistry
+from gateway.outbound import DRAIN_POLL_S, Outbound, buffered, close_slow
 from projections.signals import REPLACED
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,21 @@ class Connection:
     back (``hold``) and released after the replay, minus what it already sent (``release``): the
     device gets each conversation's messages in seq order and its changes in change_seq order,
     with no gap between the replay and live delivery.
+
+    What it holds (outbox, held frames, the transport's write buffer) is bounded in bytes by
+    ``outbound.max_bytes``: past it the socket is closed as too slow (gateway/outbound.py).
     """
 
     __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor",
-                 "change_floor", "closed")
+                 "change_floor", "closed", "queued", "held_bytes", "outbound", "transport")
 
-    def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str,
+                 outbound: Outbound | None = None, transport: Any = None) -> None:
         self.ws = ws
+        self.outbound = outbound or Outbound()
+        self.transport = transport  # the socket's asyncio transport, for its write buffer's size
+        self.queued = 0  # bytes in the outbox
+        self.held_bytes = 0  # bytes in held
         self.user_id = user_id
         self.device_id = device_id
         # A deque only while frames wait (an empty one is over half a KiB, times every idle socket).
@@ -68,7 +77,10 @@ class Connection:
     def push(self, frame: bytes) -> None:
         """Queue a live frame."""
         if self.holds and frame.startswith(HELD_PREFIXES):
-            self.held.append(frame)
+            if not self.closed:
+                self.held.append(frame)
+                self.held_bytes += len(frame)
+                self._check_bound()
         elif frame.startswith(UPDATED_PREFIX):
             if not self.change_floor or self._above_change_floor(frame):
                 self.replay(frame)
@@ -97,16 +109,42 @@ class Connection:
 
     def replay(self, frame: bytes) -> None:
         """Queue a frame now, held or not (sync's own replay)."""
+        if self.closed:
+            return
         if len(self.outbox) >= MAX_QUEUED_FRAMES:
-            # A device this far behind reconnects and syncs instead.
-            log.warning("dropping slow device %s/%s", self.user_id, self.device_id)
-            asyncio.create_task(self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow"))
+            self._too_slow(f"too slow: over {MAX_QUEUED_FRAMES} frames queued; reconnect and sync")
             return
         if not self.outbox:
             self.outbox = deque()
         self.outbox.append(frame)  # type: ignore[union-attr]
-        if self.writer is None and not self.closed:
+        self.queued += len(frame)
+        if not self._check_bound() and self.writer is None:
             self.writer = asyncio.create_task(self._write())
+
+    def pending_bytes(self) -> int:
+        """Bytes the writer has still to get to the device: the outbox and the transport buffer."""
+        return self.queued + buffered(self.transport)
+
+    def _check_bound(self) -> bool:
+        """Close the socket if it holds more bytes than the bound; True if it did."""
+        if self.outbound.observe(self.queued + self.held_bytes + buffered(self.transport)):
+            return False
+        self._too_slow(f"too slow: over {self.outbound.max_bytes} bytes queued; reconnect and sync")
+        return True
+
+    def _too_slow(self, reason: str) -> None:
+        """A device this far behind reconnects and syncs instead: drop what it holds, close it."""
+        log.warning("closing slow device %s/%s: %s", self.user_id, self.device_id, reason)
+        self.outbound.slow_closed += 1
+        self.closed = True
+        self.outbox, self.held, self.queued, self.held_bytes = (), [], 0, 0
+        close_slow(self.ws, self.transport, reason)
+
+    async def drained(self) -> None:
+        """Wait until at most half the byte bound waits to be written (or the socket closed):
+        a replay paces itself by this, so a reader that keeps up never trips the bound."""
+        while not self.closed and self.pending_bytes() > self.outbound.max_bytes // 2:
+            await asyncio.sleep(DRAIN_POLL_S)
 
     def hold(self) -> None:
         """Hold live messages back, with those queued but not yet written."""
@@ -115,6 +153,8 @@ class Connection:
             for frame in self.outbox:
                 (self.held if frame.startswith(HELD_PREFIXES) else kept).append(frame)
             self.outbox = kept
+            self.queued = sum(map(len, kept))
+            self.held_bytes = sum(map(len, self.held))
         self.holds += 1
 
     def hold_until_sync(self, grace_s: float) -> None:
@@ -135,7 +175,7 @@ class Connection:
         self.holds -= 1
         if self.holds:
             return
-        held, self.held = self.held, []
+        held, self.held, self.held_bytes = self.held, [], 0
         self.floor = {c: s for c, s in replayed.items() if s > 0}
         self.change_floor = {c: s for c, s in (replayed_changes or {}).items() if s > 0}
         if self.floor or self.change_floor:
@@ -148,7 +188,8 @@ class Connection:
         try:
             while self.outbox:
                 frame = self.outbox.popleft()  # type: ignore[union-attr]
-                if self.ws.closed:
+                self.queued -= len(frame)
+                if self.ws.closed or self.closed:
                     self.closed = True
                     return
                 await self.ws.send_frame(frame, WSMsgType.TEXT)
@@ -170,8 +211,9 @@ class Connection:
 
 
 class Registry:
-    def __init__(self, gateway_id: str, directory: ConnectionRegistry) -> None:
+    def __init__(self, gateway_id: str, directory: ConnectionRegistry, outbound: Outbound | None = None) -> None:
         self.gateway_id = gateway_id
+        self.outbound = outbound or Outbound()  # every socket's byte bound (``Connection``)
         self.directory = directory
         self.by_user: dict[str, dict[str, set[Connection]]] = defaultdict(lambda: defaultdict(set))
         self.pending: dict[str, asyncio.Future[tuple[int, bytes]]] = {}

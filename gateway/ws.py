@@ -32,7 +32,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     holder = await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
-    conn = Connection(ws, user_id, device_id)
+    conn = Connection(ws, user_id, device_id, gw.registry.outbound, request.transport)
     # hello is queued first, before the registry can push anything to the connection (frames
     # delivered while registering awaits Redis queue behind it): PROTOCOL.md, hello is first.
     conn.send_now({"type": "hello", "user_id": user_id, "device_id": device_id,
@@ -150,9 +150,10 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     try:
         for conversation_id in await gw.conversations.conversation_ids(conn.user_id):
             cursor = cursors.get(conversation_id, 0)
-            while True:
+            while not conn.closed:
                 page = await gw.timelines.page(conversation_id, after_seq=cursor, limit=gw.settings.max_page)
                 for message in page.messages:
+                    await conn.drained()  # paced by the device: the replay never trips the byte bound
                     conn.replay(orjson.dumps({"type": "message", "message": message.to_dict()}))
                     cursor = message.seq
                 if not page.has_more:
@@ -182,9 +183,10 @@ def _cursors(frame: dict[str, Any], name: str) -> dict[str, int]:
 async def _replay_changes(gw: Gateway, conn: Connection, conversation_id: str, cursor: int) -> int:
     """Every change after ``cursor``, as ``message_updated`` with the message as it is now;
     returns the conversation's ``last_change_seq``."""
-    while True:
+    while not conn.closed:
         page = await gw.timelines.changes(conversation_id, after_change_seq=cursor, limit=gw.settings.max_page)
         for change, message in page.changes:
+            await conn.drained()
             conn.replay(orjson.dumps({"type": "message_updated", "conversation_id": conversation_id,
                                       "change_seq": change.change_seq, "change": change.change, "by": change.by,
                                       "message": message.to_dict()}))

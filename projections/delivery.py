@@ -94,6 +94,11 @@ def plan(event: Event, members: Sequence[str], connections: dict[str, dict[str, 
                 or event.command == "MembersAddRequested"):
             # Creating a direct conversation twice, or adding members again, answers with it as it is.
             return _reply(event.origin, event.user_id, frames.conversation_frame(conversation), 200)
+        if (event.code == "conflict" and event.command == "ConversationCreateRequested" and conversation is not None
+                and any(m["user_id"] == event.user_id for m in conversation["members"])):
+            # A group created again: its id came from the creator's idempotency key (chat.ids.keyed_group_id),
+            # so this is the creator's retry: the first answer (201), the group as it is now.
+            return _reply(event.origin, event.user_id, frames.conversation_frame(conversation), 201)
         return _reply(event.origin, event.user_id, frames.error_frame(event.code, event.message, event.ref),
                       _status(event.code))
     return []

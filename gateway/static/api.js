@@ -92,11 +92,28 @@ export class Api {
   conversations() {
     return this.call("GET", "/v1/conversations").then((b) => b.conversations);
   }
-  createGroup(name, members) {
-    return this.call("POST", "/v1/conversations", { type: "group", name, description: "", members });
+  /**
+   * A creating POST with an idempotency key (Idempotency-Key): when its answer is lost (the
+   * network failed, or 503 as the server's wait for its workers ran out) it is sent again with
+   * the same key, and the server answers the retry with what the first attempt made, never a
+   * second one. The caller keeps `key` to retry later itself (a click on Create again).
+   */
+  async create(path, body, key = newId(), headers = {}, attempts = 3) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call("POST", path, body, { ...headers, "Idempotency-Key": key });
+      } catch (err) {
+        const lost = !(err instanceof ApiError) || err.status === 503;
+        if (!lost || attempt >= attempts) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+      }
+    }
   }
-  createDirect(peer) {
-    return this.call("POST", "/v1/conversations", { type: "direct", peer });
+  createGroup(name, members, key) {
+    return this.create("/v1/conversations", { type: "group", name, description: "", members }, key);
+  }
+  createDirect(peer, key) {
+    return this.create("/v1/conversations", { type: "direct", peer }, key);
   }
   messages(conversationId, { beforeSeq, limit = 30 } = {}) {
     const q = new URLSearchParams({ limit: String(limit) });
@@ -136,7 +153,7 @@ export class Api {
     return this.call(on ? "PUT" : "DELETE", `/v1/users/me/blocked/${encodeURIComponent(userId)}`);
   }
   uploadMedia(file) {
-    return this.call("POST", "/v1/media", file, { "Content-Type": file.type || "application/octet-stream" });
+    return this.create("/v1/media", file, newId(), { "Content-Type": file.type || "application/octet-stream" });
   }
 
   /** An object URL for a media url (our own server's urls are read with the session cookie). */

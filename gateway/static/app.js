@@ -2,7 +2,7 @@
 // socket (frames of ../shared/PROTOCOL.md), the model (state.js) and the views.
 
 import { Actions } from "./actions.js";
-import { Api, deviceId, store } from "./api.js";
+import { Api, deviceId, newId, store } from "./api.js";
 import { ChatView } from "./chat.js";
 import { renderList } from "./list.js";
 import { People } from "./profiles.js";
@@ -215,16 +215,22 @@ class App {
     const data = new FormData(form);
     const error = $("#new-error");
     error.textContent = "";
+    // One idempotency key per conversation asked for: Create clicked again after an error sends
+    // the same key (the first attempt may have made it), a changed form a new one.
+    const asked = JSON.stringify([...data.entries()]);
+    if (form.dataset.asked !== asked) Object.assign(form.dataset, { asked, key: newId() });
     try {
       let c;
       if (data.get("kind") === "direct") {
-        c = await this.api.createDirect(String(data.get("peer")).trim());
+        c = await this.api.createDirect(String(data.get("peer")).trim(), form.dataset.key);
       } else {
         const members = String(data.get("members")).split(/[\s,]+/).filter(Boolean);
-        c = await this.api.createGroup(String(data.get("name")).trim(), members);
+        c = await this.api.createGroup(String(data.get("name")).trim(), members, form.dataset.key);
       }
       this.conversation(c);
       $("#new-dialog").close();
+      delete form.dataset.asked;
+      delete form.dataset.key;
       form.reset();
       form.dataset.kind = "direct";
       this.open(c.conversation_id);

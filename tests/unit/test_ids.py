@@ -21,3 +21,16 @@ def test_media_ids_are_32_lowercase_hex_digits():
     for bad in ("", "x", new_media_id().upper(), new_media_id() + ":sent", new_media_id()[:31], "../" + "0" * 29,
                 new_media_id() + "\n"):
         assert not is_media_id(bad), bad
+
+
+def test_a_users_idempotency_key_names_one_group_and_one_medium():
+    from chat.ids import keyed_group_id, keyed_id
+
+    assert keyed_group_id("alice", "k1") == keyed_group_id("alice", "k1")  # a retry: the same group
+    assert keyed_group_id("alice", "k1") != keyed_group_id("alice", "k2")  # another key: another group
+    assert keyed_group_id("alice", "k1") != keyed_group_id("bob", "k1")  # keys are per user
+    assert keyed_group_id("ab", "c") != keyed_group_id("a", "bc")  # no ambiguity at the seam
+    assert keyed_group_id("alice", "k1").startswith("g_") and not is_direct_id(keyed_group_id("alice", "k1"))
+    assert len(keyed_group_id("alice", "k1")) == len(new_group_id())
+    assert is_media_id(keyed_id("media", "alice", "k1")) and keyed_id("media", "alice", "k1") != keyed_id(
+        "group", "alice", "k1")

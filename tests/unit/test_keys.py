@@ -23,6 +23,7 @@ ONE_ID = {
     "push_private": keys.push_private,
     "rate_send": lambda i: keys.bucket(keys.SEND_BUCKET, i),
     "rate_typing": lambda i: keys.bucket(keys.TYPING_BUCKET, i),
+    "rate_create": lambda i: keys.bucket(keys.CREATE_BUCKET, i),
     "blocked": keys.blocked, "muted": keys.muted, "profile": keys.profile,
 }
 
@@ -35,6 +36,7 @@ def all_keys():
             entries.append(("push_sent", ids, keys.push_sent(*ids)))
         for ids in {(i, "u"), ("c", i), (i, i)}:
             entries.append(("mentions", ids, keys.mentions(*ids)))
+            entries.append(("created", ids, keys.created(*ids)))
     return entries
 
 

@@ -269,3 +269,18 @@ def test_media_needs_the_metadata_the_gateway_found(seq):
     assert isinstance(stray, MessageAccepted) and stray.media is None
     (empty,) = seq.run(send("x5", body=""))
     assert isinstance(empty, MessageRejected) and empty.message == "body is empty"
+
+
+def test_a_keyed_group_create_decided_twice_makes_one_group(seq):
+    """A retry of a create whose answer was lost names the same id (keyed_group_id): the
+    sequencer refuses it as existing and makes no second group; another key makes another."""
+    from chat.ids import keyed_group_id
+
+    first = keyed_group_id("alice", "key-1")
+    (created,) = seq.run(create_group(first))
+    assert isinstance(created, ConversationCreated)
+    (again,) = seq.run(create_group(first, description="asked differently"))
+    assert isinstance(again, CommandRejected) and again.code == "conflict"
+    assert seq.conversations[first].members == {"alice": "admin", "bob": "member", "carol": "member"}
+    (other,) = seq.run(create_group(keyed_group_id("alice", "key-2")))
+    assert isinstance(other, ConversationCreated) and other.conversation_id != first
