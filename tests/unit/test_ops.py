@@ -99,7 +99,7 @@ def test_rebuild_registry_names_what_it_cannot_rebuild(monkeypatch):
     from projections import rebuild
 
     assert [s.name for s in rebuild.resolve(["all"])] == ["timelines", "conversations", "receipts", "presence",
-                                                          "social", "profiles"]
+                                                          "social", "search", "profiles"]
     monkeypatch.setitem(rebuild.REGISTRY, "typing", None)
     with pytest.raises(NotFound, match="cannot be rebuilt yet"):
         rebuild.resolve(["typing"])
