@@ -117,6 +117,17 @@ def events_reader(system: System, partition: int) -> PartitionReader:
     return PartitionReader(system.settings.kafka_bootstrap, system.settings.events_topic, partition)
 
 
+async def opened_bodies(system: System, events: list[Any]) -> list[Any]:
+    from projections.message_keys import make_message_key_store, open_batch
+
+    keys = make_message_key_store(system.settings)
+    await keys.open()
+    try:
+        return await open_batch(keys, events)
+    finally:
+        await keys.close()
+
+
 def test_messages_reach_the_events_log_the_timeline_and_the_gateway(system, producer):
     alice, bob = uid("alice"), uid("bob")
     cid, n = new_group_id(), 12
@@ -133,7 +144,10 @@ def test_messages_reach_the_events_log_the_timeline_and_the_gateway(system, prod
     events = of_conversation(records, cid)
     assert [type(e) for e in events] == [ConversationCreated] + [MessageAccepted] * n
     assert {(m.user_id, m.role) for m in events[0].members} == {(alice, "admin"), (bob, "member")}
-    assert [(e.seq, e.client_msg_id, e.body, e.sender_id) for e in events[1:]] == [
+    # Bodies are sealed on the log (chat/sealing.py) and open with the message keys.
+    assert all(e.body == "" and e.sealed is not None and b"hello" not in e.sealed.ciphertext for e in events[1:])
+    opened = asyncio.run(opened_bodies(system, events[1:]))
+    assert [(e.seq, e.client_msg_id, e.body, e.sender_id) for e in opened] == [
         (i, f"c{i}", f"hello {i}", alice) for i in range(1, n + 1)]
     assert all(e.origin == ORIGIN for e in events)
     assert len({e.message_id for e in events[1:]}) == n
