@@ -97,41 +97,39 @@ async def admit_send(gw: Gateway, command: MessageSendRequested) -> str | None:
     Called on every send path (WebSocket ``send``, HTTP POST) once the send is valid and
     before its command is produced.
     """
+    retry_after_ms, role = await _spend(gw, command.sender_id, command.conversation_id)
+    if retry_after_ms:
+        gw.metrics.forget(command.sender_id, command.client_msg_id)  # never acked: no latency sample
+        raise RateLimited(f"more than {gw.settings.rate_burst} messages at once or {gw.settings.rate_per_s:g} "
+                          f"per second; retry in {retry_after_ms} ms",
+                          retry_after_ms=retry_after_ms, ref=command.client_msg_id)
+    return role
+
+
+async def admit_change(gw: Gateway, command: Any) -> str:
+    """``admit_send`` for an edit, deletion or reaction (protocol 1.1): one token from the same
+    per-user budget; ``NotFound`` for a non-member before any command is produced."""
+    retry_after_ms, role = await _spend(gw, command.user_id, command.conversation_id)
+    if retry_after_ms:
+        raise RateLimited(f"more than {gw.settings.rate_burst} messages and changes at once or "
+                          f"{gw.settings.rate_per_s:g} per second; retry in {retry_after_ms} ms",
+                          retry_after_ms=retry_after_ms, ref=command.change_id)
+    return gw.member(role)
+
+
+async def _spend(gw: Gateway, user_id: str, conversation_id: str) -> tuple[int, str | None]:
+    """One token of the user's send budget and their role in the conversation, in one round
+    trip: (0 or how long until a token, the role or None)."""
     def build(pipe: Any) -> None:
-        gw.send_limit.take_in(pipe, command.sender_id)
-        gw.conversations.role_in(pipe, command.conversation_id, command.sender_id)
+        gw.send_limit.take_in(pipe, user_id)
+        gw.conversations.role_in(pipe, conversation_id, user_id)
 
     try:
         # A NOSCRIPT ran nothing of the script, and reading the role twice changes nothing.
         (allowed, retry_after_ms), role = await run_pipeline(gw.redis, build, gw.send_limit.script)
     except RedisError as exc:
         raise Unavailable("the rate limiter is unreachable") from exc
-    retry_after_ms = 0 if allowed else int(retry_after_ms)
-    if retry_after_ms:
-        gw.metrics.forget(command.sender_id, command.client_msg_id)  # never acked: no latency sample
-        raise RateLimited(f"more than {gw.settings.rate_burst} messages at once or {gw.settings.rate_per_s:g} "
-                          f"per second; retry in {retry_after_ms} ms",
-                          retry_after_ms=retry_after_ms, ref=command.client_msg_id)
-    return role.decode() if role is not None else None
-
-
-async def admit_change(gw: Gateway, command: Any) -> str:
-    """``admit_send`` for an edit, deletion or reaction (protocol 1.1): one token from the same
-    per-user budget, and the user's role read in the same round trip; ``NotFound`` for a
-    non-member before any command is produced."""
-    def build(pipe: Any) -> None:
-        gw.send_limit.take_in(pipe, command.user_id)
-        gw.conversations.role_in(pipe, command.conversation_id, command.user_id)
-
-    try:
-        (allowed, retry_after_ms), role = await run_pipeline(gw.redis, build, gw.send_limit.script)
-    except RedisError as exc:
-        raise Unavailable("the rate limiter is unreachable") from exc
-    if not allowed:
-        raise RateLimited(f"more than {gw.settings.rate_burst} messages and changes at once or "
-                          f"{gw.settings.rate_per_s:g} per second; retry in {int(retry_after_ms)} ms",
-                          retry_after_ms=int(retry_after_ms), ref=command.change_id)
-    return gw.member(role.decode() if role is not None else None)
+    return (0 if allowed else int(retry_after_ms)), (role.decode() if role is not None else None)
 
 
 async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> str | None:

@@ -21,29 +21,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
-from cassandra.query import PreparedStatement, Statement
 
-from chat.errors import OperationalError
+from projections.cassandra_session import CassandraSession
 from projections.search import DEFAULT_LIMIT, SearchDoc, SearchHit, SearchPage, SearchPlan, index_words, search_plan
 from projections.timelines import current_ms
-from projections.timelines_cassandra import (
-    _DRIVER_ERRORS,
-    MAX_IN_FLIGHT,
-    MAX_TTL_S,
-    PROTOCOL_VERSION,
-    REQUEST_TIMEOUT_S,
-    SCHEMA_TIMEOUT_S,
-    _blocking,
-    _call_soon,
-    _translate,
-)
-from projections.timelines_cassandra_cql import checked_keyspace, contact_point, schema_statements
+from projections.timelines_cassandra import MAX_TTL_S, REQUEST_TIMEOUT_S, SCHEMA_TIMEOUT_S
+from projections.timelines_cassandra_cql import checked_keyspace
 
 PREFIX_MAX = 12  # code points of a prefix term; a longer query prefix is checked on the body
 GROWTH = 4  # how much further a conversation's term lists are read when they fall short
@@ -88,49 +74,28 @@ class CassandraSearchIndex:
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
-        self.hosts = list(hosts) or ["127.0.0.1"]
         self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
-        self.replication_factor = replication_factor
-        self.request_timeout_s = request_timeout_s
-        self._cluster: Cluster | None = None
-        self._session: Session | None = None
-        self._prepared: dict[str, PreparedStatement] = {}
-        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.cassandra = CassandraSession("Cassandra search index", hosts, self.keyspace, replication_factor,
+                                          "search.cql", statements_cql(self.keyspace),
+                                          request_timeout_s=request_timeout_s)
+        self.hosts = self.cassandra.hosts
+        self._run = self.cassandra.run
+        self._execute = self.cassandra.execute
 
     # Lifecycle
 
     async def open(self) -> None:
-        if self._session is not None:
-            return
-        profile = ExecutionProfile(
-            load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-            consistency_level=ConsistencyLevel.LOCAL_QUORUM,
-            request_timeout=self.request_timeout_s,
-        )
-        cluster = Cluster(
-            contact_points=[contact_point(h) for h in self.hosts],
-            protocol_version=PROTOCOL_VERSION,
-            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-        )
-        try:
-            self._session = await _blocking(cluster.connect)
-            self._cluster = cluster
-            cql = (resources.files("infra") / "cassandra" / "search.cql").read_text(encoding="utf-8")
-            for statement in schema_statements(self.keyspace, self.replication_factor, cql):
-                await self._execute(statement, timeout=SCHEMA_TIMEOUT_S)
-            for name, text in statements_cql(self.keyspace).items():
-                self._prepared[name] = await _blocking(self._session.prepare, text)
-            self._prepared["ping"].consistency_level = ConsistencyLevel.LOCAL_ONE
-        except BaseException:
-            self._session, self._cluster, self._prepared = None, None, {}
-            await asyncio.get_running_loop().run_in_executor(None, cluster.shutdown)
-            raise
+        await self.cassandra.open()
+        self.cassandra.prepared["ping"].consistency_level = ConsistencyLevel.LOCAL_ONE
 
     async def close(self) -> None:
-        cluster, self._cluster, self._session, self._prepared = self._cluster, None, None, {}
-        if cluster is not None:
-            await asyncio.get_running_loop().run_in_executor(None, cluster.shutdown)
+        await self.cassandra.close()
+
+    @property
+    def _session(self) -> Any:
+        """The driver's session (tests read the tables with it)."""
+        return self.cassandra._session
 
     async def ping(self) -> None:
         await self._run("ping")
@@ -268,42 +233,6 @@ class CassandraSearchIndex:
     def _ttl_s(self, sent_at: int, now: int) -> int:
         remaining_ms = sent_at + self.retention_ms - now
         return min(MAX_TTL_S, max(1, -(-remaining_ms // 1000)))  # rounded up, at least 1
-
-    async def _run(self, name: str, *values: Any) -> list[Any]:
-        if self._session is None:
-            raise OperationalError("Cassandra search index is not open")
-        bound = self._prepared[name].bind(values)
-        bound.fetch_size = None  # one page: a postings read may ask for more than the default
-        return await self._execute(bound)
-
-    async def _execute(self, statement: Statement | str, *, timeout: float | None = None) -> list[Any]:
-        """One statement with ``execute_async``; its rows (one page: every read has a LIMIT or
-        reads one row)."""
-        session = self._session
-        if session is None:
-            raise OperationalError("Cassandra search index is not open")
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[Any]] = loop.create_future()
-
-        def settle(rows: Any = None, error: BaseException | None = None) -> None:
-            if done.cancelled():
-                return
-            if error is not None:
-                done.set_exception(error)
-            else:
-                done.set_result(list(rows or ()))
-
-        async with self._in_flight:
-            try:
-                future: ResponseFuture = session.execute_async(statement, timeout=timeout or self.request_timeout_s)
-            except _DRIVER_ERRORS as exc:
-                raise _translate(exc) from exc
-            future.add_callbacks(lambda rows: _call_soon(loop, settle, rows),
-                                 lambda error: _call_soon(loop, settle, None, error))
-            try:
-                return await done
-            except Exception as exc:
-                raise _translate(exc) from exc
 
 
 class _Doc:
