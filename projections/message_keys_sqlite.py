@@ -6,19 +6,12 @@ with TRUNCATE, so the copies of destroyed pages that the WAL still holds do not 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
-from chat.errors import OperationalError, PersistenceError
 from chat.sealing import KeyRef, MessageKey
+from projections.sqlite_file import SqliteFile, in_transaction as _in_transaction
 from projections.timelines import current_ms
-from projections.timelines_sqlite import BUSY_TIMEOUT_MS, _in_transaction, set_up_wal
-
-T = TypeVar("T")
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS message_keys (
     conversation_id TEXT NOT NULL,
@@ -31,31 +24,13 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS message_keys (
 EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS message_keys_expiry ON message_keys (expires_at)"
 
 
-class SqliteMessageKeyStore:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
+class SqliteMessageKeyStore(SqliteFile):
+    what = "key store"
+    synchronous = "FULL"  # a key lost to a power cut is a body lost
 
-    async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"keys-{self.path.name}")
-        try:
-            await self._submit(self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await self._submit(self._disconnect, executor)
-        finally:
-            executor.shutdown(wait=False)
+    def make_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute(SCHEMA)
+        conn.execute(EXPIRY_INDEX)
 
     async def put(self, keys: Sequence[MessageKey]) -> None:
         rows = [(k.ref.conversation_id, k.ref.seq, k.ref.version, k.key, k.expires_at) for k in keys]
@@ -92,46 +67,3 @@ class SqliteMessageKeyStore:
             return gone
 
         return await self._run(sweep)
-
-    # On the store's thread
-
-    def _connect(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OperationalError(f"cannot create {self.path.parent}: {exc}") from exc
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous = FULL")  # a key lost to a power cut is a body lost
-            conn.execute("PRAGMA secure_delete = ON")
-            set_up_wal(conn, sqlite3.OperationalError,
-                       lambda: _in_transaction(conn, lambda: (conn.execute(SCHEMA), conn.execute(EXPIRY_INDEX))))
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise OperationalError(f"key store {self.path} is not open")
-            return fn(self._conn)
-
-        return await self._submit(call)
-
-    async def _submit(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
-        executor = executor or self._executor
-        if executor is None:
-            raise OperationalError(f"key store {self.path} is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        except sqlite3.OperationalError as exc:
-            raise OperationalError(f"sqlite {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise PersistenceError(f"sqlite {self.path}: {exc}") from exc

@@ -16,25 +16,21 @@ system's library is older.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from chat.errors import IntegrityError, OperationalError, PersistenceError
+from chat.errors import IntegrityError, OperationalError
 from projections.search import DEFAULT_LIMIT, SearchDoc, SearchHit, SearchPage, SearchPlan, index_words, search_plan
 from projections.timelines import current_ms
-from projections.timelines_sqlite import set_up_wal
+from projections.sqlite_file import SqliteFile, in_transaction as _in_transaction
 
 try:  # SQLite 3.44+ bundled; the system's sqlite3 module is used where it is recent enough
     from pysqlite3 import dbapi2 as sqlite3
 except ImportError:  # pragma: no cover
     import sqlite3  # type: ignore[no-redef]
 
-T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
 MIN_SQLITE = (3, 44, 0)  # FTS5 secure-delete
 SLOT_BITS = 16  # messages with the same sent_at, at most 65,536
 MAX_SENT_AT = 2**46  # ms, about the year 4200: keeps ids below 2**62
@@ -79,39 +75,25 @@ _MATCHES = (
 )
 
 
-class SqliteSearchIndex:
+class SqliteSearchIndex(SqliteFile):
     """``SearchIndex`` on SQLite FTS5 (see ``projections.search``)."""
 
+    what = "search index"
+    synchronous = "NORMAL"  # as the timeline store: replaying the log restores the last commits
+    sqlite = sqlite3  # pysqlite3 where the system's SQLite is older than MIN_SQLITE
+
     def __init__(self, path: str | Path, retention_ms: int) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.retention_ms = retention_ms
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: Any = None  # touched only on the executor's thread
 
-    # Lifecycle
+    def make_schema(self, conn: Any) -> None:
+        for stmt in _SCHEMA:
+            conn.execute(stmt)
 
-    async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"search-{self.path.name}")
-        try:
-            await self._submit(self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await self._submit(self._disconnect, executor)
-        finally:
-            executor.shutdown(wait=False)
-
-    async def ping(self) -> None:
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+    def _connect(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise OperationalError(f"search needs SQLite {MIN_SQLITE} or later, not {sqlite3.sqlite_version}")
+        super()._connect()
 
     # Writes
 
@@ -193,54 +175,6 @@ class SqliteSearchIndex:
             return SearchPage([], False)
         return await self._run(lambda conn: _search(conn, plan))
 
-    # On the index's thread
-
-    def _connect(self) -> None:
-        if sqlite3.sqlite_version_info < MIN_SQLITE:
-            raise OperationalError(f"search needs SQLite {MIN_SQLITE} or later, not {sqlite3.sqlite_version}")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OperationalError(f"cannot create {self.path.parent}: {exc}") from exc
-        conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA synchronous = NORMAL")  # as the timeline store: replay restores
-            conn.execute("PRAGMA secure_delete = ON")  # freed content is overwritten: erasure
-            set_up_wal(conn, sqlite3.OperationalError,
-                       lambda: _in_transaction(conn, lambda: [conn.execute(stmt) for stmt in _SCHEMA]))
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def _run(self, fn: Callable[[Any], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise OperationalError(f"search index {self.path} is not open")
-            return fn(self._conn)
-
-        return await self._submit(call)
-
-    async def _submit(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
-        """Run ``fn()`` on the index's thread, with sqlite errors translated."""
-        executor = executor or self._executor
-        if executor is None:
-            raise OperationalError(f"search index {self.path} is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        except sqlite3.OperationalError as exc:
-            raise OperationalError(f"sqlite {self.path}: {exc}") from exc
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(f"sqlite {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise PersistenceError(f"sqlite {self.path}: {exc}") from exc
-
 
 def _add(conn: Any, docs: Any) -> None:
     for d in docs:
@@ -311,16 +245,3 @@ def _scope_term(conversation_id: str) -> str:
 
 def _id_floor(sent_at: int) -> int:
     return sent_at << SLOT_BITS
-
-
-def _in_transaction(conn: Any, work: Callable[[], T]) -> T:
-    """Run ``work`` in a write transaction taken up front, so busy_timeout applies."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result

@@ -9,25 +9,20 @@ the blocking sqlite calls stay off the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from chat.errors import IntegrityError, OperationalError, PersistenceError
+from projections.sqlite_file import SqliteFile, in_transaction as _in_transaction
 from projections.timelines import (
     ChangePage, Page, StoredChange, TimelineMessage, current_ms, page_query, reply_preview,
 )
 
-T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
 # Sweep deletes in chunks, one transaction each, so that it never holds the
 # write lock for long while the worker is appending.
 SWEEP_CHUNK = 5000
@@ -121,40 +116,21 @@ def statements(messages: str = "messages", changes: str = "changes") -> dict[str
     return out
 
 
-class SqliteTimelineStore:
+class SqliteTimelineStore(SqliteFile):
     """``TimelineStore`` on a SQLite file (see ``projections.timelines``)."""
 
+    what = "timeline store"
+    # NORMAL is durable against crashes of the process; a power cut may lose the last commits,
+    # which replaying the event log restores.
+    synchronous = "NORMAL"
+
     def __init__(self, path: str | Path, retention_ms: int, *, tables: tuple[str, str] = ("messages", "changes")) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.retention_ms = retention_ms
         self.sql = statements(*tables)
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # touched only on the executor's thread
 
-    # Lifecycle
-
-    async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"timelines-{self.path.name}")
-        try:
-            await self._submit(self._connect)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await self._submit(self._disconnect, executor)
-        finally:
-            executor.shutdown(wait=False)  # its one thread is idle now
-
-    async def ping(self) -> None:
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+    def make_schema(self, conn: sqlite3.Connection) -> None:
+        migrate(conn, self.sql)
 
     # Reads and writes
 
@@ -252,87 +228,6 @@ class SqliteTimelineStore:
             return total
 
         return await self._run(sweep)
-
-    # On the store's thread
-
-    def _connect(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OperationalError(f"cannot create {self.path.parent}: {exc}") from exc
-        # isolation_level=None: no implicit transactions; writes use BEGIN IMMEDIATE.
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # NORMAL is durable against crashes of the process; a power cut may
-            # lose the last commits, which replaying the event log restores.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            # A deleted message's body is overwritten in the file, not only unlinked (erasure).
-            conn.execute("PRAGMA secure_delete = ON")
-            set_up_wal(conn, sqlite3.OperationalError, lambda: _in_transaction(conn, lambda: migrate(conn, self.sql)))
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _disconnect(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` on the store's thread."""
-
-        def call() -> T:
-            if self._conn is None:
-                raise OperationalError(f"timeline store {self.path} is not open")
-            return fn(self._conn)
-
-        return await self._submit(call)
-
-    async def _submit(self, fn: Callable[[], T], executor: ThreadPoolExecutor | None = None) -> T:
-        """Run ``fn()`` on the store's thread, with sqlite errors translated."""
-        executor = executor or self._executor
-        if executor is None:
-            raise OperationalError(f"timeline store {self.path} is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, fn)
-        except sqlite3.OperationalError as exc:  # locked, busy, I/O, cannot open
-            raise OperationalError(f"sqlite {self.path}: {exc}") from exc
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(f"sqlite {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise PersistenceError(f"sqlite {self.path}: {exc}") from exc
-
-
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
-    """Run ``work`` in a write transaction taken up front, so busy_timeout applies."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        if conn.in_transaction:  # some errors have rolled back already
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
-
-
-def set_up_wal(conn: Any, locked_error: type[Exception], make_schema: Callable[[], Any]) -> None:
-    """Switch a connection's file to WAL and make its schema. Processes opening a fresh file at
-    once (gateways and a worker) can get "database is locked" here at once, without waiting out
-    busy_timeout: it is tried again for as long as busy_timeout would have waited.
-    ``locked_error``: the OperationalError of the sqlite module in use (stdlib or pysqlite3)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            make_schema()
-            return
-        except locked_error as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def migrate(conn: sqlite3.Connection, sql: dict[str, Any] | None = None) -> None:

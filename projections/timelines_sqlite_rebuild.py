@@ -23,7 +23,8 @@ from chat.frames import message_object
 from chat.settings import Settings
 from projections.timeline_projection import project_timeline
 from projections.timelines import TimelineMessage
-from projections.timelines_sqlite import BUSY_TIMEOUT_MS, SqliteTimelineStore, _in_transaction
+from projections.sqlite_file import BUSY_TIMEOUT_MS, in_transaction as _in_transaction
+from projections.timelines_sqlite import SqliteTimelineStore
 
 SHADOW = "messages_rebuild"
 SHADOW_CHANGES = "changes_rebuild"
