@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
@@ -25,12 +25,14 @@ QUIET = {"log_level": 0}
 class TopicReader:
     """One topic's partitions, read without a consumer group's commits."""
 
-    def __init__(self, bootstrap: str, topic: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, timeout: float = 10.0,
+                 config: Mapping[str, Any] | None = None) -> None:
+        """``config``: more librdkafka properties (a secured broker's: ``chat.secure.kafka_security``)."""
         self.bootstrap, self.topic, self.timeout = bootstrap, topic, timeout
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"chat-cli-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "enable.partition.eof": False,
-            "fetch.wait.max.ms": 100, "fetch.max.bytes": 52_428_800, **QUIET,
+            "fetch.wait.max.ms": 100, "fetch.max.bytes": 52_428_800, **QUIET, **(config or {}),
         })
         self.partitions = partitions_of(self.consumer, bootstrap, topic, timeout)
 

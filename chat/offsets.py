@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from chat.errors import Unavailable
 from chat.logread import QUIET, partitions_of
+from chat.secure import kafka_security
 from chat.settings import Settings
 
 
@@ -24,7 +25,7 @@ def agents(settings: Settings) -> dict[str, str]:
 
 def rows(settings: Settings, show_all: bool = False, timeout: float = 10.0) -> list[dict[str, Any]]:
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
-                         "enable.auto.commit": False, **QUIET})
+                         "enable.auto.commit": False, **QUIET, **kafka_security(settings)})
     try:
         names = sorted(t for t in _topic_names(consumer, settings, timeout)
                        if show_all or t.startswith(settings.topic_prefix))

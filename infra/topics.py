@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chat.errors import ChatError, Unavailable
+from chat.secure import kafka_security
 from chat.settings import Settings
 
 
@@ -52,15 +54,16 @@ def durability(settings: Settings) -> dict[str, str]:
 
 def ensure_topics(
     bootstrap: str, specs: dict[str, int], replication_factor: int = 1, timeout: float = 30,
-    configs: dict[str, dict[str, str]] | None = None,
+    configs: dict[str, dict[str, str]] | None = None, client_config: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics of ``specs`` (name -> partitions); check the existing ones.
 
     Returns the partition count of each topic. Raises ``TopicMismatch`` when an existing
     topic's count differs, ``Unavailable`` when the broker does not answer in ``timeout``.
-    Running it twice is a no-op.
+    Running it twice is a no-op. ``client_config``: more librdkafka properties (a secured
+    broker's: ``chat.secure.kafka_security``).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(client_config or {})})
     existing = _partition_counts(admin, timeout)
     configs = configs or {}
     missing = [NewTopic(name, n, replication_factor, config=configs.get(name, {}))
@@ -102,7 +105,7 @@ def main() -> int:
     settings = Settings.from_env()
     try:
         counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor,
-                               configs=core_topic_configs(settings))
+                               configs=core_topic_configs(settings), client_config=kafka_security(settings))
     except ChatError as exc:
         print(f"infra.topics: {exc}", file=sys.stderr)
         return 1

@@ -87,7 +87,11 @@ class CassandraSearchIndex:
         replication_factor: int = 1,
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        cluster_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``cluster_options``: more keyword arguments of the driver's ``Cluster`` (a secured
+        cluster's ``auth_provider`` and ``ssl_context``: ``chat.secure.cassandra_options``)."""
+        self.cluster_options = dict(cluster_options or {})
         self.hosts = list(hosts) or ["127.0.0.1"]
         self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
@@ -112,6 +116,7 @@ class CassandraSearchIndex:
             contact_points=[contact_point(h) for h in self.hosts],
             protocol_version=PROTOCOL_VERSION,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            **self.cluster_options,
         )
         try:
             self._session = await _blocking(cluster.connect)
