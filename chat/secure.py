@@ -98,3 +98,24 @@ def redis_options(settings: Settings, url: str | None = None) -> dict[str, Any]:
             options["ssl_certfile"] = settings.redis_ssl_cert_file
             options["ssl_keyfile"] = settings.redis_ssl_key_file
     return options
+
+
+class KafkaRefusal:
+    """A librdkafka ``error_cb`` that keeps why the broker refused this client (bad SASL
+    credentials, a TLS handshake that failed), so that a client that cannot get metadata can
+    say that instead of librdkafka's "broker transport failure" after its whole timeout."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def __call__(self, error: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED):
+            self.reason = error.str()
+
+    def explain(self, bootstrap: str, what: str) -> str:
+        if self.reason:
+            return (f"the broker at {bootstrap} refused this client ({self.reason}): check "
+                    "CHAT_KAFKA_SECURITY_PROTOCOL, CHAT_KAFKA_SASL_* and CHAT_KAFKA_SSL_*")
+        return what
