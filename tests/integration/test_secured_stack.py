@@ -7,6 +7,9 @@ a wrong password are refused and say which service refused them and why.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -15,7 +18,7 @@ import pytest
 from infra.security import StackSecurity
 from infra.stack import LocalStack
 from tests.client import Client, uid
-from tests.support import System
+from tests.support import ROOT, System
 
 pytestmark = pytest.mark.cassandra
 
@@ -102,3 +105,16 @@ def test_a_wrong_password_stops_the_gateway_with_the_reason(system, variable, sa
 def test_a_wrong_kafka_password_stops_the_worker_with_the_reason(system):
     log = _exits(system.start_worker(CHAT_KAFKA_SASL_PASSWORD="not-the-password", CHAT_WORKER_ID="refused"))
     assert "SaslAuthenticationFailed" in log and "SCRAM-SHA-512" in log, log
+
+
+@pytest.mark.parametrize("password_ok", [True, False])
+def test_the_chat_command_line_reads_the_secured_log(system, password_ok):
+    env = {**os.environ, **system.env}
+    if not password_ok:
+        env["CHAT_KAFKA_SASL_PASSWORD"] = "not-the-password"
+    done = subprocess.run([sys.executable, "-m", "chat.cli", "topics"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    if password_ok:
+        assert done.returncode == 0 and system.settings.commands_topic in done.stdout, done.stderr
+    else:
+        assert done.returncode != 0 and "refused this client" in done.stderr and "SASL" in done.stderr, done.stderr
