@@ -260,7 +260,8 @@ class Settings:
                                 ("REDIS", self.redis_ssl_cert_file, self.redis_ssl_key_file),
                                 ("CASSANDRA", self.cassandra_ssl_cert_file, self.cassandra_ssl_key_file)):
             if bool(cert) != bool(key):
-                return f"CHAT_{name}_SSL_CERT_FILE and CHAT_{name}_SSL_KEY_FILE go together (a client certificate and its key)"
+                return (f"CHAT_{name}_SSL_CERT_FILE and CHAT_{name}_SSL_KEY_FILE go together"
+                        " (a client certificate and its key)")
         if bool(self.cassandra_username) != bool(self.cassandra_password):
             return "CHAT_CASSANDRA_USERNAME and CHAT_CASSANDRA_PASSWORD go together"
         return None

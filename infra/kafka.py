@@ -66,7 +66,8 @@ class KafkaSecurity:
 
     def properties(self) -> dict[str, str]:
         name, password = self.broker_user
-        jaas = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}" password="{password}";'
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}"'
+                f' password="{password}";')
         return {
             "sasl.enabled.mechanisms": self.mechanism,
             "sasl.mechanism.inter.broker.protocol": self.mechanism,

@@ -44,4 +44,5 @@ def test_images_and_shared_media() -> None:
     # Every gateway and worker sees the same media: on S3, not each container's own disk.
     assert re.search(r"^\s*CHAT_MEDIA_BACKEND:\s*s3\s*$", COMPOSE, flags=re.M)
     endpoint = re.search(r"^\s*CHAT_MEDIA_S3_ENDPOINT:\s*http://(\w+):", COMPOSE, flags=re.M)
-    assert endpoint and re.search(rf"^  {endpoint.group(1)}:\s*$", COMPOSE, flags=re.M), "the S3 service is not in compose"
+    service = endpoint and re.search(rf"^  {endpoint.group(1)}:\s*$", COMPOSE, flags=re.M)
+    assert service, "the S3 service CHAT_MEDIA_S3_ENDPOINT names is not in compose"
