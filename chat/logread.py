@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from chat.errors import Unavailable, UnknownTopic
+from chat.secure import KafkaRefusal
 
 QUIET = {"log_level": 0}
 
@@ -25,14 +26,18 @@ QUIET = {"log_level": 0}
 class TopicReader:
     """One topic's partitions, read without a consumer group's commits."""
 
-    def __init__(self, bootstrap: str, topic: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, timeout: float = 10.0,
+                 config: Mapping[str, Any] | None = None) -> None:
+        """``config``: more librdkafka properties (a secured broker's: ``chat.secure.kafka_security``)."""
         self.bootstrap, self.topic, self.timeout = bootstrap, topic, timeout
+        refusal = KafkaRefusal()
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": f"chat-cli-{uuid.uuid4().hex}",
             "enable.auto.commit": False, "enable.partition.eof": False,
-            "fetch.wait.max.ms": 100, "fetch.max.bytes": 52_428_800, **QUIET,
+            "fetch.wait.max.ms": 100, "fetch.max.bytes": 52_428_800, **QUIET, **(config or {}),
+            "error_cb": refusal,
         })
-        self.partitions = partitions_of(self.consumer, bootstrap, topic, timeout)
+        self.partitions = partitions_of(self.consumer, bootstrap, topic, timeout, refusal)
 
     def watermarks(self) -> dict[int, tuple[int, int]]:
         """partition -> (low, high): the first offset kept and the offset the next record gets."""
@@ -93,13 +98,19 @@ class TopicReader:
         self.close()
 
 
-def partitions_of(client: Any, bootstrap: str, topic: str, timeout: float) -> list[int]:
-    """The topic's partition numbers; ``Unavailable`` if the broker does not answer,
-    ``UnknownTopic`` if it has no such topic."""
+def partitions_of(client: Any, bootstrap: str, topic: str, timeout: float,
+                  refusal: KafkaRefusal | None = None) -> list[int]:
+    """The topic's partition numbers; ``Unavailable`` if the broker does not answer (saying
+    why it refused the client, when ``refusal``, its ``error_cb``, heard that), ``UnknownTopic``
+    if it has no such topic."""
     try:
         metadata = client.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise Unavailable(f"the broker at {bootstrap} is unreachable ({exc.args[0].str()})") from exc
+        what = f"the broker at {bootstrap} is unreachable ({exc.args[0].str()})"
+        if refusal is not None:
+            client.poll(0)  # serves error_cb, which list_topics does not
+            what = refusal.explain(bootstrap, what)
+        raise Unavailable(what) from exc
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         raise UnknownTopic(f"no topic {topic!r} on {bootstrap}")

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from chat.errors import Unavailable
 from chat.logread import QUIET, partitions_of
+from chat.secure import KafkaRefusal, kafka_security
 from chat.settings import Settings
 
 
@@ -23,10 +24,11 @@ def agents(settings: Settings) -> dict[str, str]:
 
 
 def rows(settings: Settings, show_all: bool = False, timeout: float = 10.0) -> list[dict[str, Any]]:
+    refusal = KafkaRefusal()
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id,
-                         "enable.auto.commit": False, **QUIET})
+                         "enable.auto.commit": False, **QUIET, **kafka_security(settings), "error_cb": refusal})
     try:
-        names = sorted(t for t in _topic_names(consumer, settings, timeout)
+        names = sorted(t for t in _topic_names(consumer, settings, timeout, refusal)
                        if show_all or t.startswith(settings.topic_prefix))
         by_agent = agents(settings)
         out = []
@@ -47,10 +49,12 @@ def rows(settings: Settings, show_all: bool = False, timeout: float = 10.0) -> l
         consumer.close()
 
 
-def _topic_names(consumer: Consumer, settings: Settings, timeout: float) -> list[str]:
+def _topic_names(consumer: Consumer, settings: Settings, timeout: float, refusal: KafkaRefusal) -> list[str]:
     try:
         return list(consumer.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        raise Unavailable(f"the broker at {settings.kafka_bootstrap} is unreachable ({exc.args[0].str()})") from exc
+        consumer.poll(0)  # serves error_cb, which list_topics does not
+        raise Unavailable(refusal.explain(settings.kafka_bootstrap, f"the broker at {settings.kafka_bootstrap} is"
+                                          f" unreachable ({exc.args[0].str()})")) from exc
 
 

@@ -13,12 +13,13 @@ from typing import Any, Callable, Sequence
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
+from chat.secure import redis_options
 from chat.settings import Settings
 
 
 def connect(settings: Settings) -> redis.Redis:
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections,
-                                                 timeout=settings.redis_wait_s)
+                                                 timeout=settings.redis_wait_s, **redis_options(settings))
     return redis.Redis(connection_pool=pool)
 
 

@@ -14,6 +14,8 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 DAY_MS = 86_400_000
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Public, so only for a gateway bound to loopback (see ``auth_problem``).
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production"
 
@@ -66,17 +68,48 @@ class Settings:
     # Longest a fetch waits when there is nothing to read; records end the wait as they arrive.
     fetch_max_wait_ms: int = 500
     batch_window_ms: float = 5.0  # the agents' batch: at most this long to gather (or 500 events)
+    # A secured Kafka (managed clusters; chat/secure.py builds every client's options from these):
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL mechanism PLAIN, SCRAM-SHA-256 or
+    # SCRAM-SHA-512 with its user and password. TLS verifies the brokers with the CA file (empty:
+    # the system's CAs) and their host names; the client certificate and key (PEM) are for
+    # brokers that require one (mutual TLS).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_key_password: str = ""
     # Redis
     redis_url: str = "redis://127.0.0.1:16379/0"
     # Connections per process; a request waits up to redis_wait_s for a free one (then 503).
     redis_max_connections: int = 64
     redis_wait_s: float = 5.0
+    # A secured Redis: an ACL user and its password (or in the URL: redis://user:pass@host); TLS
+    # with a rediss:// URL, verifying the server with the CA file (empty: the system's CAs) and
+    # its host name; a client certificate and key (PEM) for a server that requires one.
+    redis_username: str = ""
+    redis_password: str = ""
+    redis_ssl_ca_file: str = ""
+    redis_ssl_cert_file: str = ""
+    redis_ssl_key_file: str = ""
     # Timeline store: "sqlite" (embedded, one machine) or "cassandra"
     timeline_backend: str = "sqlite"
     data_dir: str = ".data"
     sqlite_path: str = ""
     cassandra_hosts: str = ""
     cassandra_keyspace: str = "chat"
+    # A secured Cassandra: a role's user and password (PasswordAuthenticator); TLS when
+    # cassandra_ssl, verifying the nodes with the CA file (empty: the system's CAs) and, when
+    # cassandra_ssl_check_hostname, their host names; client certificate and key (PEM) optional.
+    cassandra_username: str = ""
+    cassandra_password: str = ""
+    cassandra_ssl: bool = False
+    cassandra_ssl_ca_file: str = ""
+    cassandra_ssl_cert_file: str = ""
+    cassandra_ssl_key_file: str = ""
+    cassandra_ssl_check_hostname: bool = True
     retention_days: float = 90.0
     sweep_interval_s: float = 300.0
     # Auth. Development sign-in (POST /v1/dev/token): None (CHAT_DEV_AUTH unset or empty) means
@@ -207,6 +240,31 @@ class Settings:
 
     def __post_init__(self) -> None:
         self.push_allow_networks  # noqa: B018  (a bad CHAT_PUSH_ALLOW_CIDRS stops start-up, not a push)
+        problem = self.security_problem()
+        if problem is not None:
+            raise SettingsError(problem)
+
+    def security_problem(self) -> str | None:
+        """Why the Kafka, Redis and Cassandra security settings cannot make a connection, or None."""
+        if self.kafka_security_protocol not in KAFKA_PROTOCOLS:
+            return (f"CHAT_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r}: "
+                    f"one of {', '.join(KAFKA_PROTOCOLS)}")
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+                return (f"CHAT_KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: "
+                        f"one of {', '.join(SASL_MECHANISMS)}")
+            if not (self.kafka_sasl_username and self.kafka_sasl_password):
+                return (f"CHAT_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                        "CHAT_KAFKA_SASL_USERNAME and CHAT_KAFKA_SASL_PASSWORD")
+        for name, cert, key in (("KAFKA", self.kafka_ssl_cert_file, self.kafka_ssl_key_file),
+                                ("REDIS", self.redis_ssl_cert_file, self.redis_ssl_key_file),
+                                ("CASSANDRA", self.cassandra_ssl_cert_file, self.cassandra_ssl_key_file)):
+            if bool(cert) != bool(key):
+                return (f"CHAT_{name}_SSL_CERT_FILE and CHAT_{name}_SSL_KEY_FILE go together"
+                        " (a client certificate and its key)")
+        if bool(self.cassandra_username) != bool(self.cassandra_password):
+            return "CHAT_CASSANDRA_USERNAME and CHAT_CASSANDRA_PASSWORD go together"
+        return None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

@@ -17,6 +17,7 @@ from chat.codec import default_codec
 from chat.errors import SchemaError
 from chat.kafka import AsyncProducer, consume_available
 from chat.events import Delivery, Event
+from chat.secure import kafka_security
 from chat.settings import Settings
 from infra.topics import durability, ensure_topics
 
@@ -29,7 +30,7 @@ class CommandProducer:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.commands_topic
-        self._producer = AsyncProducer(settings.kafka_bootstrap)
+        self._producer = AsyncProducer(settings.kafka_bootstrap, **kafka_security(settings))
         self._codec = default_codec()
 
     def send(self, event: Event, key: str, topic: str | None = None,
@@ -51,7 +52,8 @@ def ensure_delivery_topic(settings: Settings) -> None:
     """This gateway's delivery topic: one partition, so its frames keep their order."""
     topic = settings.delivery_topic(settings.gateway_id)
     ensure_topics(settings.kafka_bootstrap, {topic: 1}, settings.replication_factor,
-                  configs={topic: {"retention.ms": str(86_400_000), **durability(settings)}})
+                  configs={topic: {"retention.ms": str(86_400_000), **durability(settings)}},
+                  client_config=kafka_security(settings))
 
 
 class DeliveryConsumer:
@@ -69,6 +71,7 @@ class DeliveryConsumer:
             # only bounds an idle fetch, so it need not be short.
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,
             "fetch.min.bytes": 1,
+            **kafka_security(settings),
         })
         self._dispatch = dispatch
         self._loop = loop

@@ -11,13 +11,20 @@ Started again on the same ``base_dir`` it has the same data (on the same ports o
 
 It is a single-node ring with one token at 0 that does not bootstrap, waits for no gossip and
 takes no snapshots; ready once the native transport answers a CQL ``OPTIONS`` request.
+
+Secured (``password_auth=True``, ``tls=infra.certs.Certs``): clients sign in with a role's
+password (``PasswordAuthenticator``; the default superuser is cassandra/cassandra, and
+``ensure_role`` makes others) and the native transport speaks TLS only.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
+import time
 from pathlib import Path
+from typing import Any
 
 from infra.jars import jar_dir, java_argv
 from infra.services import Service, ServiceError, free_port
@@ -101,6 +108,8 @@ class Cassandra(Service):
         log_path: str | os.PathLike[str] | None = None,
         settings: dict[str, object] | None = None,
         jvm: tuple[str, ...] = (),
+        password_auth: bool = False,
+        tls: Any = None,
     ) -> None:
         """``settings`` are more ``cassandra.yaml`` entries (scalars), over the ones written here;
         ``jvm`` more JVM options, after the ones here."""
@@ -109,6 +118,8 @@ class Cassandra(Service):
         self.heap = heap
         self.cluster_name = cluster_name
         self.extra_settings = dict(settings or {})
+        self.password_auth = password_auth
+        self.tls = tls
         conf = self.base_dir / "conf"
         options = [
             f"-Xms{heap_initial}", f"-Xmx{heap}", *GC_OPTIONS, *SERVER_OPTIONS, *JVM17_SERVER_OPTIONS,
@@ -153,8 +164,19 @@ class Cassandra(Service):
             "cdc_raw_directory": str(d / "cdc_raw"),
             "commitlog_sync": "periodic",
             "commitlog_sync_period": "10000ms",
+            **self._security(),
             **self.extra_settings,
         }
+
+    def _security(self) -> dict[str, object]:
+        entries: dict[str, object] = {}
+        if self.password_auth:
+            entries["authenticator"] = "PasswordAuthenticator"
+        if self.tls is not None:
+            entries["client_encryption_options"] = {
+                "enabled": True, "optional": False, "keystore": str(self.tls.server_p12),
+                "keystore_password": self.tls.password, "store_type": "PKCS12", "require_client_auth": False}
+        return entries
 
     def write_config(self) -> None:
         for name in DIRECTORIES:
@@ -175,10 +197,46 @@ class Cassandra(Service):
 
     def ready(self) -> bool:
         """The native transport answers an ``OPTIONS`` request with ``SUPPORTED``."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+            s = raw
+            if self.tls is not None:
+                s = ssl.create_default_context(cafile=str(self.tls.ca)).wrap_socket(raw, server_hostname="127.0.0.1")
             s.sendall(_OPTIONS_FRAME)
             header = s.recv(9)
         return len(header) >= 5 and header[4] == _SUPPORTED
+
+    def cluster_options(self, user: str = "cassandra", password: str = "cassandra") -> dict[str, Any]:
+        """The driver's ``Cluster`` arguments that reach this node as ``user``."""
+        options: dict[str, Any] = {}
+        if self.password_auth:
+            from cassandra.auth import PlainTextAuthProvider
+
+            options["auth_provider"] = PlainTextAuthProvider(username=user, password=password)
+        if self.tls is not None:
+            options["ssl_context"] = ssl.create_default_context(cafile=str(self.tls.ca))
+        return options
+
+    def ensure_role(self, name: str, password: str, timeout: float = 60.0) -> None:
+        """A login role ``name`` with ``password`` (made by the default superuser, which the
+        node creates a moment after it starts listening: retried until ``timeout``)."""
+        from cassandra.cluster import Cluster, NoHostAvailable
+
+        if not name.isidentifier():
+            raise ValueError(f"role name {name!r}: letters, digits and _ only")
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5, **self.cluster_options())
+            try:
+                session = cluster.connect()
+                session.execute("CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = %%s AND LOGIN = true" % name,
+                                (password,))
+                return
+            except NoHostAvailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                cluster.shutdown()
 
     def wait_ready(self, timeout: float = 120.0) -> "Cassandra":
         super().wait_ready(timeout)
@@ -197,7 +255,7 @@ def jamm_jar() -> Path:
 
 
 def _yaml(value: object) -> str:
-    """A scalar or a list of scalars in YAML flow style (strings quoted as JSON, which YAML reads)."""
+    """A scalar, or a list or map of them, in YAML flow style (strings quoted as JSON, which YAML reads)."""
     import json
 
     if isinstance(value, bool):
@@ -206,4 +264,6 @@ def _yaml(value: object) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))

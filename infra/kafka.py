@@ -5,6 +5,10 @@ formatting needs no ``--standalone``. The log directory is formatted once, on th
 later starts find it formatted and keep every record. Internal topics (consumer offsets,
 transactions, share-group state) are created with the node's replication settings, so one node
 works with replication factor 1 and a cluster with 3.
+
+With ``security=KafkaSecurity(...)`` the client listener (and the brokers among themselves)
+speak SASL_SSL with SCRAM: the users are created when the log directory is formatted, and the
+first one is the brokers' own. ``node.client_config`` is what a client needs to connect.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import base64
 import os
 import subprocess
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -44,6 +49,49 @@ SINGLE_NODE = {
 }
 
 
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """SASL_SSL on the client and inter-broker listener: TLS with a PKCS#12 keystore (brokers
+    trust the PEM ``ca`` file among themselves), SCRAM users (name -> password) made at format
+    time; the first user is the brokers' own. The controller listener stays plaintext on loopback."""
+    keystore: Path
+    keystore_password: str
+    ca: Path
+    users: Mapping[str, str] = field(default_factory=dict)
+    mechanism: str = "SCRAM-SHA-512"
+
+    @property
+    def broker_user(self) -> tuple[str, str]:
+        return next(iter(self.users.items()))
+
+    def properties(self) -> dict[str, str]:
+        name, password = self.broker_user
+        jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}"'
+                f' password="{password}";')
+        return {
+            "sasl.enabled.mechanisms": self.mechanism,
+            "sasl.mechanism.inter.broker.protocol": self.mechanism,
+            f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config": jaas,
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(self.keystore),
+            "ssl.keystore.password": self.keystore_password,
+            "ssl.key.password": self.keystore_password,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(self.ca),
+        }
+
+    def format_args(self) -> list[str]:
+        """``--add-scram`` arguments of ``kafka-storage format``: one per user."""
+        return [arg for name, password in self.users.items()
+                for arg in ("--add-scram", f"{self.mechanism}=[name={name},password={password}]")]
+
+    def client_config(self, user: str | None = None) -> dict[str, str]:
+        """librdkafka properties of a client signing in as ``user`` (default: the brokers' own)."""
+        name = user or self.broker_user[0]
+        return {"security.protocol": "sasl_ssl", "sasl.mechanism": self.mechanism, "sasl.username": name,
+                "sasl.password": self.users[name], "ssl.ca.location": str(self.ca)}
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id as ``kafka-storage random-uuid`` makes one: a random UUID in URL-safe
     base64 without padding (22 characters), never starting with '-' (Kafka's rule)."""
@@ -69,6 +117,7 @@ class Kafka(Service):
         heap: str = "512m",
         log_level: str = "WARN",
         cluster_id: str | None = None,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.controller_port = controller_port or free_port()
@@ -76,6 +125,7 @@ class Kafka(Service):
         # node id -> controller port of every voter; one node alone votes for itself.
         self.voters = dict(voters) if voters else {node_id: self.controller_port}
         self.cluster_id = cluster_id
+        self.security = security
         self.config_path = self.data_dir / "server.properties"
         self.log4j_path = self.data_dir / "log4j2.properties"
         self.extra_properties = dict(SINGLE_NODE if len(self.voters) == 1 else {})
@@ -92,22 +142,29 @@ class Kafka(Service):
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties besides ``bootstrap.servers`` that reach this node."""
+        return self.security.client_config() if self.security else {}
+
     def server_properties(self) -> dict[str, str]:
         voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in sorted(self.voters.items()))
+        listener = "SASL_SSL" if self.security else "PLAINTEXT"
         return {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"{listener}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"{listener}://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "log"),
             # Topics are created up front with their counts and configs (infra.topics); a
             # topic that springs into being from a typo would get the wrong partition count.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
+            **(self.security.properties() if self.security else {}),
             **self.extra_properties,
         }
 
@@ -123,7 +180,8 @@ class Kafka(Service):
             return
         cluster_id = self.cluster_id or new_cluster_id()
         argv = java_argv("kafka", "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c",
-                         str(self.config_path), "--ignore-formatted", jvm=self.jvm)
+                         str(self.config_path), "--ignore-formatted",
+                         *(self.security.format_args() if self.security else ()), jvm=self.jvm)
         done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise ServiceError(f"formatting {self.data_dir} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
@@ -145,5 +203,5 @@ class Kafka(Service):
             return False
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0, **self.client_config})
         return bool(admin.list_topics(timeout=2).brokers)

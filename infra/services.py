@@ -11,6 +11,7 @@ import ctypes
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from chat.errors import Unavailable
 
@@ -197,21 +198,48 @@ class S3rver(Service):
 
 
 class Redis(Service):
-    """``redis-server`` in the foreground (we own the process), append-only file on."""
+    """``redis-server`` in the foreground (we own the process), append-only file on.
 
-    def __init__(self, port: int, data_dir: str | os.PathLike[str], *, log_path: str | os.PathLike[str]) -> None:
+    ``users`` (name -> password) makes ACL users with every right and switches the passwordless
+    ``default`` user off; ``tls`` (``infra.certs.Certs``) serves TLS only, on ``port``, with
+    client certificates optional: ``url`` is then ``rediss://``.
+    """
+
+    def __init__(self, port: int, data_dir: str | os.PathLike[str], *, log_path: str | os.PathLike[str],
+                 users: Mapping[str, str] | None = None, tls: Any = None) -> None:
         Path(data_dir).mkdir(parents=True, exist_ok=True)
-        argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(Path(data_dir).resolve()),
+        argv = ["redis-server", "--bind", "127.0.0.1", "--dir", str(Path(data_dir).resolve()),
                 "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes"]
+        if tls is not None:
+            argv += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(tls.server_cert),
+                     "--tls-key-file", str(tls.server_key), "--tls-ca-cert-file", str(tls.ca),
+                     "--tls-auth-clients", "optional"]
+        else:
+            argv += ["--port", str(port)]
+        self.users = dict(users or {})
+        for name, password in self.users.items():
+            argv += ["--user", name, "on", f">{password}", "~*", "&*", "+@all"]  # one line of words
+        if self.users:
+            argv += ["--user", "default", "off"]
         super().__init__("redis", argv, log_path=log_path)
         self.port = port
         self.data_dir = Path(data_dir)
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def ready(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+            s = raw
+            if self.tls is not None:
+                s = ssl.create_default_context(cafile=str(self.tls.ca)).wrap_socket(raw, server_hostname="127.0.0.1")
+            if self.users:
+                name, password = next(iter(self.users.items()))
+                s.sendall(f"AUTH {name} {password}\r\n".encode())
+                if not s.recv(16).startswith(b"+OK"):
+                    return False
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")

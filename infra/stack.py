@@ -10,12 +10,17 @@ metadata), ``redis/`` (the append-only file), ``cassandra/`` (the node's data an
 keeps its data across restarts on the same ``base_dir``. An external broker or Redis can be given
 instead (``kafka_bootstrap=`` / ``redis_url=``): then that service is not started;
 ``stack.cassandra_hosts`` is ``None`` without a Cassandra node.
+
+``security=infra.security.StackSecurity`` starts every service secured (Kafka SASL_SSL with
+SCRAM, Redis ACL and TLS, Cassandra password and TLS); ``security.chat_env()`` is then what a
+process needs besides the addresses.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from chat.settings import Settings
 from infra.kafka import Kafka
@@ -41,6 +46,7 @@ class LocalStack:
         cassandra: bool = False,
         cassandra_port: int | None = None,
         cassandra_storage_port: int | None = None,
+        security: Any = None,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         core = Settings(partitions=partitions)
@@ -48,25 +54,33 @@ class LocalStack:
         self.topic_configs = topic_configs if topic_configs is not None else core_topic_configs(core)
         self.replication_factor = replication_factor
         self.ready_timeout = ready_timeout
+        self.security = security
         logs = self.base_dir / "logs"
         self.kafka: Kafka | None = None
         self.redis: Redis | None = None
         if kafka_bootstrap is None:
             self.kafka = Kafka(kafka_port or free_port(), self.base_dir / "kafka", log_path=logs / "kafka.log",
-                               controller_port=controller_port)
+                               controller_port=controller_port, security=security and security.kafka())
         if redis_url is None:
-            self.redis = Redis(redis_port or free_port(), self.base_dir / "redis", log_path=logs / "redis.log")
+            self.redis = Redis(redis_port or free_port(), self.base_dir / "redis", log_path=logs / "redis.log",
+                               users=security and security.redis_users, tls=security and security.certs)
         self.cassandra: Service | None = None
         self.cassandra_hosts: str | None = None
         if cassandra:
             from infra.cassandra import Cassandra
 
             node = Cassandra(self.base_dir / "cassandra", port=cassandra_port, storage_port=cassandra_storage_port,
-                             log_path=logs / "cassandra.log")
+                             log_path=logs / "cassandra.log", password_auth=security is not None,
+                             tls=security and security.certs)
             self.cassandra, self.cassandra_hosts = node, node.contact_point
         self.bootstrap = self.kafka.bootstrap if self.kafka else str(kafka_bootstrap)
         self.redis_url = self.redis.url if self.redis else str(redis_url)
         self._started: list[Service] = []
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties besides ``bootstrap.servers`` that reach the broker."""
+        return self.kafka.client_config if self.kafka else {}
 
     @property
     def services(self) -> list[Service]:
@@ -80,8 +94,10 @@ class LocalStack:
                 self._started.append(service.start())
             for service in self._started:
                 service.wait_ready(max(self.ready_timeout, 120.0) if service is self.cassandra else self.ready_timeout)
+            if self.security is not None and self.cassandra is not None:
+                self.cassandra.ensure_role(self.security.user, self.security.cassandra_password)
             ensure_topics(self.bootstrap, self.topics, self.replication_factor, timeout=self.ready_timeout,
-                          configs=self.topic_configs)
+                          configs=self.topic_configs, client_config=self.client_config)
         except BaseException:
             self.stop()
             raise

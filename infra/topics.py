@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Mapping
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chat.errors import ChatError, Unavailable
+from chat.secure import KafkaRefusal, kafka_security
 from chat.settings import Settings
 
 
@@ -52,16 +54,18 @@ def durability(settings: Settings) -> dict[str, str]:
 
 def ensure_topics(
     bootstrap: str, specs: dict[str, int], replication_factor: int = 1, timeout: float = 30,
-    configs: dict[str, dict[str, str]] | None = None,
+    configs: dict[str, dict[str, str]] | None = None, client_config: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Create the missing topics of ``specs`` (name -> partitions); check the existing ones.
 
     Returns the partition count of each topic. Raises ``TopicMismatch`` when an existing
     topic's count differs, ``Unavailable`` when the broker does not answer in ``timeout``.
-    Running it twice is a no-op.
+    Running it twice is a no-op. ``client_config``: more librdkafka properties (a secured
+    broker's: ``chat.secure.kafka_security``).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    existing = _partition_counts(admin, timeout)
+    refusal = KafkaRefusal()
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, **(client_config or {}), "error_cb": refusal})
+    existing = _partition_counts(admin, timeout, refusal=refusal, bootstrap=bootstrap)
     configs = configs or {}
     missing = [NewTopic(name, n, replication_factor, config=configs.get(name, {}))
                for name, n in specs.items() if name not in existing]
@@ -73,7 +77,8 @@ def ensure_topics(
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # lost a race: checked below
                     raise Unavailable(f"cannot create topic {name!r}: {exc.args[0].str()}") from exc
-        existing = _partition_counts(admin, timeout, wait_for=[t.topic for t in missing])
+        existing = _partition_counts(admin, timeout, wait_for=[t.topic for t in missing], refusal=refusal,
+                                     bootstrap=bootstrap)
     absent = [name for name in specs if name not in existing]
     if absent:
         raise Unavailable(f"topics {absent} were created but are not in the metadata after {timeout:.0f}s")
@@ -84,13 +89,21 @@ def ensure_topics(
     return {name: existing[name] for name in specs}
 
 
-def _partition_counts(admin: AdminClient, timeout: float, wait_for: list[str] = ()) -> dict[str, int]:
-    """Partition count per topic from metadata; waits until every ``wait_for`` topic is listed."""
+def _partition_counts(admin: AdminClient, timeout: float, wait_for: list[str] = (), *,
+                      refusal: KafkaRefusal | None = None, bootstrap: str = "") -> dict[str, int]:
+    """Partition count per topic from metadata; waits until every ``wait_for`` topic is listed.
+    Asks in slices of at most 2 s, so that a broker refusing the client's credentials or
+    certificate (``refusal``) ends the wait at once, with that reason."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            meta = admin.list_topics(timeout=max(1.0, deadline - time.monotonic()))
+            meta = admin.list_topics(timeout=max(0.5, min(2.0, deadline - time.monotonic())))
         except KafkaException as exc:
+            admin.poll(0)  # serves error_cb, which list_topics does not
+            if refusal is not None and refusal.reason:
+                raise Unavailable(refusal.explain(bootstrap, "")) from exc
+            if time.monotonic() < deadline:
+                continue
             raise Unavailable(f"broker does not answer: {exc.args[0].str()}") from exc
         counts = {name: len(t.partitions) for name, t in meta.topics.items() if t.error is None}
         if all(name in counts for name in wait_for) or time.monotonic() > deadline:
@@ -102,7 +115,7 @@ def main() -> int:
     settings = Settings.from_env()
     try:
         counts = ensure_topics(settings.kafka_bootstrap, core_topics(settings), settings.replication_factor,
-                               configs=core_topic_configs(settings))
+                               configs=core_topic_configs(settings), client_config=kafka_security(settings))
     except ChatError as exc:
         print(f"infra.topics: {exc}", file=sys.stderr)
         return 1

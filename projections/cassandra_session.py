@@ -24,7 +24,11 @@ from projections.timelines_cassandra_cql import contact_point, schema_statements
 
 class CassandraSession:
     def __init__(self, what: str, hosts: Sequence[str], keyspace: str, replication_factor: int, cql_file: str,
-                 statements: Mapping[str, str], *, request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+                 statements: Mapping[str, str], *, request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 cluster_options: Mapping[str, Any] | None = None) -> None:
+        """``cluster_options``: more keyword arguments of the driver's ``Cluster`` (a secured
+        cluster's ``auth_provider`` and ``ssl_context``: ``chat.secure.cassandra_options``)."""
+        self.cluster_options = dict(cluster_options or {})
         self.what = what  # for errors: "Cassandra key store"
         self.hosts = list(hosts) or ["127.0.0.1"]
         self.keyspace = keyspace
@@ -44,7 +48,7 @@ class CassandraSession:
                                    consistency_level=ConsistencyLevel.LOCAL_QUORUM,
                                    request_timeout=self.request_timeout_s)
         cluster = Cluster(contact_points=[contact_point(h) for h in self.hosts], protocol_version=PROTOCOL_VERSION,
-                          execution_profiles={EXEC_PROFILE_DEFAULT: profile})
+                          execution_profiles={EXEC_PROFILE_DEFAULT: profile}, **self.cluster_options)
         try:
             self._session = await _blocking(cluster.connect)
             self._cluster = cluster

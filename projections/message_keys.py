@@ -93,6 +93,9 @@ def make_message_key_store(settings: Settings) -> MessageKeyStore:
     if backend == "cassandra":
         from projections.message_keys_cassandra import CassandraMessageKeyStore
 
+        from chat.secure import cassandra_options
+
         return CassandraMessageKeyStore(settings.cassandra_host_list, settings.cassandra_keyspace,
-                                        replication_factor=settings.replication_factor)
+                                        replication_factor=settings.replication_factor,
+                                        cluster_options=cassandra_options(settings))
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

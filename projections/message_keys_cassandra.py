@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chat.sealing import KeyRef, MessageKey
 from projections.cassandra_session import CassandraSession
@@ -23,9 +24,10 @@ def statements_cql(keyspace: str) -> dict[str, str]:
 
 
 class CassandraMessageKeyStore:
-    def __init__(self, hosts: Sequence[str], keyspace: str, replication_factor: int = 1) -> None:
+    def __init__(self, hosts: Sequence[str], keyspace: str, replication_factor: int = 1, *,
+                 cluster_options: Mapping[str, Any] | None = None) -> None:
         self.cassandra = CassandraSession("Cassandra key store", hosts, checked_keyspace(keyspace), replication_factor,
-                                          "keys.cql", statements_cql(keyspace))
+                                          "keys.cql", statements_cql(keyspace), cluster_options=cluster_options)
 
     async def open(self) -> None:
         await self.cassandra.open()

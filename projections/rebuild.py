@@ -39,6 +39,7 @@ from chat.events import (
 from chat.events import BlockChanged, MuteChanged, ProfileUpdated
 from chat.kafka import AsyncProducer
 from chat.logread import BEGINNING, TopicReader
+from chat.secure import kafka_security, redis_options
 from chat.settings import Settings
 from projections.message_keys import MessageKeyStore, make_message_key_store, open_batch
 
@@ -86,7 +87,8 @@ def _redis(name: str, module: str, cls: str) -> Callable[[Settings, int], Rebuil
         kind = getattr(mod, cls)
         if name == "presence":  # its projection also takes the presence TTL
             kind = functools.partial(kind, ttl_s=settings.presence_ttl)
-        return RedisShadowRebuild(name, settings.redis_url, scratch_db, kind, mod.OWNED_KEYS, mod.SCAN_PATTERNS)
+        return RedisShadowRebuild(name, settings.redis_url, scratch_db, kind, mod.OWNED_KEYS, mod.SCAN_PATTERNS,
+                                  redis_options(settings))
     return make
 
 
@@ -182,7 +184,7 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
             await keys.open()
         for target in targets:
             await target.open()
-        with TopicReader(settings.kafka_bootstrap, topic) as reader:
+        with TopicReader(settings.kafka_bootstrap, topic, config=kafka_security(settings)) as reader:
             first = await write_markers(settings, topic, reader.partitions)
             if meter is not None:
                 meter.total = sum(offset + 1 for offset in first.values())
@@ -194,7 +196,7 @@ async def _rebuild_topic(settings: Settings, topic: str, group: list[ProjectionS
                 outcome.seconds = seconds
                 outcome.size_before = await target.size()
                 outcome.size_after = await target.switch()
-        with TopicReader(settings.kafka_bootstrap, topic) as reader:
+        with TopicReader(settings.kafka_bootstrap, topic, config=kafka_security(settings)) as reader:
             second = await write_markers(settings, topic, reader.partitions)
             live = _fan_out(group, targets, outcomes, live=True)
             await _replay(reader, {p: offset + 1 for p, offset in first.items()}, second, live, None, keys)
@@ -234,7 +236,7 @@ async def _count(settings: Settings, topic: str, group: list[ProjectionSpec], sc
                     outcome.by_type[event.TYPE] = outcome.by_type.get(event.TYPE, 0) + 1
 
     started = time.monotonic()
-    with TopicReader(settings.kafka_bootstrap, topic) as reader:
+    with TopicReader(settings.kafka_bootstrap, topic, config=kafka_security(settings)) as reader:
         await _replay(reader, dict.fromkeys(reader.partitions, BEGINNING), None, count, meter)
     for outcome in outcomes:
         outcome.seconds = time.monotonic() - started
@@ -243,7 +245,7 @@ async def _count(settings: Settings, topic: str, group: list[ProjectionSpec], sc
 
 async def write_markers(settings: Settings, topic: str, partitions: Sequence[int]) -> dict[int, int]:
     """One durable marker per partition; returns partition -> the marker's offset."""
-    producer = AsyncProducer(settings.kafka_bootstrap, log_level=0)
+    producer = AsyncProducer(settings.kafka_bootstrap, log_level=0, **kafka_security(settings))
     codec, nonce, now_ms = default_codec(), uuid.uuid4().hex, int(time.time() * 1000)
     try:
         sent = {p: producer.send(topic, codec.encode(

@@ -242,10 +242,13 @@ def make_search_index(settings: Settings) -> SearchIndex:
     if backend == "cassandra":
         from projections.search_cassandra import CassandraSearchIndex
 
+        from chat.secure import cassandra_options
+
         return CassandraSearchIndex(
             settings.cassandra_host_list,
             settings.cassandra_keyspace,
             settings.retention_ms,
             replication_factor=settings.replication_factor,
+            cluster_options=cassandra_options(settings),
         )
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

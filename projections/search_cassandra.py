@@ -73,12 +73,13 @@ class CassandraSearchIndex:
         replication_factor: int = 1,
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        cluster_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
         self.cassandra = CassandraSession("Cassandra search index", hosts, self.keyspace, replication_factor,
                                           "search.cql", statements_cql(self.keyspace),
-                                          request_timeout_s=request_timeout_s)
+                                          request_timeout_s=request_timeout_s, cluster_options=cluster_options)
         self.hosts = self.cassandra.hosts
         self._run = self.cassandra.run
         self._execute = self.cassandra.execute

@@ -13,7 +13,7 @@ in the README) or rebuild during a quiet period.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,13 +38,14 @@ class RedisShadowRebuild:
     """A ``projections.rebuild.RebuildTarget`` for a Redis projection class ``kind(client)``."""
 
     def __init__(self, name: str, url: str, scratch_db: int, kind: Callable[[Any], Any],
-                 owned: re.Pattern[str], scan: Sequence[str]) -> None:
+                 owned: re.Pattern[str], scan: Sequence[str], options: Mapping[str, Any] | None = None) -> None:
+        """``options``: more ``from_url`` arguments (a secured Redis's: ``chat.secure.redis_options``)."""
         self.name, self.owned, self.scan = name, owned, scan
         self.db = live_db(url)
         if scratch_db == self.db:
             raise Conflict(f"the scratch database {scratch_db} is the live one; pass another --scratch-db")
-        self.live_client = redis.Redis.from_url(url)
-        self.scratch = redis.Redis.from_url(with_db(url, scratch_db))
+        self.live_client = redis.Redis.from_url(url, **(options or {}))
+        self.scratch = redis.Redis.from_url(with_db(url, scratch_db), **(options or {}))
         self.scratch_db = scratch_db
         self.shadow = kind(self.scratch)
         self.live = kind(self.live_client)

@@ -255,10 +255,13 @@ def make_timeline_store(settings: Settings) -> TimelineStore:
     if backend == "cassandra":
         from projections.timelines_cassandra import CassandraTimelineStore
 
+        from chat.secure import cassandra_options
+
         return CassandraTimelineStore(
             settings.cassandra_host_list,
             settings.cassandra_keyspace,
             settings.retention_ms,
             replication_factor=settings.replication_factor,
+            cluster_options=cassandra_options(settings),
         )
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel, DriverException, ProtocolVersion, RequestValidationException
@@ -63,7 +63,11 @@ class CassandraTimelineStore:
         *,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         protocol_version: int = PROTOCOL_VERSION,
+        cluster_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``cluster_options``: more keyword arguments of the driver's ``Cluster`` (a secured
+        cluster's ``auth_provider`` and ``ssl_context``: ``chat.secure.cassandra_options``)."""
+        self.cluster_options = dict(cluster_options or {})
         self.hosts = list(hosts) or ["127.0.0.1"]
         self.keyspace = checked_keyspace(keyspace)
         self.retention_ms = retention_ms
@@ -91,6 +95,7 @@ class CassandraTimelineStore:
             contact_points=[contact_point(h) for h in self.hosts],
             protocol_version=self.protocol_version,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            **self.cluster_options,
         )
         try:
             session: Session = await _blocking(cluster.connect)

@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from chat.events import Event
+from chat.secure import cassandra_options
 from chat.settings import Settings
 from projections.timeline_projection import project_timeline
 from projections.timelines_cassandra import CassandraTimelineStore
@@ -30,7 +31,8 @@ class CassandraTimelineRebuild:
 
     def __init__(self, settings: Settings, store: CassandraTimelineStore | None = None) -> None:
         self.live = store or CassandraTimelineStore(settings.cassandra_host_list, settings.cassandra_keyspace,
-                                                    settings.retention_ms, settings.replication_factor)
+                                                    settings.retention_ms, settings.replication_factor,
+                                                    cluster_options=cassandra_options(settings))
         self.replayed: dict[str, set[int]] = defaultdict(set)
         self.written = 0
 

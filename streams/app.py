@@ -11,6 +11,7 @@ from typing import Any
 import faust
 
 from chat.logs import logging_config
+from chat.secure import faust_credentials
 from chat.settings import Settings
 
 settings = Settings.from_env()
@@ -58,6 +59,7 @@ async def crash_worker(agent: Any, exc: BaseException) -> None:
 app = ChatApp(
     settings.app_id,
     broker=_broker_url(settings.kafka_bootstrap),
+    broker_credentials=faust_credentials(settings),  # SASL/TLS of a secured broker; None: PLAINTEXT
     # A worker that dies loses its partitions after the session timeout (10 s, not Faust's 60).
     broker_session_timeout=settings.kafka_session_timeout_s,
     broker_heartbeat_interval=settings.kafka_session_timeout_s / 3,

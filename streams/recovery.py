@@ -22,6 +22,7 @@ from chat.codec import default_codec
 from chat.errors import SchemaError, Unavailable
 from chat.events import PartitionFenced
 from chat.kafka import consume_available
+from chat.secure import kafka_security
 from chat.settings import Settings
 from streams.model import Limits, Sequencer
 
@@ -51,6 +52,7 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "enable.partition.eof": False,
         "fetch.max.bytes": 52_428_800,
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        **kafka_security(settings),
     })
     applied = 0
     deadline = time.monotonic() + timeout_s

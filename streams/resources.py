@@ -16,6 +16,7 @@ from chat.codec import default_codec
 from chat.errors import ChatError, UnknownTopic
 from chat.events import Delivery, Event, MessageDeleted, PipelineProbe, event_key
 from chat.kafka import AsyncProducer
+from chat.secure import kafka_security
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
@@ -68,7 +69,7 @@ class Resources:
         if not self._opened:
             async with self._lock:
                 if not self._opened:
-                    self.producer = AsyncProducer(self.settings.kafka_bootstrap)
+                    self.producer = AsyncProducer(self.settings.kafka_bootstrap, **kafka_security(self.settings))
                     await self.timelines.open()
                     await self.search.open()
                     await self.keys.open()

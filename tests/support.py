@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chat import keys
+from chat.secure import kafka_security
 from chat.settings import Settings
 from infra.services import Service, free_port
 from infra.topics import core_topic_configs, core_topics, ensure_topics
@@ -44,7 +45,8 @@ class System:
             **env,
         }
         self.settings = Settings.from_env(self.env)
-        ensure_topics(stack.bootstrap, core_topics(self.settings), configs=core_topic_configs(self.settings))
+        ensure_topics(stack.bootstrap, core_topics(self.settings), configs=core_topic_configs(self.settings),
+                      client_config=kafka_security(self.settings))
         self.workers: list[Service] = []
         self.gateways: list[Service] = []
         self._procs = itertools.count(1)

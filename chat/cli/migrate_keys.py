@@ -20,6 +20,7 @@ from typing import Any, Callable
 import redis.asyncio as redis
 
 from chat import keys
+from chat.secure import redis_options
 from chat.settings import Settings
 
 SAFE = r"([A-Za-z0-9_.~-]+)"
@@ -64,7 +65,7 @@ def add_parser(commands: Any) -> None:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> dict[str, int]:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
         try:
             return await migrate(client)
         finally:

@@ -22,6 +22,7 @@ from chat.events import MessageAccepted, MessageEdited
 from chat.errors import BadRequest, SchemaError
 from chat.cli.progress import Progress
 from chat.logread import BEGINNING, TopicReader
+from chat.secure import kafka_security
 from chat.settings import Settings
 
 
@@ -110,7 +111,7 @@ def _sealed(event: Any) -> bool:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from_ms, to_ms = parse_time(args.from_time), parse_time(args.to_time)
     with ExitStack() as stack:
-        reader = stack.enter_context(TopicReader(settings.kafka_bootstrap, args.topic))
+        reader = stack.enter_context(TopicReader(settings.kafka_bootstrap, args.topic, config=kafka_security(settings)))
         partitions = args.partition or reader.partitions
         unknown = set(partitions) - set(reader.partitions)
         if unknown:

@@ -17,6 +17,7 @@ from chat.settings import Settings
 def main() -> int:
     from cassandra.cluster import Cluster
 
+    from chat.secure import cassandra_options
     from projections.timelines_cassandra import PROTOCOL_VERSION
     from projections.timelines_cassandra_cql import contact_point
 
@@ -24,7 +25,8 @@ def main() -> int:
     if not re.fullmatch(r"[A-Za-z0-9_]+", settings.cassandra_keyspace):
         print(f"bad keyspace name {settings.cassandra_keyspace!r}", file=sys.stderr)
         return 2
-    cluster = Cluster([contact_point(h) for h in settings.cassandra_host_list], protocol_version=PROTOCOL_VERSION)
+    cluster = Cluster([contact_point(h) for h in settings.cassandra_host_list], protocol_version=PROTOCOL_VERSION,
+                      **cassandra_options(settings))
     try:
         session = cluster.connect()
         session.execute(
