@@ -68,6 +68,9 @@ class Settings:
     batch_window_ms: float = 5.0  # the agents' batch: at most this long to gather (or 500 events)
     # Redis
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # A Redis Cluster: redis_url names any one of its nodes (database 0), the client finds the
+    # rest and follows failovers and slot moves (chat.redis_pool). False: one Redis server.
+    redis_cluster: bool = False
     # Connections per process; a request waits up to redis_wait_s for a free one (then 503).
     redis_max_connections: int = 64
     redis_wait_s: float = 5.0
