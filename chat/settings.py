@@ -80,6 +80,9 @@ class Settings:
     sqlite_path: str = ""
     cassandra_hosts: str = ""
     cassandra_keyspace: str = "chat"
+    # Replicas of the Cassandra keyspaces when this process creates them; 0: replication_factor
+    # (`make cluster` runs Kafka with 3 but one Cassandra node, so it sets 1 here).
+    cassandra_replication_factor: int = 0
     retention_days: float = 90.0
     sweep_interval_s: float = 300.0
     # Auth. Development sign-in (POST /v1/dev/token): None (CHAT_DEV_AUTH unset or empty) means
@@ -238,6 +241,12 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     # Derived values
+    @property
+    def cassandra_replicas(self) -> int:
+        """Replicas of the Cassandra keyspaces: ``cassandra_replication_factor``, else
+        ``replication_factor``."""
+        return self.cassandra_replication_factor or self.replication_factor
+
     @property
     def dev_sign_in(self) -> bool:
         """Whether ``POST /v1/dev/token`` answers: as set, else only on a loopback bind."""

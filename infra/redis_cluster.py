@@ -27,12 +27,12 @@ MASTERS = 3
 
 class RedisClusterNode(Redis):
     """One ``redis-server`` with cluster mode on; its cluster bus on ``bus_port`` (a free port
-    by default: Redis's own choice, port + 10000, does not exist above 55535)."""
+    by default: Redis's own choice, port + 10000, may be taken, or not exist above 55535)."""
 
     def __init__(self, port: int, data_dir: Path, *, log_path: Path, bus_port: int | None = None) -> None:
         super().__init__(port, data_dir, log_path=log_path)
         self.name = f"redis-{port}"
-        self.bus_port = bus_port or (port + 10000 if port <= 55535 else free_port())
+        self.bus_port = bus_port or free_port()
         self.argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(data_dir.resolve() / "nodes.conf"),
                       "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-port", str(self.bus_port)]
 
@@ -47,14 +47,16 @@ class RedisCluster:
     """Six nodes: the first three become masters, the others their replicas."""
 
     def __init__(self, base_dir: str | os.PathLike[str], ports: Sequence[int] | None = None, *,
-                 logs: str | os.PathLike[str] | None = None) -> None:
+                 bus_ports: Sequence[int] | None = None, logs: str | os.PathLike[str] | None = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         ports = list(ports) if ports else [free_port() for _ in range(2 * MASTERS)]
         if len(ports) != 2 * MASTERS:
             raise ValueError(f"a Redis Cluster here has {2 * MASTERS} nodes, not {len(ports)}")
         log_dir = Path(logs) if logs else self.base_dir / "logs"
-        self.nodes = [RedisClusterNode(p, self.base_dir / f"node-{p}", log_path=log_dir / f"redis-{p}.log")
-                      for p in ports]
+        buses = list(bus_ports) if bus_ports else [0] * len(ports)
+        self.nodes = [RedisClusterNode(p, self.base_dir / f"node-{p}", log_path=log_dir / f"redis-{p}.log",
+                                       bus_port=b or None)
+                      for p, b in zip(ports, buses)]
 
     @property
     def url(self) -> str:

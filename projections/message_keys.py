@@ -94,5 +94,5 @@ def make_message_key_store(settings: Settings) -> MessageKeyStore:
         from projections.message_keys_cassandra import CassandraMessageKeyStore
 
         return CassandraMessageKeyStore(settings.cassandra_host_list, settings.cassandra_keyspace,
-                                        replication_factor=settings.replication_factor)
+                                        replication_factor=settings.cassandra_replicas)
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

@@ -246,6 +246,6 @@ def make_search_index(settings: Settings) -> SearchIndex:
             settings.cassandra_host_list,
             settings.cassandra_keyspace,
             settings.retention_ms,
-            replication_factor=settings.replication_factor,
+            replication_factor=settings.cassandra_replicas,
         )
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")
