@@ -3,7 +3,8 @@ the same offered loads, with the load generator (``bench.loadgen``) through one 
 
 ``make run`` is started as it is (``python -m infra.run``: one Kafka node, one Redis, SQLite
 timelines, one worker, one gateway) on free ports in a temporary directory; ``make cluster`` as
-``infra.cluster.Cluster`` on free ports (three brokers, RF 3 with acks=all and min ISR 2, a Redis
+``infra.cluster.Cluster`` on free ports; and ``make run`` with ``CHAT_TIMELINE_BACKEND=cassandra``
+(the cluster's timeline store on one node, to tell the store's share from the cluster's) (three brokers, RF 3 with acks=all and min ISR 2, a Redis
 Cluster, Cassandra, two workers, two gateways behind HAProxy). Each offered rate is one load
 generator run of ``--seconds`` against a running system (fresh users and groups per run).
 Appends a section to ``bench/RESULTS.md`` (``--results``) and prints the table.
@@ -29,6 +30,8 @@ from bench.run_local import append_results, code_version, machine_line
 from infra.services import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+# make run as it is (SQLite timelines), make run on the cluster's timeline store, make cluster.
+SYSTEMS = ("make run", "make run (cassandra)", "make cluster")
 
 
 def wait_ok(url: str, timeout: float = 180.0) -> None:
@@ -45,14 +48,17 @@ def wait_ok(url: str, timeout: float = 180.0) -> None:
 
 
 class MakeRun:
-    """``python -m infra.run`` on free ports in ``base``; stopped with SIGINT as Ctrl-C does."""
+    """``python -m infra.run`` on free ports in ``base``; stopped with SIGINT as Ctrl-C does.
+    ``cassandra``: as ``CHAT_TIMELINE_BACKEND=cassandra make run``."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, cassandra: bool = False) -> None:
         self.port = free_port()
         env = {**os.environ, "CHAT_DATA_DIR": str(base), "CHAT_PORT": str(self.port),
-               "CHAT_WORKER_METRICS_PORT": str(free_port())}
+               "CHAT_WORKER_METRICS_PORT": str(free_port()),
+               "CHAT_TIMELINE_BACKEND": "cassandra" if cassandra else "sqlite"}
         argv = [sys.executable, "-m", "infra.run", "--broker-port", str(free_port()),
-                "--controller-port", str(free_port()), "--redis-port", str(free_port())]
+                "--controller-port", str(free_port()), "--redis-port", str(free_port()),
+                "--cassandra-port", str(free_port()), "--cassandra-storage-port", str(free_port())]
         self.log = open(base / "run.out", "wb")
         self.proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -90,9 +96,14 @@ def load(url: str, rate: int, seconds: float, users: int, out: Path) -> dict[str
 def measure(kind: str, rates: Sequence[int], seconds: float, users: int) -> Iterator[tuple[str, int, dict]]:
     with tempfile.TemporaryDirectory(prefix=f"bench-{kind}-") as tmp:
         base = Path(tmp)
-        system = MakeRun(base) if kind == "make run" else MakeCluster(base)
+        system = MakeCluster(base) if kind == "make cluster" else MakeRun(base, cassandra="cassandra" in kind)
         try:
-            wait_ok(system.url)
+            try:
+                wait_ok(system.url)
+            except RuntimeError:
+                if isinstance(system, MakeRun):
+                    print((base / "run.out").read_text()[-3000:], file=sys.stderr)
+                raise
             for rate in rates:
                 result = load(system.url, rate, seconds, users, base / f"{rate}.json")
                 print(f"{kind} {rate} msg/s offered: {row(kind, rate, result)}", flush=True)
@@ -118,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
     rows = []
-    for system in ("make run", "make cluster"):
+    for system in SYSTEMS:
         rows += [row(kind, rate, r) for kind, rate, r in measure(system, rates, args.seconds, args.users)]
     lines = [f"\n## make cluster against make run, {time.strftime('%Y-%m-%d')}", "",
              machine_line(),
