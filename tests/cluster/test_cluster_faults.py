@@ -72,6 +72,30 @@ def busiest_leader(cluster: Cluster, traffic: Traffic) -> int:
     return max(votes, key=lambda node: votes[node])
 
 
+def wait_served_by(cluster: Cluster, workers: set[str], timeout: float = 60.0) -> dict[str, set[int]]:
+    """Block until each of ``workers`` announces (``workers:{app id}``, unexpired) some commands
+    partitions and together they announce all of them; returns worker id -> its partitions. A
+    killed worker's last announcement lingers until it expires: only ``workers`` are read."""
+    from redis.cluster import RedisCluster
+
+    client = RedisCluster.from_url(cluster.stack.redis_url)
+    wanted, deadline = set(range(cluster.settings.partitions)), time.monotonic() + timeout
+    try:
+        while True:
+            now_ms, served = int(time.time() * 1000), {}
+            for worker, value in client.hgetall(keys.workers(cluster.settings.app_id)).items():
+                parts, _, expires = value.decode().rpartition("|")
+                commands = {int(p) for p in parts.partition(";")[0].split(",") if p}
+                if int(expires) > now_ms and commands and worker.decode() in workers:
+                    served[worker.decode()] = commands
+            if set(served) == workers and set().union(*served.values()) == wanted:
+                return served
+            assert time.monotonic() < deadline, f"not served by {sorted(workers)} after {timeout}s: {served}"
+            time.sleep(0.2)
+    finally:
+        client.close()
+
+
 def kill_9(service) -> None:
     os.kill(service.pid, signal.SIGKILL)
     service.proc.wait()
@@ -89,9 +113,12 @@ async def test_kill_9_the_kafka_broker_leading_the_partitions_in_use_then_restar
 
 async def test_kill_9_one_of_two_workers_then_start_a_third(cluster, session):
     def act(traffic: Traffic) -> None:
+        first, second = (w.env["CHAT_WORKER_ID"] for w in cluster.workers[:2])
+        wait_served_by(cluster, {first, second})
         kill_9(cluster.workers[0])
-        time.sleep(cluster.settings.kafka_session_timeout_s + 2)  # its partitions move to the other
-        cluster.add_worker().start()  # and move again
+        wait_served_by(cluster, {second})  # its partitions moved to the other (session timeout 10 s)
+        third = cluster.add_worker().start()
+        wait_served_by(cluster, {second, third.env["CHAT_WORKER_ID"]})  # and moved again
 
     await under_load(cluster, session, "kill -9 one of two workers, then start a third", act)
     cluster.workers = [w for w in cluster.workers if w.running]
