@@ -2,7 +2,7 @@
 # Each installs what it needs first (apt: redis-server, Java and Maven; Maven Central: Kafka's
 # jars, and Cassandra's when asked for; the .venv; for tests also Cassandra's jars, apt:
 # nodejs and chromium, npm: s3rver).
-.PHONY: install run test unit screenshots clean-data bench
+.PHONY: install run cluster test test-cluster unit screenshots clean-data bench
 
 PY := .venv/bin/python
 PYTEST_ARGS ?=
@@ -14,9 +14,21 @@ install:
 run: install
 	@$(PY) -m infra.run
 
+# The same system as a small cluster on this machine (infra/cluster.py): 3 Kafka brokers, a
+# Redis Cluster, Cassandra, 2 workers, 2 gateways behind HAProxy at http://127.0.0.1:8080/.
+cluster:
+	@bash infra/install.sh --cluster
+	@$(PY) -m infra.cluster
+
 test:
 	@bash infra/install.sh --test
 	@bash infra/test.sh $(PYTEST_ARGS)
+
+# The faults against `make cluster`'s deployment (tests/cluster/), about 10 minutes; .ci/run runs
+# it after `make test`.
+test-cluster:
+	@bash infra/install.sh --test --cluster
+	@bash infra/test.sh tests/cluster $(PYTEST_ARGS)
 
 # Rewrite docs/screenshots/*.png from the browser test that takes them.
 screenshots:

@@ -3,6 +3,13 @@
 redis-py's default pool holds 100 connections and *raises* ``MaxConnectionsError`` when a
 burst wants more (seen as HTTP 500s when a thousand devices connected at once); a blocking
 pool makes the burst wait its turn instead, up to ``redis_wait_s``.
+
+With ``CHAT_REDIS_CLUSTER=true`` the client is a ``RedisCluster`` seeded by ``redis_url`` (any
+one node): it routes each key to the master of its slot and, when a master dies, retries with
+backoff for up to ``redis_wait_s`` while the master's replica is promoted. Its pools are per
+node, ``redis_max_connections`` each, and they do not block: a burst beyond them fails fast
+(``MaxConnectionsError``). Keys that one script, transaction or ``DEL`` touches together must
+share a hash tag (``chat.keys``); non-transactional pipelines may span slots.
 """
 
 from __future__ import annotations
@@ -18,9 +25,35 @@ from chat.settings import Settings
 
 
 def connect(settings: Settings) -> redis.Redis:
+    """The process's Redis client: one server, or a Redis Cluster when ``redis_cluster``."""
+    if settings.redis_cluster:
+        return connect_cluster(settings)
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections,
                                                  timeout=settings.redis_wait_s, **redis_options(settings))
     return redis.Redis(connection_pool=pool)
+
+
+def failover_retries(wait_s: float, cap_s: float = 0.5) -> int:
+    """How many retries, backing off 0.05 s doubling up to ``cap_s``, add up to ``wait_s``."""
+    waited, delay, tries = 0.0, 0.05, 0
+    while waited < wait_s:
+        waited, delay, tries = waited + delay, min(delay * 2, cap_s), tries + 1
+    return max(tries, 1)
+
+
+def connect_cluster(settings: Settings) -> Any:
+    """A ``RedisCluster`` client (same command API as ``redis.Redis``). A dead master's
+    commands are retried for about ``redis_wait_s`` (the cluster's failover time must be
+    shorter: ``cluster-node-timeout`` plus an election), re-reading the slot map on each."""
+    from redis.asyncio.cluster import RedisCluster
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError, TryAgainError
+    from redis.retry import Retry
+
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), failover_retries(settings.redis_wait_s),
+                  supported_errors=(ConnectionError, TimeoutError, ClusterDownError, TryAgainError))
+    return RedisCluster.from_url(settings.redis_url, max_connections=settings.redis_max_connections, retry=retry,
+                                 socket_connect_timeout=1.0, **redis_options(settings))
 
 
 class Script:
@@ -43,7 +76,9 @@ class Script:
         return await self._direct(keys=keys, args=args)
 
     def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        # execute_command, not evalsha: redis-py's cluster pipeline blocks its evalsha method,
+        # though it routes a queued EVALSHA by its keys like any other command.
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
     async def load(self) -> None:
         await self.client.script_load(self.source)

@@ -83,6 +83,9 @@ class Settings:
     kafka_ssl_key_password: str = ""
     # Redis
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # A Redis Cluster: redis_url names any one of its nodes (database 0), the client finds the
+    # rest and follows failovers and slot moves (chat.redis_pool). False: one Redis server.
+    redis_cluster: bool = False
     # Connections per process; a request waits up to redis_wait_s for a free one (then 503).
     redis_max_connections: int = 64
     redis_wait_s: float = 5.0
@@ -110,6 +113,9 @@ class Settings:
     cassandra_ssl_cert_file: str = ""
     cassandra_ssl_key_file: str = ""
     cassandra_ssl_check_hostname: bool = True
+    # Replicas of the Cassandra keyspaces when this process creates them; 0: replication_factor
+    # (`make cluster` runs Kafka with 3 but one Cassandra node, so it sets 1 here).
+    cassandra_replication_factor: int = 0
     retention_days: float = 90.0
     sweep_interval_s: float = 300.0
     # Auth. Development sign-in (POST /v1/dev/token): None (CHAT_DEV_AUTH unset or empty) means
@@ -293,6 +299,12 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
     # Derived values
+    @property
+    def cassandra_replicas(self) -> int:
+        """Replicas of the Cassandra keyspaces: ``cassandra_replication_factor``, else
+        ``replication_factor``."""
+        return self.cassandra_replication_factor or self.replication_factor
+
     @property
     def dev_sign_in(self) -> bool:
         """Whether ``POST /v1/dev/token`` answers: as set, else only on a loopback bind."""

@@ -2,6 +2,7 @@
 # Idempotent installer for `make run` and `make test`: redis-server, Java and Maven, Apache
 # Kafka's jars (from Maven Central, once, into .cache/jars/kafka), the Python venv.
 #   --cassandra  also Apache Cassandra's jars (.cache/jars/cassandra)
+#   --cluster    also Cassandra's jars and Debian's haproxy (`make cluster`, `make test-cluster`)
 #   --test       all of the above, plus what only the tests use: Node/npm and s3rver (the S3
 #                media backend's tests) and Debian's chromium (Playwright drives
 #                /usr/bin/chromium; `playwright install` is never run)
@@ -10,11 +11,13 @@ set -euo pipefail
 
 TESTS=0
 CASSANDRA=0
+CLUSTER=0
 for arg in "$@"; do
   case "$arg" in
     --test) TESTS=1; CASSANDRA=1 ;;
     --cassandra) CASSANDRA=1 ;;
-    *) echo "usage: $0 [--cassandra] [--test]" >&2; exit 2 ;;
+    --cluster) CLUSTER=1; CASSANDRA=1 ;;
+    *) echo "usage: $0 [--cassandra] [--test] [--cluster]" >&2; exit 2 ;;
   esac
 done
 
@@ -128,5 +131,15 @@ if [ "$TESTS" -eq 1 ]; then
   else
     step "emoji font: installing (apt-get)"
     apt_install fonts-noto-color-emoji
+  fi
+fi
+
+# 8. Debian's HAProxy, the reverse proxy in front of the gateways of `make cluster`.
+if [ "$CLUSTER" -eq 1 ]; then
+  if command -v haproxy >/dev/null 2>&1; then
+    step "haproxy: $(haproxy -v | head -1 | awk '{print $3}') already installed"
+  else
+    step "haproxy: installing (apt-get)"
+    apt_install haproxy
   fi
 fi

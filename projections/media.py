@@ -78,13 +78,15 @@ class MediaProjection:
         return cls(client, int(settings.media_unsent_ttl_s * 1000), settings.retention_ms)
 
     async def create(self, info: MediaInfo) -> None:
-        """Record a complete upload, due to expire ``unsent_ttl_ms`` after it unless it is sent."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(_key(info.media_id), mapping={
+        """Record a complete upload, due to expire ``unsent_ttl_ms`` after it unless it is sent.
+
+        The expiry first, then the medium: the two keys live in different Redis Cluster slots,
+        so no transaction holds both; a crash between them leaves an expiry without a medium,
+        which ``expire`` erases (harmlessly), never a medium that would not expire."""
+        await self.redis.zadd(_expiry(), {info.media_id: info.uploaded_at + self.unsent_ttl_ms})
+        await self.redis.hset(_key(info.media_id), mapping={
             "uploader": info.uploader, "content_type": info.content_type, "size": info.size,
             "sha256": info.sha256, "uploaded_at": info.uploaded_at})
-        pipe.zadd(_expiry(), {info.media_id: info.uploaded_at + self.unsent_ttl_ms})
-        await pipe.execute()
 
     async def get(self, media_id: str) -> MediaInfo | None:
         raw = await self.redis.hgetall(_key(media_id))

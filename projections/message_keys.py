@@ -96,6 +96,6 @@ def make_message_key_store(settings: Settings) -> MessageKeyStore:
         from chat.secure import cassandra_options
 
         return CassandraMessageKeyStore(settings.cassandra_host_list, settings.cassandra_keyspace,
-                                        replication_factor=settings.replication_factor,
+                                        replication_factor=settings.cassandra_replicas,
                                         cluster_options=cassandra_options(settings))
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

@@ -52,7 +52,8 @@ class SignalBus:
         if routed:
             pipe = self.redis.pipeline(transaction=False)
             for gateway_id, delivery in routed:
-                pipe.publish(self.settings.signals_channel(gateway_id), self.codec.encode(delivery))
+                # execute_command: redis-py's cluster pipeline blocks its publish method.
+                pipe.execute_command("PUBLISH", self.settings.signals_channel(gateway_id), self.codec.encode(delivery))
             await pipe.execute()
         return len(routed)
 

@@ -261,7 +261,7 @@ def make_timeline_store(settings: Settings) -> TimelineStore:
             settings.cassandra_host_list,
             settings.cassandra_keyspace,
             settings.retention_ms,
-            replication_factor=settings.replication_factor,
+            replication_factor=settings.cassandra_replicas,
             cluster_options=cassandra_options(settings),
         )
     raise ValueError(f"unknown timeline_backend {backend!r} (expected 'sqlite' or 'cassandra')")

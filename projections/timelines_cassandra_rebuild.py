@@ -31,7 +31,7 @@ class CassandraTimelineRebuild:
 
     def __init__(self, settings: Settings, store: CassandraTimelineStore | None = None) -> None:
         self.live = store or CassandraTimelineStore(settings.cassandra_host_list, settings.cassandra_keyspace,
-                                                    settings.retention_ms, settings.replication_factor,
+                                                    settings.retention_ms, settings.cassandra_replicas,
                                                     cluster_options=cassandra_options(settings))
         self.replayed: dict[str, set[int]] = defaultdict(set)
         self.written = 0

@@ -31,10 +31,10 @@ def main() -> int:
         session = cluster.connect()
         session.execute(
             f"CREATE KEYSPACE IF NOT EXISTS {settings.cassandra_keyspace} WITH replication ="
-            f" {{'class': 'NetworkTopologyStrategy', 'dc1': {settings.replication_factor}}}")
+            f" {{'class': 'NetworkTopologyStrategy', 'dc1': {settings.cassandra_replicas}}}")
     finally:
         cluster.shutdown()
-    print(f"keyspace {settings.cassandra_keyspace}: NetworkTopologyStrategy, dc1={settings.replication_factor}")
+    print(f"keyspace {settings.cassandra_keyspace}: NetworkTopologyStrategy, dc1={settings.cassandra_replicas}")
     return 0
 
 
