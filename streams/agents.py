@@ -48,8 +48,12 @@ async def _recover(partition: int) -> Sequencer:
     """Fence the events partition and take its snapshots, then rebuild its state from the last
     snapshots and the log after them, up to the fence."""
     res = await resources.ready()
+    started = time.monotonic()
     offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
-    sequencer = await recover(settings, partition, offset, await snapshots.take(partition, offset))
+    store = await snapshots.take(partition, offset)
+    log.info("partition %d fenced at events offset %d, snapshots taken, in %.2fs", partition, offset,
+             time.monotonic() - started)
+    sequencer = await recover(settings, partition, offset, store)
     asyncio.ensure_future(announce())
     return sequencer
 

@@ -98,12 +98,13 @@ async def recover(settings: Settings, partition: int, fence_offset: int,
             restore_blocks(sequencer, blocks, stamps)
         if loaded.checkpoint is not None:
             start = loaded.checkpoint.upto + 1
-    applied = 0
+    loaded_s, applied = time.monotonic() - started, 0
     if start <= fence_offset:
         applied = await asyncio.to_thread(replay_until, settings, partition, fence_offset, sequencer,
                                           start=start, stamps=stamps)
     sequencer.offset = max(fence_offset, start - 1)
-    log.info("recovered partition %d: %d snapshot records, %d conversations, then events %d..%d (%d applied) "
-             "in %.2fs", partition, records, len(sequencer.cold) + len(sequencer.conversations), start,
-             fence_offset, applied, time.monotonic() - started)
+    log.info("recovered partition %d: %d snapshot records (read in %.2fs), %d conversations, then events "
+             "%d..%d (%d applied) in %.2fs", partition, records, loaded_s,
+             len(sequencer.cold) + len(sequencer.conversations), start, fence_offset, applied,
+             time.monotonic() - started)
     return sequencer

@@ -94,6 +94,7 @@ class SnapshotStore:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,  # reading to the end: an empty fetch ends it, no wait for more
             "fetch.max.bytes": 104_857_600,
             "max.partition.fetch.bytes": SNAPSHOT_MAX_BYTES + 65_536,
             "log_level": 3,
@@ -101,12 +102,18 @@ class SnapshotStore:
         loaded = Loaded()
         deadline = time.monotonic() + self.timeout_s * 4
         try:
-            consumer.assign([TopicPartition(self.topic, self.partition, OFFSET_BEGINNING)])
+            partition = TopicPartition(self.topic, self.partition, OFFSET_BEGINNING)
+            consumer.assign([partition])
+            # The end of a read_committed read is the last stable offset: below the high watermark
+            # while a transaction's markers are still being written. Read on to the high watermark.
+            end = consumer.get_watermark_offsets(partition, timeout=self.timeout_s)[1]
             while time.monotonic() < deadline:
-                for msg in consumer.consume(10_000, 0.5):
+                for msg in consumer.consume(10_000, 0.05):
                     if msg.error():
                         if msg.error().code() == KafkaError._PARTITION_EOF:
-                            return loaded
+                            if msg.offset() >= end:
+                                return loaded
+                            continue
                         raise Unavailable(f"reading snapshots of partition {self.partition}: {msg.error()}")
                     loaded.records += 1
                     _keep(loaded, msg.key(), msg.value(), codec)
