@@ -28,7 +28,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from bench.replay_rebuild import fill
 from bench.run_local import append_results, machine_line
@@ -75,9 +75,16 @@ def end_offset(settings, topic: str) -> int:  # type: ignore[no-untyped-def]
 def skip_projection(settings) -> None:  # type: ignore[no-untyped-def]
     """Commit the worker group's events offset at the end: the projector starts there."""
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.app_id, "log_level": 0})
+    end = end_offset(settings, settings.events_topic)
     try:
-        consumer.commit(offsets=[TopicPartition(settings.events_topic, 0, end_offset(settings, settings.events_topic))],
-                        asynchronous=False)
+        for attempt in range(20):  # the group coordinator may still be moving in (NOT_COORDINATOR)
+            try:
+                consumer.commit(offsets=[TopicPartition(settings.events_topic, 0, end)], asynchronous=False)
+                return
+            except KafkaException:
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 
