@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Iterable, Mapping
 
 from chat.events import (
@@ -71,9 +71,11 @@ class SentRef:
     sent_at: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MessageFacts:
-    """What the sequencer keeps of each message within retention to decide changes to it."""
+    """What the sequencer keeps of each message within retention to decide changes to it.
+    Never changed in place (a change puts new facts in their place), so a copy of a state's
+    ``messages`` dict is a consistent copy of them (streams/snapshot_writer.py relies on it)."""
 
     sender_id: str
     sent_at: int
@@ -457,7 +459,7 @@ def evolve(state: ConversationState | None, event: Event, *,
         state.last_change_seq = event.change_seq
         facts = state.messages.get(event.seq)
         if facts is not None:
-            _change_facts(facts, event)
+            state.messages[event.seq] = _change_facts(facts, event)
         at = change_time(event)
         state.recent_changes[(_i(event.user_id), event.change_id)] = ChangeRef(event.seq, event.change_seq, at)
         _prune_changes(state.recent_changes, at - dedup_window_ms)
@@ -468,21 +470,21 @@ def evolve(state: ConversationState | None, event: Event, *,
     return state
 
 
-def _change_facts(facts: MessageFacts, event: MessageEdited | MessageDeleted | ReactionChanged) -> None:
+def _change_facts(facts: MessageFacts, event: MessageEdited | MessageDeleted | ReactionChanged) -> MessageFacts:
+    """New facts with the change applied (reactions copied, never changed in place)."""
     if isinstance(event, MessageEdited):
-        facts.digest = digest(event.body)
-    elif isinstance(event, MessageDeleted):
-        facts.deleted, facts.reactions, facts.digest = True, None, digest("")
-    else:
-        reactions = facts.reactions if facts.reactions is not None else {}
-        users = reactions.setdefault(event.emoji, [])
-        if event.on and event.user_id not in users:
-            users.append(_i(event.user_id))
-        elif not event.on and event.user_id in users:
-            users.remove(event.user_id)
-            if not users:
-                del reactions[event.emoji]
-        facts.reactions = reactions or None
+        return replace(facts, digest=digest(event.body))
+    if isinstance(event, MessageDeleted):
+        return replace(facts, deleted=True, reactions=None, digest=digest(""))
+    reactions = {emoji: list(users) for emoji, users in (facts.reactions or {}).items()}
+    users = reactions.setdefault(event.emoji, [])
+    if event.on and event.user_id not in users:
+        users.append(_i(event.user_id))
+    elif not event.on and event.user_id in users:
+        users.remove(event.user_id)
+        if not users:
+            del reactions[event.emoji]
+    return replace(facts, reactions=reactions or None)
 
 
 def _prune_changes(recent: dict[tuple[str, str], ChangeRef], horizon: int) -> None:

@@ -46,6 +46,17 @@ def snapshot_of(state: ConversationState, upto: int) -> ConversationSnapshot:
     )
 
 
+def copy_of(state: ConversationState) -> ConversationState:
+    """A copy that later events leave alone: its containers copied (C-level copies, cheap even
+    for a large conversation); the facts, refs and strings in them are never changed in place."""
+    return ConversationState(
+        conversation_id=state.conversation_id, kind=state.kind, name=state.name, description=state.description,
+        members=dict(state.members), created_by=state.created_by, created_at=state.created_at,
+        last_seq=state.last_seq, delivered=dict(state.delivered), read=dict(state.read), recent=dict(state.recent),
+        last_change_seq=state.last_change_seq, messages=dict(state.messages),
+        recent_changes=dict(state.recent_changes))
+
+
 def _fact_record(seq: int, facts: MessageFacts) -> dict[str, Any]:
     reactions = facts.reactions
     return {"seq": seq, "sender_id": facts.sender_id, "sent_at": facts.sent_at, "digest": facts.digest,

@@ -2,9 +2,10 @@
 
 A round takes, at a quiet point (every event the sequencers applied is durable: between two of
 the sequence agent's batches), each partition's dirty conversations and the events offset its
-state is at; encodes them in a thread; then, at the next quiet point, encodes again on the loop
-only those that changed meanwhile (their first encoding may be torn), stamped with the offset of
-then. It writes them and a checkpoint of the first offset in one transaction
+state is at, and encodes them in a thread; then, at the next quiet point, it copies those that
+changed meanwhile (their first encoding may be torn; a copy of a state's containers is cheap and
+consistent, ``copy_of``) and encodes the copies in a thread too, stamped with the offset of then.
+The sequencer's loop only swaps sets and copies containers. It writes them and a checkpoint of the first offset in one transaction
 (``streams/snapshots.py``). A snapshot thus never includes an event that is not durable, and
 after a round every conversation's snapshot includes all its events up to the checkpoint. A
 failed round puts its conversations back among the dirty ones, for the next round.
@@ -26,8 +27,8 @@ from chat.errors import SchemaError
 from chat.events import BlocksSnapshot, SnapshotCheckpoint
 from chat.settings import Settings
 from infra.topics import SNAPSHOT_MAX_BYTES
-from streams.model import Sequencer
-from streams.snapshot_state import CHECKPOINT_KEY, blocks_key, blocks_snapshot, conversation_key, freeze
+from streams.model import ConversationState, Sequencer
+from streams.snapshot_state import CHECKPOINT_KEY, blocks_key, blocks_snapshot, conversation_key, copy_of, freeze
 from streams.snapshots import Record, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,32 @@ class SnapshotWriter:
         taken = self._take(sequencers())
         if not taken:
             return 0
+        try:
+            return await self._write_round(taken, sequencers)
+        except BaseException:
+            for t in taken.values():  # nothing of them was written: dirty still
+                t.sequencer.dirty |= t.conversations
+                t.sequencer.dirty_blocks |= set(t.blocks)
+            raise
+
+    async def _write_round(self, taken: dict[int, Taken], sequencers: Sequencers) -> int:
         encoded = await asyncio.to_thread(_encode, taken)
         await self._quiet_point()
-        current, rounds = sequencers(), {}
-        for partition, t in taken.items():
-            if current.get(partition) is t.sequencer and self.stores.get(partition) is t.store:
-                rounds[partition] = self._records(partition, t, encoded[partition])
+        current, copies = sequencers(), {}
+        for partition, t in list(taken.items()):
+            if current.get(partition) is not t.sequencer or self.stores.get(partition) is not t.store:
+                del taken[partition]
+                continue
+            # Changed while encoded (the encoding may be torn): copied now, at a quiet point.
+            again = (t.conversations & t.sequencer.dirty) | {cid for cid, blob in encoded[partition].items()
+                                                              if blob is None}
+            t.sequencer.dirty -= again
+            copies[partition] = ({cid: copy_of(t.sequencer.conversations[cid]) for cid in again
+                                  if cid in t.sequencer.conversations}, t.sequencer.offset)
+        if copies:
+            for partition, blobs in (await asyncio.to_thread(_encode_copies, copies)).items():
+                encoded[partition].update(blobs)
+        rounds = {p: self._records(p, t, encoded[p]) for p, t in taken.items()}
         results = await asyncio.gather(*(asyncio.to_thread(taken[p].store.write, records)
                                          for p, records in rounds.items()), return_exceptions=True)
         written = 0
@@ -113,22 +134,18 @@ class SnapshotWriter:
         return taken
 
     def _records(self, partition: int, t: Taken, encoded: dict[str, bytes | None]) -> list[Record]:
-        """The round's records: the conversations changed while they were encoded are encoded
-        again now (a quiet point), stamped with the offset of now."""
+        """The round's records: conversations, blocks, and the checkpoint last (unless a record
+        is too large: then the checkpoint cannot move past that conversation)."""
         sequencer = t.sequencer
-        again = (t.conversations & sequencer.dirty) | {cid for cid, blob in encoded.items() if blob is None}
-        sequencer.dirty -= again
-        for cid in again:
-            state = sequencer.conversations.get(cid)
-            encoded[cid] = freeze(state, sequencer.offset) if state is not None else None
         codec = default_codec()
         records: list[Record] = [(conversation_key(cid), blob) for cid, blob in encoded.items() if blob is not None]
         records += [(blocks_key(cid), None if b is None else codec.encode(b, key=cid)) for cid, b in t.blocks.items()]
         too_big = [key for key, value in records if value is not None and len(value) > SNAPSHOT_MAX_BYTES]
-        if too_big:  # the checkpoint cannot move past them: recovery replays from the last one
-            sequencer.dirty |= {key.decode() for key in too_big if key in conversation_keys(encoded)}
-            log.error("snapshots over %d bytes not written, checkpoint of partition %d held back: %s",
-                      SNAPSHOT_MAX_BYTES, partition, too_big[:5])
+        missing = {cid for cid, blob in encoded.items() if blob is None}
+        if too_big or missing:  # the checkpoint cannot move past them: recovery replays from the last one
+            sequencer.dirty |= missing | {key.decode() for key in too_big if key in conversation_keys(encoded)}
+            log.error("snapshots over %d bytes (or not encoded) not written, checkpoint of partition %d held "
+                      "back: %s", SNAPSHOT_MAX_BYTES, partition, (too_big + sorted(missing))[:5])
             return [(k, v) for k, v in records if k not in too_big]
         checkpoint = SnapshotCheckpoint(partition=partition, upto=t.upto, worker_id=self.settings.worker_id,
                                         fence=self.fences.get(partition, -1), written_at=int(time.time() * 1000),
@@ -175,6 +192,11 @@ def _encode(taken: dict[int, Taken]) -> dict[int, dict[str, bytes | None]]:
             except (RuntimeError, ValueError, TypeError, KeyError, SchemaError):  # changed size or shape mid-encoding
                 blobs[cid] = None
     return out
+
+
+def _encode_copies(copies: dict[int, tuple[dict[str, ConversationState], int]]) -> dict[int, dict[str, bytes | None]]:
+    return {partition: {cid: freeze(state, upto) for cid, state in states.items()}
+            for partition, (states, upto) in copies.items()}
 
 
 def _freeze_all(work: dict[int, tuple[Sequencer, list[str]]]) -> dict[int, dict[str, bytes]]:
