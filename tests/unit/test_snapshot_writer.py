@@ -84,3 +84,26 @@ def test_a_failed_round_leaves_its_conversations_dirty_for_the_next():
         assert [key for key, _ in store.rounds[0]] == [b"g1", CHECKPOINT_KEY]
 
     asyncio.run(run())
+
+
+def test_a_conversation_changed_while_encoded_is_written_as_of_the_next_quiet_point(monkeypatch):
+    """Its first encoding may be torn: the round copies it at the next quiet point and writes
+    that, stamped with the offset of then (the checkpoint keeps the first offset)."""
+    import streams.snapshot_writer as snapshot_writer
+
+    seq, store = sequencer(), Recording()
+    encode = snapshot_writer._encode
+
+    def encode_then_change(taken):  # the sequence agent goes on while the thread encodes
+        blobs = encode(taken)
+        seq.apply(accepted(1))
+        seq.offset = 12
+        return blobs
+
+    monkeypatch.setattr(snapshot_writer, "_encode", encode_then_change)
+    assert asyncio.run(writer_with(store).round(lambda: {0: seq})) == 1
+    (records,) = store.rounds
+    snapshot = default_codec().decode(records[0][1]).event
+    assert (snapshot.upto, snapshot.last_seq) == (12, 1)
+    assert default_codec().decode(records[-1][1]).event.upto == 10
+    assert not seq.dirty
