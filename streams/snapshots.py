@@ -30,6 +30,7 @@ from streams.snapshot_state import BLOCKS_PREFIX, CHECKPOINT_KEY
 
 log = logging.getLogger(__name__)
 
+_NO_TOPIC = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION)
 Record = tuple[bytes, bytes | None]  # (key, value); None: a tombstone
 
 
@@ -106,7 +107,12 @@ class SnapshotStore:
             consumer.assign([partition])
             # The end of a read_committed read is the last stable offset: below the high watermark
             # while a transaction's markers are still being written. Read on to the high watermark.
-            end = consumer.get_watermark_offsets(partition, timeout=self.timeout_s)[1]
+            try:
+                end = consumer.get_watermark_offsets(partition, timeout=self.timeout_s)[1]
+            except KafkaException as exc:
+                if exc.args[0].code() not in _NO_TOPIC:
+                    raise Unavailable(f"snapshots of partition {self.partition}: {exc.args[0].str()}") from exc
+                return self._no_topic()
             while time.monotonic() < deadline:
                 for msg in consumer.consume(10_000, 0.05):
                     if msg.error():
@@ -114,12 +120,19 @@ class SnapshotStore:
                             if msg.offset() >= end:
                                 return loaded
                             continue
+                        if msg.error().code() in _NO_TOPIC:
+                            return self._no_topic()
                         raise Unavailable(f"reading snapshots of partition {self.partition}: {msg.error()}")
                     loaded.records += 1
                     _keep(loaded, msg.key(), msg.value(), codec)
             raise Unavailable(f"snapshots of partition {self.partition} not read to their end in time")
         finally:
             consumer.close()
+
+    def _no_topic(self) -> Loaded:
+        log.error("no topic %s (run python -m infra.topics): partition %d recovers from the whole events log, "
+                  "and no snapshots are written", self.topic, self.partition)
+        return Loaded()
 
     def close(self) -> None:
         self.producer.flush(5)

@@ -140,3 +140,14 @@ def test_a_worker_that_lost_the_partition_cannot_write_snapshots(system):
     assert loaded.checkpoint is None
     old.close()
     new.close()
+
+
+def test_without_the_snapshots_topic_recovery_falls_back_to_the_whole_log(system):
+    """A deployment upgraded without creating the topic: the partition still recovers."""
+    from dataclasses import replace
+
+    store = SnapshotStore(replace(system.settings, topic_prefix="absent."), 0)
+    store.fence()
+    loaded = store.load()
+    assert (loaded.checkpoint, loaded.conversations, loaded.records) == (None, {}, 0)
+    store.close()
