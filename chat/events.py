@@ -503,6 +503,48 @@ class ProfileUpdated(Event):
     avatar_media_id: str | None = None
 
 
+# Snapshots of the sequencer's state (streams/snapshots.py), on the snapshots topic. Nested
+# records are plain dicts: only streams/snapshot_state.py builds and reads them.
+
+@dataclass(frozen=True, slots=True)
+class ConversationSnapshot(Event):
+    TYPE: ClassVar[str] = "ConversationSnapshot"
+    conversation_id: str
+    upto: int
+    kind: str
+    name: str
+    description: str
+    created_by: str
+    created_at: int
+    last_seq: int
+    last_change_seq: int
+    members: list[Member]
+    marks: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    recent: list[dict[str, Any]]
+    recent_changes: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class BlocksSnapshot(Event):
+    TYPE: ClassVar[str] = "BlocksSnapshot"
+    conversation_id: str
+    upto: int
+    blockers: list[str]
+    blocked: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCheckpoint(Event):
+    TYPE: ClassVar[str] = "SnapshotCheckpoint"
+    partition: int
+    upto: int
+    worker_id: str
+    fence: int
+    written_at: int
+    conversations: int
+
+
 Command = Union[MessageSendRequested, ConversationCreateRequested, ConversationUpdateRequested,
                 MembersAddRequested, MemberRemoveRequested, ReceiptRecordRequested, MessageEditRequested,
                 MessageDeleteRequested, ReactionRequested, BlockRequested, MuteRequested]
@@ -545,6 +587,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         MuteRequested,
         MuteChanged,
         ProfileUpdated,
+        ConversationSnapshot,
+        BlocksSnapshot,
+        SnapshotCheckpoint,
     )
 }
 

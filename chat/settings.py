@@ -236,6 +236,13 @@ class Settings:
     push_allow_http: bool = False
     push_allow_cidrs: str = ""
     max_push_devices_per_user: int = 20  # push registrations; re-registering a device is free
+    # Sequencer snapshots (streams/snapshots.py): every snapshot_interval_s a worker writes the
+    # state of the conversations that changed to the compacted snapshots topic, so a worker
+    # taking a partition over replays only the events after the last round. A conversation no
+    # event or command reached for sequencer_idle_s (to twice that) is kept as its encoded
+    # snapshot instead of objects, and thawed on its next use: what bounds a worker's memory.
+    snapshot_interval_s: float = 5.0
+    sequencer_idle_s: float = 300.0
     # Worker
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     app_id: str = "chat"
@@ -390,6 +397,10 @@ class Settings:
     @property
     def events_topic(self) -> str:
         return f"{self.topic_prefix}events"
+
+    @property
+    def snapshots_topic(self) -> str:
+        return f"{self.topic_prefix}snapshots"
 
     def delivery_topic(self, gateway_id: str) -> str:
         return f"{self.topic_prefix}delivery.{gateway_id}"

@@ -29,7 +29,8 @@ def core_topics(settings: Settings) -> dict[str, int]:
     return {settings.commands_topic: settings.partitions, settings.events_topic: settings.partitions,
             settings.presence_signals_topic: settings.partitions, settings.presence_topic: settings.partitions,
             settings.media_topic: settings.partitions, settings.push_topic: settings.partitions,
-            settings.push_dead_topic: settings.partitions, settings.profiles_topic: settings.partitions}
+            settings.push_dead_topic: settings.partitions, settings.profiles_topic: settings.partitions,
+            settings.snapshots_topic: settings.partitions}
 
 
 def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
@@ -43,7 +44,21 @@ def core_topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
             settings.commands_topic: week, settings.push_topic: week,
             settings.push_dead_topic: {"retention.ms": str(30 * 86_400_000)},
             settings.presence_signals_topic: {"retention.ms": str(86_400_000)}}
-    return {name: {**retention, **durability(settings)} for name, retention in kept.items()}
+    configs = {name: {**retention, **durability(settings)} for name, retention in kept.items()}
+    configs[settings.snapshots_topic] = snapshot_topic_config(settings)
+    return configs
+
+
+SNAPSHOT_MAX_BYTES = 16 * 1024 * 1024  # the largest snapshot record (one conversation's state)
+
+
+def snapshot_topic_config(settings: Settings) -> dict[str, str]:
+    """The snapshots topic is compacted: the last snapshot of each conversation is kept, the
+    ones before it go. Small segments and a low dirty ratio let the cleaner run soon, so a
+    takeover reads little more than the live state; tombstones stay a day."""
+    return {"cleanup.policy": "compact", "min.insync.replicas": str(settings.min_insync_replicas),
+            "segment.ms": str(600_000), "min.cleanable.dirty.ratio": "0.1",
+            "delete.retention.ms": str(86_400_000), "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}
 
 
 def durability(settings: Settings) -> dict[str, str]:

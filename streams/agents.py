@@ -27,6 +27,7 @@ from streams.app import app, settings
 from streams.model import Sequencer
 from streams.recovery import new_fence, recover
 from streams.resources import Resources
+from streams.snapshot_writer import SnapshotWriter
 from streams.retry import Stopping, survives, together, until_written
 from streams.topics import commands_topic, events_topic
 
@@ -40,13 +41,19 @@ WITHIN_S = settings.batch_window_ms / 1000  # how long a batch gathers before it
 recoveries: dict[int, asyncio.Task[Sequencer]] = {}
 projecting: set[int] = set()  # events partitions assigned to this worker
 resources = Resources(settings)
+snapshots = SnapshotWriter(settings)
 
 
 async def _recover(partition: int) -> Sequencer:
-    """Fence the events partition, then rebuild its state from the log up to the fence."""
+    """Fence the events partition and take its snapshots, then rebuild its state from the last
+    snapshots and the log after them, up to the fence."""
     res = await resources.ready()
+    started = time.monotonic()
     offset = await res.publish(settings.events_topic, new_fence(partition, settings.worker_id), partition)
-    sequencer = await recover(settings, partition, offset)
+    store = await snapshots.take(partition, offset)
+    log.info("partition %d fenced at events offset %d, snapshots taken, in %.2fs", partition, offset,
+             time.monotonic() - started)
+    sequencer = await recover(settings, partition, offset, store)
     asyncio.ensure_future(announce())
     return sequencer
 
@@ -73,46 +80,72 @@ async def sequencer_for(partition: int) -> Sequencer:
     return await start_recovery(partition)
 
 
+def recovered() -> dict[int, Sequencer]:
+    return {p: t.result() for p, t in recoveries.items() if partition_tasks.succeeded(t)}
+
+
+@app.timer(interval=settings.snapshot_interval_s)
+@survives("sequencer snapshots")
+async def snapshot() -> None:
+    """A round of snapshots (streams/snapshot_writer.py), and now and then the idle conversations frozen."""
+    with metrics.step("snapshot", "round"):
+        await snapshots.round(recovered)
+    await snapshots.sweep(recovered)
+
+
 @app.agent(commands_topic)
 async def sequence(stream: Any) -> None:
     res = await resources.ready()
     async for batch in stream.take_events(BATCH, within=WITHIN_S):
-        pending: list[asyncio.Future[Any]] = []
-        outs: list[tuple[Any, int]] = []  # (event, partition) in the order decided
-        keys: list[MessageKey] = []
-        metrics.events.labels("sequence").inc(len(batch))
-        metrics.batch_size.labels("sequence").observe(len(batch))
-        with metrics.step("sequence", "handle"):
-            for event in batch:
-                partition = event.message.partition
-                sequencer = await sequencer_for(partition)
-                command = event.value.event
-                if isinstance(command, PipelineProbe):  # answered once this partition's state is recovered
-                    pending.append(asyncio.ensure_future(res.answer_probe(command)))
-                    continue
-                now_ms = int(time.time() * 1000)
-                sealed, new_keys = seal_batch(sequencer.handle(command, now_ms=now_ms, new_id=new_message_id),
-                                              sequencer.expires_at)
-                outs += [(out, partition) for out in sealed]
-                keys += new_keys
-        with metrics.step("sequence", "durable"):
-            # A body's key is stored before its event is published: an event in the log can
-            # always be opened until its message is deleted or expires.
-            failed = await _failures(res.keys.put(keys)) if keys else []
-            if not failed:
-                pending += [res.publish(settings.events_topic, out, partition) for out, partition in outs]
-            failed += [r for r in await asyncio.gather(*pending, return_exceptions=True) if isinstance(r, Exception)]
-        if failed:
-            # The producer lost records (a fatal error replaced it): this batch's sequencers have
-            # assigned seqs that may never reach the log, and the next events would leave a gap.
-            # They are rebuilt from the log instead; the commands were never answered, and their
-            # clients send them again (deduplicated by client_msg_id if their events did land).
-            partitions = sorted({e.message.partition for e in batch})
-            log.error("storing keys or publishing %d events failed (%s); rebuilding the sequencers of partitions %s from the log",
-                      len(failed), failed[0], partitions)
-            for partition in partitions:
-                partition_tasks.forget(recoveries, partition)
-                start_recovery(partition)
+        snapshots.quiet.clear()  # until every event of the batch is durable (or its sequencer gone)
+        try:
+            await sequence_batch(res, batch)
+        finally:
+            snapshots.quiet.set()
+
+
+async def sequence_batch(res: Resources, batch: list[Any]) -> None:
+    """Decide a batch's commands, publish the events, and wait until they are durable."""
+    pending: list[asyncio.Future[Any]] = []
+    sequencers: dict[int, Sequencer] = {}
+    outs: list[tuple[Any, int]] = []  # (event, partition) in the order decided
+    keys: list[MessageKey] = []
+    metrics.events.labels("sequence").inc(len(batch))
+    metrics.batch_size.labels("sequence").observe(len(batch))
+    with metrics.step("sequence", "handle"):
+        for event in batch:
+            partition = event.message.partition
+            sequencer = sequencers[partition] = await sequencer_for(partition)
+            command = event.value.event
+            if isinstance(command, PipelineProbe):  # answered once this partition's state is recovered
+                pending.append(asyncio.ensure_future(res.answer_probe(command)))
+                continue
+            now_ms = int(time.time() * 1000)
+            sealed, new_keys = seal_batch(sequencer.handle(command, now_ms=now_ms, new_id=new_message_id),
+                                          sequencer.expires_at)
+            outs += [(out, partition) for out in sealed]
+            keys += new_keys
+    with metrics.step("sequence", "durable"):
+        # A body's key is stored before its event is published: an event in the log can
+        # always be opened until its message is deleted or expires.
+        failed = await _failures(res.keys.put(keys)) if keys else []
+        published = [] if failed else [res.publish(settings.events_topic, out, partition) for out, partition in outs]
+        results = await asyncio.gather(*published, *pending, return_exceptions=True)
+        failed += [r for r in results if isinstance(r, Exception)]
+    if not failed:
+        for (_, partition), offset in zip(outs, results):  # the offset each state now includes
+            sequencers[partition].offset = max(sequencers[partition].offset, offset)
+    if failed:
+        # The producer lost records (a fatal error replaced it): this batch's sequencers have
+        # assigned seqs that may never reach the log, and the next events would leave a gap.
+        # They are rebuilt from the log instead; the commands were never answered, and their
+        # clients send them again (deduplicated by client_msg_id if their events did land).
+        partitions = sorted({e.message.partition for e in batch})
+        log.error("storing keys or publishing %d events failed (%s); rebuilding the sequencers of partitions %s from the log",
+                  len(failed), failed[0], partitions)
+        for partition in partitions:
+            partition_tasks.forget(recoveries, partition)
+            start_recovery(partition)
 
 
 async def _failures(write: Any) -> list[Exception]:
@@ -176,6 +209,7 @@ async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     for tp in revoked:
         if tp.topic == settings.commands_topic:
             partition_tasks.forget(recoveries, tp.partition)
+            await snapshots.release(tp.partition)
         if tp.topic == settings.events_topic:
             projecting.discard(tp.partition)
     resources.router.forget()
@@ -198,4 +232,5 @@ async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
 async def on_shutdown(sender: Any, **kwargs: Any) -> None:
     """After the consumers stop: flush what was produced, leave the registry, close stores."""
     Stopping.is_set = True
+    await snapshots.close()
     await resources.close()

@@ -9,8 +9,8 @@ effects of the commands decided before it.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Iterable, Mapping
 
 from chat.events import (
@@ -71,9 +71,11 @@ class SentRef:
     sent_at: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MessageFacts:
-    """What the sequencer keeps of each message within retention to decide changes to it."""
+    """What the sequencer keeps of each message within retention to decide changes to it.
+    Never changed in place (a change puts new facts in their place), so a copy of a state's
+    ``messages`` dict is a consistent copy of them (streams/snapshot_writer.py relies on it)."""
 
     sender_id: str
     sent_at: int
@@ -110,14 +112,15 @@ class ConversationState:
     # Watermarks per member: every message up to this seq was delivered to / read by them.
     delivered: dict[str, int] = field(default_factory=dict)
     read: dict[str, int] = field(default_factory=dict)
-    # (sender_id, client_msg_id) -> the accepted message, oldest first, pruned by time.
-    recent: OrderedDict[tuple[str, str], SentRef] = field(default_factory=OrderedDict)
+    # (sender_id, client_msg_id) -> the accepted message, oldest first, pruned by time. Plain
+    # dicts keep insertion order, at half an OrderedDict's size: a million conversations fit.
+    recent: dict[tuple[str, str], SentRef] = field(default_factory=dict)
     # Protocol 1.1. Changes (edits, deletions, reactions) are numbered apart from messages.
     last_change_seq: int = 0
     # seq -> facts of each message within retention, in seq order (pruned as messages expire).
     messages: dict[int, MessageFacts] = field(default_factory=dict)
     # (user_id, change_id) -> the answer given, oldest first, pruned by time like ``recent``.
-    recent_changes: OrderedDict[tuple[str, str], ChangeRef] = field(default_factory=OrderedDict)
+    recent_changes: dict[tuple[str, str], ChangeRef] = field(default_factory=dict)
 
 
 # Who blocked whom, per direct conversation id: {conversation_id: {(blocker, blocked), ...}}.
@@ -405,9 +408,9 @@ def evolve(state: ConversationState | None, event: Event, *,
         if state is not None:
             return state
         return ConversationState(
-            conversation_id=event.conversation_id, kind=event.kind, name=event.name,
-            description=event.description, members={m.user_id: m.role for m in event.members},
-            created_by=event.created_by, created_at=event.created_at,
+            conversation_id=event.conversation_id, kind=_i(event.kind), name=event.name,
+            description=event.description, members={_i(m.user_id): _i(m.role) for m in event.members},
+            created_by=_i(event.created_by), created_at=event.created_at,
         )
     if state is None:
         return None
@@ -416,7 +419,7 @@ def evolve(state: ConversationState | None, event: Event, *,
         state.description = event.description if event.description is not None else state.description
     elif isinstance(event, MembersAdded):
         for m in event.members:
-            state.members.setdefault(m.user_id, m.role)
+            state.members.setdefault(_i(m.user_id), _i(m.role))
     elif isinstance(event, ReceiptRecorded):
         _advance(state.delivered, event.user_id, event.seq)
         if event.status == "read":
@@ -426,24 +429,25 @@ def evolve(state: ConversationState | None, event: Event, *,
         state.delivered.pop(event.member_id, None)
         state.read.pop(event.member_id, None)
         if event.promoted is not None and event.promoted in state.members:
-            state.members[event.promoted] = "admin"
+            state.members[_i(event.promoted)] = "admin"
     if isinstance(event, MessageAccepted) and event.seq > state.last_seq:
         state.last_seq = event.seq
         # Sending a message reads everything before it.
         _advance(state.delivered, event.sender_id, event.seq)
         _advance(state.read, event.sender_id, event.seq)
         recent = state.recent
-        recent[(event.sender_id, event.client_msg_id)] = SentRef(event.seq, event.message_id, event.sent_at)
+        sender = _i(event.sender_id)
+        recent[(sender, event.client_msg_id)] = SentRef(event.seq, event.message_id, event.sent_at)
         horizon = event.sent_at - dedup_window_ms
         while recent:
             oldest = next(iter(recent.values()))
             if oldest.sent_at >= horizon:
                 break
-            recent.popitem(last=False)
+            del recent[next(iter(recent))]
         messages = state.messages
-        messages[event.seq] = MessageFacts(event.sender_id, event.sent_at, digest(event.body),
+        messages[event.seq] = MessageFacts(sender, event.sent_at, digest(event.body),
                                            event.media.media_id if event.media is not None else None,
-                                           mentions=tuple(event.mentions))
+                                           mentions=tuple(map(_i, event.mentions)))
         expired = event.sent_at - retention_ms
         while messages:
             seq, oldest_message = next(iter(messages.items()))
@@ -455,54 +459,95 @@ def evolve(state: ConversationState | None, event: Event, *,
         state.last_change_seq = event.change_seq
         facts = state.messages.get(event.seq)
         if facts is not None:
-            _change_facts(facts, event)
+            state.messages[event.seq] = _change_facts(facts, event)
         at = change_time(event)
-        state.recent_changes[(event.user_id, event.change_id)] = ChangeRef(event.seq, event.change_seq, at)
+        state.recent_changes[(_i(event.user_id), event.change_id)] = ChangeRef(event.seq, event.change_seq, at)
         _prune_changes(state.recent_changes, at - dedup_window_ms)
     elif isinstance(event, ChangeAcknowledged) and event.change_seq is None:
         # "Nothing changed" is an answer too: a retry of its id gets it again, whatever it asks.
-        state.recent_changes.setdefault((event.user_id, event.change_id),
+        state.recent_changes.setdefault((_i(event.user_id), event.change_id),
                                         ChangeRef(event.seq, None, event.answered_at))
     return state
 
 
-def _change_facts(facts: MessageFacts, event: MessageEdited | MessageDeleted | ReactionChanged) -> None:
+def _change_facts(facts: MessageFacts, event: MessageEdited | MessageDeleted | ReactionChanged) -> MessageFacts:
+    """New facts with the change applied (reactions copied, never changed in place)."""
     if isinstance(event, MessageEdited):
-        facts.digest = digest(event.body)
-    elif isinstance(event, MessageDeleted):
-        facts.deleted, facts.reactions, facts.digest = True, None, digest("")
-    else:
-        reactions = facts.reactions if facts.reactions is not None else {}
-        users = reactions.setdefault(event.emoji, [])
-        if event.on and event.user_id not in users:
-            users.append(event.user_id)
-        elif not event.on and event.user_id in users:
-            users.remove(event.user_id)
-            if not users:
-                del reactions[event.emoji]
-        facts.reactions = reactions or None
+        return replace(facts, digest=digest(event.body))
+    if isinstance(event, MessageDeleted):
+        return replace(facts, deleted=True, reactions=None, digest=digest(""))
+    reactions = {emoji: list(users) for emoji, users in (facts.reactions or {}).items()}
+    users = reactions.setdefault(event.emoji, [])
+    if event.on and event.user_id not in users:
+        users.append(_i(event.user_id))
+    elif not event.on and event.user_id in users:
+        users.remove(event.user_id)
+        if not users:
+            del reactions[event.emoji]
+    return replace(facts, reactions=reactions or None)
 
 
-def _prune_changes(recent: OrderedDict[tuple[str, str], ChangeRef], horizon: int) -> None:
+def _prune_changes(recent: dict[tuple[str, str], ChangeRef], horizon: int) -> None:
     while recent:
         oldest = next(iter(recent.values()))
         if oldest.at >= horizon:
             break
-        recent.popitem(last=False)
+        del recent[next(iter(recent))]
 
 
 def _advance(marks: dict[str, int], user_id: str, seq: int) -> None:
     if seq > marks.get(user_id, 0):
-        marks[user_id] = seq
+        marks[_i(user_id)] = seq
+
+
+def _i(value: str) -> str:
+    """One string object per user id (and kind, role) however many conversations name it: every
+    decoded event brings its own copies, and a million conversations keep a few each."""
+    return sys.intern(value)
 
 
 class Sequencer:
-    """The conversation states of one partition, with decide and evolve applied in turn."""
+    """The conversation states of one partition, with decide and evolve applied in turn.
 
-    def __init__(self, limits: Limits = Limits()) -> None:
+    States are hot (``conversations``, objects) or cold (``cold``: a frozen form, bytes, made
+    and read by the ``freeze`` and ``thaw`` functions given, e.g. the snapshot record): a
+    conversation is thawed on its first event or command, so idle ones cost their bytes only.
+    ``dirty`` holds the conversations (and ``dirty_blocks`` the block keys) changed since the
+    caller last took them; ``touched`` those that events reached since the caller last cleared it.
+    ``offset``: the events offset up to which the state includes every event (-1: none).
+    """
+
+    def __init__(self, limits: Limits = Limits(),
+                 thaw: Callable[[bytes], ConversationState] | None = None) -> None:
         self.limits = limits
         self.conversations: dict[str, ConversationState] = {}
+        self.cold: dict[str, bytes] = {}
+        self.thaw = thaw
         self.blocks: dict[str, set[tuple[str, str]]] = {}  # see ``Blocks``
+        self.dirty: set[str] = set()
+        self.dirty_blocks: set[str] = set()
+        self.touched: set[str] = set()
+        self.offset = -1
+
+    def state_of(self, conversation_id: str) -> ConversationState | None:
+        """The conversation's state, thawed (and hot from then on) if it was cold."""
+        state = self.conversations.get(conversation_id)
+        if state is None and conversation_id in self.cold:
+            assert self.thaw is not None, "cold states need a thaw function"
+            state = self.conversations[conversation_id] = self.thaw(self.cold.pop(conversation_id))
+        return state
+
+    def freeze(self, frozen: Mapping[str, bytes]) -> int:
+        """Make these conversations cold, given their frozen forms; the ones touched or dirty
+        meanwhile stay hot (their form may be torn or stale). Returns how many went cold."""
+        moved = 0
+        for conversation_id, blob in frozen.items():
+            if conversation_id in self.touched or conversation_id in self.dirty:
+                continue
+            if self.conversations.pop(conversation_id, None) is not None:
+                self.cold[conversation_id] = blob
+                moved += 1
+        return moved
 
     def apply(self, event: Event) -> None:
         conversation_id = getattr(event, "conversation_id", None)
@@ -510,12 +555,15 @@ class Sequencer:
             return
         if isinstance(event, BlockChanged):
             apply_block(self.blocks, event)
+            self.dirty_blocks.add(conversation_id)
             return
-        current = self.conversations.get(conversation_id)
+        current = self.state_of(conversation_id)
         updated = evolve(current, event, dedup_window_ms=self.limits.dedup_window_ms,
                          retention_ms=self.limits.retention_ms)
         if updated is not None:
             self.conversations[conversation_id] = updated
+            self.dirty.add(conversation_id)
+            self.touched.add(conversation_id)
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -525,13 +573,13 @@ class Sequencer:
         """When the message an event is about expires (ms): its ``sent_at`` plus retention."""
         sent_at = getattr(event, "sent_at", None)
         if sent_at is None:
-            state = self.conversations.get(getattr(event, "conversation_id", ""))
+            state = self.state_of(getattr(event, "conversation_id", ""))
             facts = state.messages.get(getattr(event, "seq", 0)) if state is not None else None
             sent_at = facts.sent_at if facts is not None else getattr(event, "edited_at", 0)
         return sent_at + self.limits.retention_ms
 
     def handle(self, command: Event, *, now_ms: int, new_id: Callable[[], str]) -> list[Event]:
-        state = self.conversations.get(getattr(command, "conversation_id", ""))
+        state = self.state_of(getattr(command, "conversation_id", ""))
         events = decide(state, command, now_ms=now_ms, new_id=new_id(), limits=self.limits, blocks=self.blocks)
         self.apply_all(events)
         return events

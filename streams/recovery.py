@@ -1,12 +1,16 @@
-"""Rebuilding a partition's sequencer state from the events topic itself.
+"""Rebuilding a partition's sequencer state: its last snapshots, then the events after them.
 
-The events topic is the sequencer's changelog. A worker that takes over partition
-``p`` first writes a ``PartitionFenced`` record with a fresh nonce to events ``p``
-and waits until it is durable; then it reads the partition from the start up to
-that record's offset. Everything written before the fence is in the state, and the
-worker needs no end offset and no changelog of its own: the fence is acked after every
-event another worker wrote before it, so the next ``seq`` is right even when a worker that
-lost the partition is still finishing a batch. (Its cost grows with the partition's history.)
+The events topic is the sequencer's log. A worker that takes over partition ``p`` first writes a
+``PartitionFenced`` record with a fresh nonce to events ``p`` and waits until it is durable; it
+takes the partition's snapshot transactional id (``streams/snapshots.py``: the worker before it
+can write no snapshot any more) and reads the snapshots; then it reads the events partition from
+just after the last snapshot round's checkpoint up to the fence, skipping what each
+conversation's snapshot already includes (``streams/snapshot_state.py``). Everything written
+before the fence is in the state, and the fence is acked after every event another worker wrote
+before it, so the next ``seq`` is right even when a worker that lost the partition is still
+finishing a batch. The time this takes grows with the live state and the events since the last
+round (``snapshot_interval_s``), not with the partition's history; with no snapshots it is a
+replay from offset 0.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from chat.kafka import consume_available
 from chat.secure import kafka_security
 from chat.settings import Settings
 from streams.model import Limits, Sequencer
+from streams.snapshot_state import apply_logged, restore_blocks, thaw
+from streams.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +48,11 @@ def new_fence(partition: int, worker_id: str) -> PartitionFenced:
 
 
 def replay_until(settings: Settings, partition: int, fence_offset: int, sequencer: Sequencer,
-                 timeout_s: float = 600.0) -> int:
-    """Apply events ``[0, fence_offset]`` of one partition; blocking, run it in a thread."""
+                 timeout_s: float = 600.0, start: int = 0, stamps: dict[str, int] | None = None) -> int:
+    """Apply events ``[start, fence_offset]`` of one partition over what ``stamps`` says the
+    snapshots include (``apply_logged``); blocking, run it in a thread."""
     codec = default_codec()
+    stamps = {} if stamps is None else stamps
     consumer = Consumer({
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": f"{settings.app_id}-recovery",  # required by librdkafka; nothing is committed
@@ -57,7 +65,7 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
     applied = 0
     deadline = time.monotonic() + timeout_s
     try:
-        consumer.assign([TopicPartition(settings.events_topic, partition, OFFSET_BEGINNING)])
+        consumer.assign([TopicPartition(settings.events_topic, partition, start or OFFSET_BEGINNING)])
         while time.monotonic() < deadline:
             for msg in consume_available(consumer, 5_000, 0.5):
                 if msg.error():
@@ -67,10 +75,9 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
                 if msg.offset() > fence_offset:
                     return applied
                 try:
-                    sequencer.apply(codec.decode(msg.value()).event)
+                    applied += apply_logged(sequencer, msg.offset(), codec.decode(msg.value()).event, stamps)
                 except SchemaError as exc:
                     log.error("skipping undecodable event at %d/%d: %s", partition, msg.offset(), exc)
-                applied += 1
                 if msg.offset() == fence_offset:
                     return applied
         raise Unavailable(f"recovery of partition {partition} did not reach offset {fence_offset}")
@@ -78,10 +85,28 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         consumer.close()
 
 
-async def recover(settings: Settings, partition: int, fence_offset: int) -> Sequencer:
-    sequencer = Sequencer(limits_from(settings))
+async def recover(settings: Settings, partition: int, fence_offset: int,
+                  store: SnapshotStore | None = None) -> Sequencer:
+    """The partition's sequencer as of its fence: from ``store``'s snapshots (it must hold the
+    partition's transactional id already) and the events after them, or from the whole log."""
+    sequencer = Sequencer(limits_from(settings), thaw=thaw)
     started = time.monotonic()
-    applied = await asyncio.to_thread(replay_until, settings, partition, fence_offset, sequencer)
-    log.info("recovered partition %d: %d events, %d conversations in %.2fs", partition, applied,
-             len(sequencer.conversations), time.monotonic() - started)
+    stamps: dict[str, int] = {}
+    start, records = 0, 0
+    if store is not None:
+        loaded = await asyncio.to_thread(store.load)
+        sequencer.cold, records = loaded.conversations, loaded.records
+        for blocks in loaded.blocks.values():
+            restore_blocks(sequencer, blocks, stamps)
+        if loaded.checkpoint is not None:
+            start = loaded.checkpoint.upto + 1
+    loaded_s, applied = time.monotonic() - started, 0
+    if start <= fence_offset:
+        applied = await asyncio.to_thread(replay_until, settings, partition, fence_offset, sequencer,
+                                          start=start, stamps=stamps)
+    sequencer.offset = max(fence_offset, start - 1)
+    log.info("recovered partition %d: %d snapshot records (read in %.2fs), %d conversations, then events "
+             "%d..%d (%d applied) in %.2fs", partition, records, loaded_s,
+             len(sequencer.cold) + len(sequencer.conversations), start, fence_offset, applied,
+             time.monotonic() - started)
     return sequencer

@@ -19,6 +19,7 @@ from chat.events import (
     ReactionRequested, MessageEdited, MessageDeleted, ReactionChanged, ChangeAcknowledged,
 )
 from chat.events import BlockChanged, BlockRequested, MuteChanged, MuteRequested, ProfileUpdated
+from chat.events import BlocksSnapshot, ConversationSnapshot, SnapshotCheckpoint
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
@@ -65,6 +66,17 @@ SAMPLES = [
     MuteChanged("c", "alice", 2**41, 20, O),
     ProfileUpdated("alice", 21, O, "Alice 👋", True, "ab" * 16),
     ProfileUpdated("alice", 22, Origin("gw"), None, False, None),
+    ConversationSnapshot(
+        "c", 2**40, "group", "n", "d", "a", 7, 9, 2, [Member("a", "admin"), Member("b", "member")],
+        [{"user_id": "a", "delivered": 9, "read": 8}],
+        [{"seq": 9, "sender_id": "a", "sent_at": 5, "digest": b"\x01" * 8, "media_id": "md", "deleted": False,
+          "reactions": [{"emoji": "👍🏽", "user_ids": ["b", "a"]}], "mentions": ["b"]},
+         {"seq": 10, "sender_id": "b", "sent_at": 6, "digest": b"", "media_id": None, "deleted": True,
+          "reactions": None, "mentions": []}],
+        [{"sender_id": "a", "client_msg_id": "cm", "seq": 9, "message_id": "m", "sent_at": 5}],
+        [{"user_id": "b", "change_id": "ch", "seq": 9, "change_seq": None, "at": 7}]),
+    BlocksSnapshot("dm_x", 12, ["alice"], ["bob"]),
+    SnapshotCheckpoint(3, 12, "w1", 4, 1_700_000_000_000, 2),
 ]
 
 
