@@ -129,7 +129,7 @@ class PushSender:
         m = (await self.timelines.messages(job.conversation_id, [job.seq])).get(job.seq)
         if m is None or m.deleted:
             return None
-        media_type = m.media.get("content_type") if isinstance(m.media, dict) else getattr(m.media, "content_type", None)
+        media_type = (m.media or {}).get("content_type")  # TimelineMessage.media is a dict or None
         return dataclasses.replace(job, body=preview_text(m.body, media_type), preview=False)
 
     async def dead(self, job: PushRequested, error: str) -> None:
