@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--out", type=Path, default=None, help="keep the raw stacks here")
     p.add_argument("--speedscope", action="store_true", help="also write speedscope JSON")
+    p.add_argument("--gil", action="store_true",
+                   help="sample only the thread holding the GIL: Python's CPU, without threads waiting in C")
     p.add_argument("--env", action="append", default=[], metavar="CHAT_X=VALUE")
     args = p.parse_args(argv)
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         formats = [("raw", "txt")] + ([("speedscope", "json")] if args.speedscope else [])
         # Sampling runs from here until the load has drained (SIGINT makes py-spy write its file).
         spies = [subprocess.Popen([spy, "record", "-p", str(pid), "-f", fmt, "-o",
-                                   str(out / f"{name}.{ext}"), "--nonblocking"],
+                                   str(out / f"{name}.{ext}"), "--nonblocking"]
+                                  + (["--gil"] if args.gil else []),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for name, pid in pids.items() for fmt, ext in formats]
         cfg = loadgen.Config(url=running.system.url(), users=args.users, group_size=args.group_size,
