@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from aiohttp import WSCloseCode
 
@@ -47,6 +48,37 @@ def buffered(transport: Any) -> int:
     """Bytes in a transport's write buffer (0 without one; a closing transport still holds its
     buffer until the peer has read it)."""
     return 0 if transport is None else int(transport.get_write_buffer_size())
+
+
+# Unmasked FIN + text frame headers (RFC 6455 5.2): a server's frames are never masked.
+_LEN1, _LEN2, _LEN3 = struct.Struct("!BB").pack, struct.Struct("!BBH").pack, struct.Struct("!BBQ").pack
+
+
+def text_frames(frames: Iterable[bytes]) -> bytes:
+    """Encoded JSON texts as WebSocket text frames, one after another, in one buffer."""
+    parts: list[bytes] = []
+    for frame in frames:
+        n = len(frame)
+        parts.append(_LEN1(0x81, n) if n < 126 else _LEN2(0x81, 126, n) if n < 65536 else _LEN3(0x81, 127, n))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def direct_transport(ws: Any) -> Any:
+    """The transport a socket's frames can be written to straight away, or None: then they go
+    through aiohttp's ``send_frame`` (a task that waits for the transport to drain).
+
+    Straight away means: aiohttp's writer compresses nothing on this socket (no
+    permessage-deflate negotiated), and its transport is open and not paused (under its
+    high-water mark). The writer is aiohttp's private ``_writer``; without it (another
+    aiohttp, a test's socket) every frame takes the public path."""
+    writer = getattr(ws, "_writer", None)
+    if writer is None or getattr(writer, "compress", 1) or ws.closed:
+        return None
+    transport, protocol = getattr(writer, "transport", None), getattr(writer, "protocol", None)
+    if transport is None or transport.is_closing() or getattr(protocol, "_paused", True):
+        return None
+    return transport
 
 
 _closing: set[asyncio.Task[None]] = set()

@@ -19,7 +19,7 @@ from chat.identity import check_device_id
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
 from gateway.limits import admit_change, admit_connection, admit_send
 from gateway.media import attach_media
-from gateway.registry import Connection
+from gateway.connection import Connection
 from gateway.social import typing_dropped
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from chat.events import Delivery, Target
-from gateway.registry import Connection, Registry
+from gateway.connection import Connection
+from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
 
 

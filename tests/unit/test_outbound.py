@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.outbound import CLOSE_SLOW, Outbound
-from gateway.registry import Connection
+from gateway.connection import Connection
 
 
 class StuckSocket:
