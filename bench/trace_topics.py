@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from bench.loadgen import percentiles
 from chat.codec import default_codec
-from chat.events import Delivery, MessageAccepted, MessageSendRequested
+from chat.events import Delivery, DeliveryBatch, MessageAccepted, MessageSendRequested
 
 STAGES = [
     ("send_to_command", "client send → command produced (gateway)"),
@@ -76,10 +76,11 @@ def trace(bootstrap: str, commands_topic: str, events_topic: str, delivery_topic
     ack_ts: dict[tuple[str, str], int] = {}
     for topic in delivery_topics:
         for ts, value in read_all(bootstrap, topic, 1):
-            ev = codec.decode(value).event
-            if isinstance(ev, Delivery) and ev.frame.startswith(b'{"type":"ack"') and ev.targets:
-                cmid = orjson.loads(ev.frame)["client_msg_id"]
-                ack_ts.setdefault((ev.targets[0].user_id, cmid), ts)
+            record = codec.decode(value).event
+            for ev in record.deliveries if isinstance(record, DeliveryBatch) else [record]:
+                if isinstance(ev, Delivery) and ev.frame.startswith(b'{"type":"ack"') and ev.targets:
+                    cmid = orjson.loads(ev.frame)["client_msg_id"]
+                    ack_ts.setdefault((ev.targets[0].user_id, cmid), ts)
     stages: dict[str, list[float]] = {k: [] for k, _ in STAGES}
     complete = 0
     for m in messages:

@@ -215,17 +215,23 @@ def container_schema(schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
     }
 
 
-def _inline_first_use(node: Any, types: dict[str, Any], defined: set[str]) -> Any:
-    """Named types referenced by name are defined where first used (once per file)."""
+def _inline_first_use(node: Any, types: dict[str, Any], defined: set[str], namespace: str = "") -> Any:
+    """Named types are defined where first used and referenced by name after that: those of
+    ``types/`` referenced by name, and records a schema defines inline that another event's
+    schema defined already (``DeliveryBatch`` holds ``Delivery`` records)."""
     if isinstance(node, str) and node in types:
-        if node in defined:
-            return node
-        defined.add(node)
-        return _inline_first_use(types[node], types, defined)
+        # (the definition's own dict marks the name defined)
+        return node if node in defined else _inline_first_use(types[node], types, defined, namespace)
     if isinstance(node, list):
-        return [_inline_first_use(n, types, defined) for n in node]
+        return [_inline_first_use(n, types, defined, namespace) for n in node]
     if isinstance(node, dict):
-        return {k: _inline_first_use(v, types, defined) if k in ("type", "items", "values", "fields") else v
+        if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+            namespace = node.get("namespace", namespace)
+            full = node["name"] if "." in node["name"] else f"{namespace}.{node['name']}".lstrip(".")
+            if full in defined:
+                return full
+            defined.add(full)
+        return {k: _inline_first_use(v, types, defined, namespace) if k in ("type", "items", "values", "fields") else v
                 for k, v in node.items()}
     return node
 

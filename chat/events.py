@@ -274,6 +274,13 @@ class Delivery(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryBatch(Event):
+    """A projected batch's deliveries for one gateway, in order (schemas/DeliveryBatch.v1.avsc)."""
+    TYPE: ClassVar[str] = "DeliveryBatch"
+    deliveries: list[Delivery]
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceSignal(Event):
     TYPE: ClassVar[str] = "PresenceSignal"
     user_id: str
@@ -570,6 +577,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PartitionFenced,
         PipelineProbe,
         Delivery,
+        DeliveryBatch,
         PresenceSignal,
         PresenceChanged,
         MediaUploaded,
@@ -593,7 +601,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-_NESTED = (Origin, Media, Member, Target, ReplyRef, Sealed)
+_NESTED = (Origin, Media, Member, Target, ReplyRef, Sealed, Delivery)
 
 
 _Plan = tuple[tuple[str, type | None, bool], ...]

@@ -98,3 +98,34 @@ async def run_pipeline(client: redis.Redis, build: Callable[[Any], Any], *script
             for script in scripts:
                 await script.load()
     raise AssertionError("unreachable")
+
+
+# KEYS: hashes. Returns each one's HGETALL (a flat field/value list), in KEYS' order.
+_HGETALL_MANY = "local out = {} for i, k in ipairs(KEYS) do out[i] = redis.call('HGETALL', k) end return out"
+_HGETALL_MANY_SHA = hashlib.sha1(_HGETALL_MANY.encode()).hexdigest()
+HGETALL_CHUNK = 2_000  # keys per script call: a longer one would hold Redis for longer at a time
+
+
+async def hgetall_many(client: Any, keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+    """Every hash of ``keys``, in order ({} for a missing one), in one round trip.
+
+    On one Redis server this is a script call per ``HGETALL_CHUNK`` keys: a pipeline of one
+    HGETALL per key cost the client about 9 us of Python per key (building and parsing each
+    command), the script about 1.3. A Redis Cluster keeps the pipeline: the keys live in
+    different slots, which one script may not touch."""
+    if not keys:
+        return []
+    if not isinstance(client, redis.Redis):  # RedisCluster
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        return list(await pipe.execute())
+    out: list[dict[bytes, bytes]] = []
+    for i in range(0, len(keys), HGETALL_CHUNK):
+        chunk = keys[i:i + HGETALL_CHUNK]
+        try:
+            raw = await client.execute_command("EVALSHA", _HGETALL_MANY_SHA, len(chunk), *chunk)
+        except NoScriptError:
+            raw = await client.execute_command("EVAL", _HGETALL_MANY, len(chunk), *chunk)
+        out += [dict(zip(flat[::2], flat[1::2])) for flat in raw]
+    return out

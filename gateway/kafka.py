@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from chat.codec import default_codec
 from chat.errors import SchemaError
 from chat.kafka import AsyncProducer, consume_available
-from chat.events import Delivery, Event
+from chat.events import Delivery, DeliveryBatch, Event
 from chat.secure import kafka_security
 from chat.settings import Settings
 from infra.topics import durability, ensure_topics
@@ -117,9 +117,14 @@ class DeliveryConsumer:
                         log.warning("delivery read error: %s", msg.error())
                     continue
                 try:
-                    batch.append(self._codec.decode(msg.value()).event)
+                    event = self._codec.decode(msg.value()).event
                 except SchemaError as exc:
                     log.error("undecodable delivery at offset %d: %s", msg.offset(), exc)
+                    continue
+                if isinstance(event, DeliveryBatch):
+                    batch.extend(event.deliveries)
+                elif isinstance(event, Delivery):
+                    batch.append(event)
             if batch:
                 self._loop.call_soon_threadsafe(self._dispatch, batch)
 

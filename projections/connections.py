@@ -13,6 +13,7 @@ from typing import Iterable
 import redis.asyncio as redis
 
 from chat import keys
+from chat.redis_pool import hgetall_many
 
 _key = keys.connections
 
@@ -49,12 +50,10 @@ class ConnectionRegistry:
         users = list(user_ids)
         if not users:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for u in users:
-            pipe.hgetall(_key(u))
+        hashes = await hgetall_many(self.redis, [_key(u) for u in users])
         now = _now_ms()
         result: dict[str, dict[str, str]] = {}
-        for user_id, raw in zip(users, await pipe.execute()):
+        for user_id, raw in zip(users, hashes):
             live = {}
             for device, value in raw.items():
                 gateway, _, expires = value.decode().rpartition("|")

@@ -16,7 +16,7 @@ from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     ChangeAcknowledged, CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved,
     MembersAdded, MessageAccepted, MessageDeduplicated, MessageDeleted, MessageEdited, MessageRejected, Origin,
-    PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
+    DeliveryBatch, PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -24,6 +24,27 @@ from projections.conversations import ConversationProjection
 from projections.timeline_projection import TimelineOutcome
 
 Routed = tuple[str, Delivery]  # (gateway id, delivery)
+
+# A DeliveryBatch's frames stay under this many bytes (Kafka refuses records over 1 MiB by
+# default); one delivery bigger than that still goes, alone.
+BATCH_BYTES = 256 * 1024
+
+
+def batched(routed: Sequence[Routed], max_bytes: int = BATCH_BYTES) -> list[tuple[str, DeliveryBatch]]:
+    """One record per gateway (more only past ``max_bytes`` of frames), each gateway's
+    deliveries in the order given: a gateway reads its one partition in order, so the
+    frames reach its sockets in the order the projector routed them."""
+    out: list[tuple[str, DeliveryBatch]] = []
+    open_: dict[str, tuple[list[Delivery], list[int]]] = {}
+    for gateway, delivery in routed:
+        current = open_.get(gateway)
+        size = len(delivery.frame)
+        if current is None or (current[0] and current[1][0] + size > max_bytes):
+            current = open_[gateway] = ([], [0])
+            out.append((gateway, DeliveryBatch(current[0])))
+        current[0].append(delivery)
+        current[1][0] += size
+    return out
 
 
 def _reply(origin: Origin, user_id: str, frame: bytes, status: int) -> list[Routed]:
@@ -127,6 +148,12 @@ class DeliveryRouter:
         return members
 
     async def route(self, events: Sequence[Event], timeline: TimelineOutcome | None = None) -> list[Routed]:
+        return (await self.route_seen(events, timeline))[0]
+
+    async def route_seen(self, events: Sequence[Event], timeline: TimelineOutcome | None = None
+                         ) -> tuple[list[Routed], dict[str, dict[str, str]]]:
+        """``route``, and the connections it read (user -> {device: gateway}): the push
+        planner's "offline" is what this delivery saw."""
         per_event: list[tuple[Event, list[str], dict[str, Any] | None]] = []
         users: set[str] = set()
         for event in events:
@@ -153,7 +180,7 @@ class DeliveryRouter:
         routed: list[Routed] = []
         for event, recipients, conversation in per_event:
             routed.extend(plan(event, recipients, connections, conversation, timeline))
-        return routed
+        return routed, connections
 
 
 class PresenceRouter:

@@ -22,6 +22,7 @@ import orjson
 import redis.asyncio as redis
 
 from chat import keys
+from chat.redis_pool import hgetall_many
 from chat.events import Event, MessageAccepted, PushRequested
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
@@ -79,11 +80,8 @@ class DeviceRegistry:
 
     async def of(self, user_ids: Iterable[str]) -> dict[str, dict[str, Registration]]:
         users = list(user_ids)
-        pipe = self.redis.pipeline(transaction=False)
-        for user_id in users:
-            pipe.hgetall(_devices(user_id))
         result: dict[str, dict[str, Registration]] = {}
-        for user_id, raw in zip(users, await pipe.execute() if users else []):
+        for user_id, raw in zip(users, await hgetall_many(self.redis, [_devices(u) for u in users])):
             regs = {d.decode(): orjson.loads(v) for d, v in raw.items()}
             result[user_id] = {d: Registration(r["platform"], r["push_token"]) for d, r in regs.items()}
         return result
@@ -139,7 +137,9 @@ class PushPlanner:
         # conversation -> user -> muted_until (projections.social); None: nobody is ever muted.
         self.mutes = mutes
 
-    async def plan(self, events: Iterable[Event]) -> list[PushRequested]:
+    async def plan(self, events: Iterable[Event], seen: dict[str, dict[str, str]] | None = None) -> list[PushRequested]:
+        """The pushes of a batch. ``seen``: the connections the delivery of this batch read
+        (user -> {device: gateway}); users not in it are read here."""
         messages = [e for e in events if isinstance(e, MessageAccepted)]
         if not messages:
             return []
@@ -147,7 +147,9 @@ class PushPlanner:
         registered = {u: d for u, d in (await self.devices.of(set().union(*members.values()))).items() if d}
         if not registered:
             return []
-        live = await self.connections.gateways(registered)
+        seen = seen or {}
+        live = {u: seen[u] for u in registered if u in seen}
+        live.update(await self.connections.gateways([u for u in registered if u not in seen]))
         cids = sorted({m.conversation_id for m in messages if members[m.conversation_id] & registered.keys()})
         private = await self.devices.private(cids)
         names = {cid: ((await self.conversations.get(cid)) or {}).get("name", "") for cid in cids}

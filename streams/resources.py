@@ -20,7 +20,7 @@ from chat.secure import kafka_security
 from chat.settings import Settings
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
-from projections.delivery import DeliveryRouter, PresenceRouter
+from projections.delivery import DeliveryRouter, PresenceRouter, batched
 from projections.media import MediaProjection
 from projections.push import DeviceRegistry, PushPlanner
 from projections.presence import PresenceProjection
@@ -95,28 +95,32 @@ class Resources:
         key = event_key(event)
         return self.producer.send(topic, self.codec.encode(event, key=key), key=key.encode() or None)
 
-    async def push_offline(self, events: Sequence[Event]) -> None:
+    async def push_offline(self, events: Sequence[Event], seen: dict[str, dict[str, str]] | None = None) -> None:
         """A ``PushRequested`` per accepted message and offline registered device (see
-        ``projections/push.py``) on the push topic; returns once they are durable. Sending, with
-        its retries, happens in the push agent, off this pipeline."""
-        jobs = await self.push.plan(events)
+        ``projections/push.py``) on the push topic; returns once they are durable. ``seen``: the
+        connections the batch's delivery read. Sending, with its retries, happens in the push
+        agent, off this pipeline."""
+        jobs = await self.push.plan(events, seen)
         await asyncio.gather(*(self.publish_keyed(self.settings.push_topic, job) for job in jobs))
 
     async def deliver(self, routed: Sequence[tuple[str, Delivery]]) -> None:
-        """Each delivery to its gateway's topic; returns once all are durable.
+        """Each delivery to its gateway's topic, one ``DeliveryBatch`` record per gateway
+        (``batched``); returns once all are durable.
 
         A gateway whose topic does not exist (its topic deleted after it left, or an origin that
         was never a gateway) cannot be delivered to, ever: its deliveries are dropped, or the
         partition's projection would stop behind them. Its clients, if any, sync on reconnect."""
-        results = await asyncio.gather(*(self.publish(self.settings.delivery_topic(gateway_id), delivery, 0)
-                                         for gateway_id, delivery in routed), return_exceptions=True)
+        records = batched(routed)
+        results = await asyncio.gather(*(self.publish(self.settings.delivery_topic(gateway_id), batch, 0)
+                                         for gateway_id, batch in records), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         for error in failed:
             if not isinstance(error, UnknownTopic):
                 raise error
         if failed:
-            gone = sorted({g for (g, _), r in zip(routed, results) if isinstance(r, UnknownTopic)})
-            log.warning("dropped %d deliveries to gateways with no delivery topic: %s", len(failed), gone)
+            lost = [(g, b) for (g, b), r in zip(records, results) if isinstance(r, UnknownTopic)]
+            log.warning("dropped %d deliveries to gateways with no delivery topic: %s",
+                        sum(len(b.deliveries) for _, b in lost), sorted({g for g, _ in lost}))
 
     async def erase_media(self, events: Sequence[Event]) -> None:
         """Erase the media of deleted messages that nothing else uses (projections/media.py)."""

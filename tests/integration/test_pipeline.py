@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from chat.codec import Decoded
 from chat.events import (
-    ConversationCreateRequested, ConversationCreated, Delivery, MessageAccepted,
+    ConversationCreateRequested, ConversationCreated, Delivery, DeliveryBatch, MessageAccepted,
     MessageDeduplicated, MessageRejected, MessageSendRequested, Origin, PartitionFenced, Target,
 )
 from chat.ids import new_group_id
@@ -99,13 +99,20 @@ def accepted(records: list[Decoded], cid: str) -> list[MessageAccepted]:
 def frames(records: list[Decoded], cid: str, kind: str) -> list[tuple[Delivery, dict[str, Any]]]:
     """Deliveries of one frame type for one conversation, with the decoded frame."""
     out = []
-    for record in records:
-        delivery = record.event
-        assert isinstance(delivery, Delivery), record.type
+    for delivery in deliveries_in(records):
         frame = orjson.loads(delivery.frame)
         about = frame.get("message", frame.get("conversation", frame))
         if frame["type"] == kind and about.get("conversation_id") == cid:
             out.append((delivery, frame))
+    return out
+
+
+def deliveries_in(records: list[Decoded]) -> list[Delivery]:
+    """Every delivery on a gateway's topic, in order, out of its DeliveryBatch records."""
+    out: list[Delivery] = []
+    for record in records:
+        assert isinstance(record.event, (Delivery, DeliveryBatch)), record.type
+        out += record.event.deliveries if isinstance(record.event, DeliveryBatch) else [record.event]
     return out
 
 
@@ -228,7 +235,7 @@ def test_a_non_member_is_rejected_as_not_found(system, producer):
 
     with delivery_reader(system) as reader:
         records = reader.read_until(lambda rs: len(frames(rs, cid, "message")) >= 1, 20, "alice's message")
-    errors = [(d, orjson.loads(d.frame)) for d in (r.event for r in records)
+    errors = [(d, orjson.loads(d.frame)) for d in deliveries_in(records)
               if orjson.loads(d.frame).get("ref") == "sneak" and Target(mallory, DEVICE) in d.targets]
     assert [(d.status, f["type"], f["code"]) for d, f in errors] == [(404, "error", "not_found")]
     (message,) = frames(records, cid, "message")

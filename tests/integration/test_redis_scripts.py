@@ -10,7 +10,7 @@ import pytest_asyncio
 import redis.asyncio as redis
 
 from chat.events import MessageAccepted, Origin, ReceiptRecorded
-from chat.redis_pool import Script, run_pipeline
+from chat.redis_pool import Script, hgetall_many, run_pipeline
 from projections.conversations import ConversationProjection
 from projections.receipts import ReceiptProjection
 
@@ -55,3 +55,41 @@ async def test_projections_write_through_a_flushed_script_cache(client):
     assert (seq, last["body"]) == (3, "hi")
     assert await receipts.watermarks(cid) == {"alice": {"delivered_seq": 3, "read_seq": 3},
                                               "bob": {"delivered_seq": 2, "read_seq": 2}}
+
+
+async def test_many_hashes_read_in_one_call_as_hgetall_reads_them(client, monkeypatch):
+    import chat.redis_pool
+
+    monkeypatch.setattr(chat.redis_pool, "HGETALL_CHUNK", 3)  # several script calls, in order
+    base = f"h:{uuid.uuid4().hex}"
+    keys = [f"{base}:{i}" for i in range(7)]
+    for i, key in enumerate(keys):
+        if i != 4:  # one missing
+            await client.hset(key, mapping={f"d{j}": f"gw{i}|{j}" for j in range(i % 3 + 1)})
+    await client.set(f"{base}:plain", "x")
+    await client.script_flush()  # the first call finds no script
+    assert await hgetall_many(client, keys) == [await client.hgetall(k) for k in keys]
+    assert (await hgetall_many(client, keys))[4] == {}
+    assert await hgetall_many(client, []) == []
+
+
+async def test_the_push_planner_takes_offline_from_what_the_delivery_saw(client):
+    from chat.events import ConversationCreated, Member
+    from projections.connections import ConnectionRegistry
+    from projections.push import DeviceRegistry, PushPlanner
+
+    conversations = ConversationProjection(client)
+    cid, alice, bob, carol = (f"{x}-{uuid.uuid4().hex[:6]}" for x in ("c", "alice", "bob", "carol"))
+    origin = Origin("gw", "d", None)
+    await conversations.apply([ConversationCreated(cid, "group", "g", "", [Member(alice, "admin"), Member(bob, "member"),
+                                                                             Member(carol, "member")], alice, 1, origin)])
+    devices = DeviceRegistry(client)
+    for user in (bob, carol):
+        await devices.register(user, "phone", "fcm", f"tok-{user}")
+    connections = ConnectionRegistry(client, ttl_s=60)
+    await connections.register([(carol, "phone")], "gw")  # carol's phone is connected, says Redis
+    planner = PushPlanner(conversations, connections, devices)
+    message = MessageAccepted(cid, 1, "m1", alice, "cm1", "hi", 2, origin, None)
+    assert {j.user_id for j in await planner.plan([message])} == {bob}
+    # The delivery saw bob connected and carol not: that is what counts (no second read).
+    assert {j.user_id for j in await planner.plan([message], {bob: {"phone": "gw"}, carol: {}})} == {carol}

@@ -19,7 +19,7 @@ from chat.events import (
     ReactionRequested, MessageEdited, MessageDeleted, ReactionChanged, ChangeAcknowledged,
 )
 from chat.events import BlockChanged, BlockRequested, MuteChanged, MuteRequested, ProfileUpdated
-from chat.events import BlocksSnapshot, ConversationSnapshot, SnapshotCheckpoint
+from chat.events import BlocksSnapshot, ConversationSnapshot, DeliveryBatch, SnapshotCheckpoint
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
@@ -43,6 +43,8 @@ SAMPLES = [
     ReceiptRecordRequested("c", "bob", 7, "read", O),
     ReceiptRecorded("c", "bob", 7, "delivered", 13),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
+    DeliveryBatch([Delivery([Target("a")], b'{"type":"message"}'), Delivery([], b"{}", "r", 503)]),
+    DeliveryBatch([]),
     PresenceSignal("alice", "gw", "connected", ["phone", "laptop"], 14, "laptop"),
     PresenceSignal("alice", "gw", "heartbeat", [], 15, None),
     PresenceChanged("alice", "offline", 15, 16),
