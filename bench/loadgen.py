@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import math
 import os
 import resource
@@ -62,6 +63,8 @@ class Config:
     run_id: str = ""                # prefix of the user ids; default: random
     senders: int = 0                # 0: every member of a group takes turns; N: its first N members only
     procs: int = 1                  # load generator processes (bench.procs); 1: this process alone
+    shape: str = "turns"            # turns: round robin over groups and members; random: each
+                                    # message from a user drawn at random, into that user's group
 
     def n_groups(self) -> int:
         return self.groups or max(1, self.users // self.group_size)
@@ -254,6 +257,10 @@ class LoadGen:
         self.local_devices = [d for u in self.local_users for d in u.devices]
         self.local_idx = {d.idx for d in self.local_devices}
         self._group_local = {g.idx: {d.idx for d in g.devices if d.idx in self.local_idx} for g in self.groups}
+        self._group_of: dict[int, Group] = {}  # user idx -> the first group they are in
+        for g in self.groups:
+            for u in g.members:
+                self._group_of.setdefault(u.idx, g)
         self.msgs: dict[tuple[str, str], Msg] = {}
         self.stats = Stats()
         self.session: aiohttp.ClientSession | None = None
@@ -422,17 +429,29 @@ class LoadGen:
         n = len(self.groups)
         pad = "x" * max(0, cfg.body_bytes - 16)
         for i in range(start, start + count):
-            g = self.groups[i % n]
-            turn = i // n
-            senders = min(cfg.senders, len(g.members)) if cfg.senders > 0 else len(g.members)
-            user = g.members[turn % senders]
-            dev = user.devices[(turn // senders) % len(user.devices)]
+            if cfg.shape == "random" and phase != "warmup":
+                g, user, dev = self._random_sender(phase, i)
+            else:
+                g = self.groups[i % n]
+                turn = i // n
+                senders = min(cfg.senders, len(g.members)) if cfg.senders > 0 else len(g.members)
+                user = g.members[turn % senders]
+                dev = user.devices[(turn // senders) % len(user.devices)]
             cmid = f"{self.run_id}.{phase}.{i}"
             msg = Msg(i, phase, g, dev, cmid, f"{phase} {i} {pad}", self._group_local[g.idx],
                       dev.idx in self.local_idx)
             self.msgs[(user.user_id, cmid)] = msg
             out.append(msg)
         return out
+
+    def _random_sender(self, phase: str, i: int) -> tuple[Group, User, Dev]:
+        """Message ``i``'s sender under ``--shape random``: a user drawn at random (the same draw
+        in every load generator process), sending into their group from one of their devices."""
+        draw = random.Random(f"{self.run_id}:{phase}:{i}")
+        user = self.users[draw.randrange(len(self.users))]
+        while user.idx not in self._group_of:  # (more users than the groups hold)
+            user = self.users[draw.randrange(len(self.users))]
+        return self._group_of[user.idx], user, user.devices[draw.randrange(len(user.devices))]
 
     @staticmethod
     def _settled(msgs: list[Msg]) -> bool:
@@ -716,6 +735,8 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     p.add_argument("--run-id", default="")
     p.add_argument("--senders", type=int, default=d.senders,
                    help="only the first N members of each group send (default 0: all take turns)")
+    p.add_argument("--shape", choices=["turns", "random"], default=d.shape,
+                   help="turns: round robin over groups and members; random: every user may send, at random")
     p.add_argument("--procs", type=int, default=d.procs,
                    help="load generator processes; each holds its share of the users and sends at rate/N")
     p.add_argument("--no-uvloop", action="store_true")
@@ -729,7 +750,8 @@ def config_from(args: argparse.Namespace) -> Config:
                   devices_per_user=args.devices_per_user, messages=args.messages, rate=args.rate,
                   body_bytes=args.body_bytes, warmup=args.warmup, setup_timeout_s=args.setup_timeout,
                   drain_timeout_s=args.drain_timeout, request_timeout_s=args.request_timeout,
-                  run_id=args.run_id, senders=args.senders, procs=args.procs)
+                  run_id=args.run_id, senders=args.senders, procs=args.procs,
+                  shape=args.shape)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,13 +47,19 @@ _f = loadgen._f
 def _users_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.users, group_size=args.group_size, devices_per_user=1, procs=args.procs,
                           setup_timeout_s=args.setup_timeout, drain_timeout_s=args.drain_timeout,
-                          body_bytes=args.body_bytes)
+                          body_bytes=args.body_bytes, shape=args.shape)
 
 
 def _fanout_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.members, group_size=args.members, groups=1, devices_per_user=1, senders=1,
                           procs=args.procs, setup_timeout_s=args.setup_timeout,
                           drain_timeout_s=args.drain_timeout, body_bytes=args.body_bytes)
+
+
+def _senders(cfg: loadgen.Config) -> str:
+    if cfg.senders:
+        return "the first member of each group"
+    return "every user, at random" if cfg.shape == "random" else "round robin over groups and members"
 
 
 def _steps_a(args: argparse.Namespace) -> Iterator[tuple[str, float, int]]:
@@ -112,6 +118,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(e.split("=", 1) for e in args.env)
     out: dict[str, Any] = {"scenario": name, "title": spec["title"](args), "steps": [], "stopped_because": None,
                            "load_average_before": os.getloadavg(), "env": env, "procs": cfg.procs,
+                           "shape": _senders(cfg),
                            "partitions": args.partitions, "workers": args.workers}
     with local_system(args.partitions, env, args.keep, workers=args.workers) as running:
         cfg.url = running.system.url()
@@ -161,7 +168,8 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
         f"System: Apache Kafka (one KRaft node) + Redis, {out.get('workers', 1)} stream worker"
         f"{'s' if out.get('workers', 1) > 1 else ''}, 1 gateway, {out['partitions']} partitions"
         + (f", environment `{' '.join(f'{k}={v}' for k, v in env.items())}`" if env else "")
-        + f"; the load generator runs in {out['procs']} processes on the same machine. Code: {out['code']}.",
+        + f"; the load generator runs in {out['procs']} processes on the same machine"
+        + (f", senders {out['shape']}" if out.get("shape") else "") + f". Code: {out['code']}.",
         f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
         f"{s['round_trip_s']:.2f} s. Load set-up (s): "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in st.items() if k != "drain_s")
@@ -288,6 +296,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--procs", type=int, default=2, help="load generator processes")
     p.add_argument("--users", type=int, default=1000, help="a, b: users (1 device each)")
     p.add_argument("--group-size", type=int, default=10, help="a, b")
+    p.add_argument("--shape", choices=["turns", "random"], default="random",
+                   help="a, b: random: each message from a user drawn at random (every user sends); "
+                        "turns: round robin over groups and members")
     p.add_argument("--rate", type=float, default=1000, help="a: msg/s in total")
     p.add_argument("--duration", type=float, default=30, help="a: seconds of load")
     p.add_argument("--rates", type=_rates, default=_rates("100,200,400,600,800,1000,1500,2000,3000"),

@@ -107,3 +107,20 @@ def test_stats_reset_in_place_for_the_readers_that_hold_it():
     s.frames["message"] += 1
     s.reset()
     assert held is s and s.duplicates == 0 and not s.frames
+
+
+def test_the_random_shape_draws_senders_from_every_user_the_same_in_every_process():
+    cfg = Config(users=100, group_size=10, devices_per_user=2, messages=2000, rate=10, procs=2, run_id="r",
+                 shape="random")
+    gens = [LoadGen(cfg), LoadGen(cfg, 0), LoadGen(cfg, 1)]
+    for gen in gens:
+        for g in gen.groups:
+            g.conversation_id = f"c{g.idx}"
+    plans = [[(m.group.idx, m.sender.user.idx, m.sender.device_id) for m in gen.plan("m", 2000)] for gen in gens]
+    assert plans[0] == plans[1] == plans[2]
+    assert all(u in {x.idx for x in gens[0].groups[g].members} for g, u, _ in plans[0])
+    senders = Counter(u for _, u, _ in plans[0])
+    assert len(senders) == 100 and max(senders.values()) < 45  # every user sends, none far more than 20
+    assert {d for _, _, d in plans[0]} == {"d0", "d1"}
+    # warm-up stays one message per group
+    assert [m.group.idx for m in gens[0].plan("warmup", 10)] == list(range(10))
