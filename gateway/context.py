@@ -54,6 +54,7 @@ class Gateway:
     signals: SignalBus
     media: Any = None  # gateway.media.MediaService, set by its cleanup_ctx
     search: Any = None  # projections.search.SearchIndex (opened with the gateway)
+    admissions: Any = None  # gateway.limits.Admissions, made on the first send
 
     def origin(self, device_id: str | None = None, request_id: str | None = None) -> Origin:
         return Origin(self.settings.gateway_id, device_id, request_id)

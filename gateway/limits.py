@@ -13,6 +13,7 @@ Connections: the user's live device entries in the connection registry (see
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as redis
@@ -119,17 +120,70 @@ async def admit_change(gw: Gateway, command: Any) -> str:
 
 async def _spend(gw: Gateway, user_id: str, conversation_id: str) -> tuple[int, str | None]:
     """One token of the user's send budget and their role in the conversation, in one round
-    trip: (0 or how long until a token, the role or None)."""
-    def build(pipe: Any) -> None:
-        gw.send_limit.take_in(pipe, user_id)
-        gw.conversations.role_in(pipe, conversation_id, user_id)
+    trip shared with the other sends of this turn (``Admissions``): (0 or how long until a
+    token, the role or None)."""
+    if gw.admissions is None:
+        gw.admissions = Admissions(gw)
+    return await gw.admissions.spend(user_id, conversation_id)
 
-    try:
-        # A NOSCRIPT ran nothing of the script, and reading the role twice changes nothing.
-        (allowed, retry_after_ms), role = await run_pipeline(gw.redis, build, gw.send_limit.script)
-    except RedisError as exc:
-        raise Unavailable("the rate limiter is unreachable") from exc
-    return (0 if allowed else int(retry_after_ms)), (role.decode() if role is not None else None)
+
+class Admissions:
+    """The token spends and role reads of every send (and change) that reaches this gateway in
+    one turn of the event loop go to Redis in one pipeline: a pipeline cost about 190 us of the
+    gateway's CPU however few commands it held, each command about 30 (one send per pipeline
+    was 240 us a send, sixteen 40). A send waits for nothing more than before: the pipeline
+    leaves at the end of the turn its send arrived in."""
+
+    MAX = 256  # sends per pipeline
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.queue: list[tuple[str, str, asyncio.Future[tuple[int, str | None]]]] = []
+        self.running: set[asyncio.Task[None]] = set()
+
+    def spend(self, user_id: str, conversation_id: str) -> asyncio.Future[tuple[int, str | None]]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[int, str | None]] = loop.create_future()
+        self.queue.append((user_id, conversation_id, future))
+        if len(self.queue) == 1:
+            loop.call_soon(self._send)
+        return future
+
+    def _send(self) -> None:
+        queue, self.queue = self.queue, []
+        for i in range(0, len(queue), self.MAX):
+            task = asyncio.create_task(self._run(queue[i:i + self.MAX]))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _run(self, batch: list[tuple[str, str, asyncio.Future[tuple[int, str | None]]]]) -> None:
+        gw = self.gw
+
+        def build(pipe: Any) -> None:
+            for user_id, conversation_id, _ in batch:
+                gw.send_limit.take_in(pipe, user_id)
+                gw.conversations.role_in(pipe, conversation_id, user_id)
+
+        try:
+            # A NOSCRIPT ran nothing of the script, and reading the roles twice changes nothing.
+            replies = await run_pipeline(gw.redis, build, gw.send_limit.script)
+        except RedisError as exc:
+            for *_, future in batch:
+                if not future.done():
+                    error = Unavailable("the rate limiter is unreachable")
+                    error.__cause__ = exc
+                    future.set_exception(error)
+            return
+        except BaseException as exc:  # cancelled with the gateway, or a bug: nobody waits forever
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else Unavailable("shutting down"))
+            raise
+        for i, (*_, future) in enumerate(batch):
+            (allowed, retry_after_ms), role = replies[2 * i], replies[2 * i + 1]
+            if not future.done():
+                future.set_result(((0 if allowed else int(retry_after_ms)),
+                                   (role.decode() if role is not None else None)))
 
 
 async def admit_connection(gw: Gateway, user_id: str, device_id: str) -> str | None:

@@ -112,3 +112,32 @@ async def test_settings_defaults_follow_the_protocol():
 async def test_a_bucket_that_could_never_pass_is_a_configuration_error(client, burst, per_s):
     with pytest.raises(ValueError):
         TokenBucket(client, SEND_PREFIX, burst=burst, per_s=per_s)
+
+
+async def test_sends_of_one_turn_are_admitted_in_one_pipeline_each_with_its_own_answer(client, monkeypatch):
+    from types import SimpleNamespace
+
+    import gateway.limits
+    from chat.events import ConversationCreated, Member, Origin
+    from projections.conversations import ConversationProjection
+
+    conversations = ConversationProjection(client)
+    cid, alice, bob, mallory = f"c-{uuid.uuid4().hex[:8]}", user(), user(), user()
+    await conversations.apply([ConversationCreated(cid, "group", "g", "", [Member(alice, "admin"), Member(bob, "member")],
+                                                   alice, 1, Origin("gw"))])
+    gw = SimpleNamespace(redis=client, conversations=conversations, admissions=None,
+                         send_limit=TokenBucket(client, SEND_PREFIX, burst=2, per_s=0.01))
+    pipelines = []
+    real = gateway.limits.run_pipeline
+    monkeypatch.setattr(gateway.limits, "run_pipeline", lambda *a: pipelines.append(a) or real(*a))
+    answers = await asyncio.gather(*(gateway.limits._spend(gw, u, cid) for u in (alice, alice, alice, bob, mallory)))
+    assert len(pipelines) == 1
+    assert [(retry > 0, role) for retry, role in answers] == [
+        (False, "admin"), (False, "admin"), (True, "admin"), (False, "member"), (False, None)]
+    # A Redis that cannot be reached fails every send of the turn with unavailable.
+    broken = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    gw_down = SimpleNamespace(**{**vars(gw), "redis": broken, "admissions": None})
+    results = await asyncio.gather(*(gateway.limits._spend(gw_down, u, cid) for u in (alice, bob)),
+                                   return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["Unavailable", "Unavailable"]
+    await broken.aclose()
