@@ -54,6 +54,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     gateway_id: str = field(default_factory=lambda: f"{socket.gethostname()}-8080")
+    # SO_REUSEPORT on the gateway's socket: several gateway processes (each its own
+    # CHAT_GATEWAY_ID) listen on one port and the kernel spreads connections over them.
+    reuse_port: bool = False
+    gateways: int = 1  # gateway processes `make run` starts on CHAT_PORT (more than 1: reuse_port)
     # Apache Kafka. The defaults of the addresses are the ports `make run` starts its services
     # on, so that the `chat` command line finds that stack with no settings.
     kafka_bootstrap: str = "127.0.0.1:19092"

@@ -19,7 +19,7 @@ def main() -> None:
         raise SystemExit(f"gateway: refusing to start: {exc}") from None  # exit status 1
     uvloop.install()
     web.run_app(app, host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=5.0)
+                shutdown_timeout=5.0, reuse_port=settings.reuse_port or None)
 
 
 if __name__ == "__main__":

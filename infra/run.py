@@ -126,10 +126,24 @@ def build_apps(settings: Settings, stack: LocalStack, data_dir: Path, args: argp
     worker_env = {**env, "CHAT_WORKER_METRICS_PORT": str(settings.worker_metrics_port or 9464)}
     worker = Service("worker", [sys.executable, "-m", args.worker_module], env=worker_env, cwd=REPO,
                      log_path=logs / "worker.log")
-    gateway = Gateway("gateway", [sys.executable, "-m", args.gateway_module], env=env, cwd=REPO,
-                      log_path=logs / "gateway.log")
-    gateway.port = settings.port
-    return [worker, gateway]
+    return [worker, *gateways(settings, env, logs, args.gateway_module)]
+
+
+def gateways(settings: Settings, env: dict[str, str], logs: Path, module: str) -> list[Service]:
+    """The gateway processes: one, or ``CHAT_GATEWAYS`` on the one port (SO_REUSEPORT), each
+    with its own id (its delivery topic) and log."""
+    if settings.gateways <= 1:
+        gateway = Gateway("gateway", [sys.executable, "-m", module], env=env, cwd=REPO, log_path=logs / "gateway.log")
+        gateway.port = settings.port
+        return [gateway]
+    out = []
+    for i in range(1, settings.gateways + 1):
+        gateway = Gateway(f"gateway{i}", [sys.executable, "-m", module], cwd=REPO, log_path=logs / f"gateway{i}.log",
+                          env={**env, "CHAT_REUSE_PORT": "true",
+                               "CHAT_GATEWAY_ID": f"{settings.gateway_id}-{i}"})
+        gateway.port = settings.port
+        out.append(gateway)
+    return out
 
 
 def wait_healthy(apps: list[Service], timeout: float, stopping: threading.Event) -> bool:
@@ -137,6 +151,9 @@ def wait_healthy(apps: list[Service], timeout: float, stopping: threading.Event)
     raises with those checks and the log tails if a child dies or the time runs out."""
     gateway = apps[-1]
     assert isinstance(gateway, Gateway)
+    # Gateways sharing the port (SO_REUSEPORT) each answer some of the checks: all of them are
+    # taken to be ready after this many 200s in a row.
+    needed, in_a_row = 3 * sum(isinstance(a, Gateway) for a in apps) - 2, 0
     deadline = time.monotonic() + timeout
     said: list[str] | None = None
     while not stopping.is_set():
@@ -145,8 +162,12 @@ def wait_healthy(apps: list[Service], timeout: float, stopping: threading.Event)
             tails = "\n".join(a.log_tail() for a in apps)
             raise ServiceError(f"{', '.join(f'{a.name} exited with {a.returncode}' for a in dead)}\n{tails}")
         status, body = gateway.health()
-        if status == 200:
+        in_a_row = in_a_row + 1 if status == 200 else 0
+        if in_a_row >= needed:
             return True
+        if status == 200:
+            stopping.wait(0.05)
+            continue
         waiting = failing(body) if status else ["gateway"]
         if waiting != said:
             log("waiting for: " + "; ".join(CHECKS.get(n, f"{n} (the gateway is not listening yet)")

@@ -120,3 +120,26 @@ async def test_a_burst_on_a_fresh_and_a_restarted_make_run(make_run):
         await burst(users[:SENDERS], users[-1], cid, first_seq=SENDERS * EACH + 1)
         history = await full_history(users[-1], cid)
         assert [m["seq"] for m in history] == list(range(1, 2 * SENDERS * EACH + 1))
+
+
+async def test_two_gateway_processes_share_the_port(tmp_path):
+    """CHAT_GATEWAYS=2: two gateway processes on CHAT_PORT (SO_REUSEPORT), each its own id;
+    sockets land on both, and a burst through both reaches a reader on either, in order."""
+    run = MakeRun(tmp_path / "data")
+    run.env["CHAT_GATEWAYS"] = "2"
+    try:
+        run.start()
+        async with aiohttp.ClientSession() as session:
+            clients = await sign_in_users(session, run.url, "eve", "fay", "gus", "hal")
+            group = await clients[0].create_group("two", [c.user_id for c in clients[1:]])
+            holders = set()
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh:
+                for _ in range(16):  # the kernel spreads new connections over the two listeners
+                    async with fresh.get(f"{run.url}/healthz") as r:
+                        holders.add((await r.json()).get("gateway_id"))
+            assert len(holders) == 2, holders
+            await burst(clients[:SENDERS], clients[-1], group["conversation_id"], first_seq=1)
+        logs = sorted(p.name for p in (tmp_path / "data" / "logs").glob("gateway*.log"))
+        assert logs == ["gateway1.log", "gateway2.log"]
+    finally:
+        assert run.stop() == 0
