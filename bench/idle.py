@@ -1,6 +1,9 @@
-"""Idle connections one gateway process holds, and its memory per connection.
+"""Idle connections the gateway processes hold, and their memory per connection.
 
-    python -m bench.idle [--connections 20000] [--clients 4] [--per-user 20]
+    python -m bench.idle [--connections 20000] [--clients 4] [--per-user 20] [--gateways 1]
+
+With ``--gateways N`` (more than one), N gateway processes share one port (SO_REUSEPORT) and
+the memory is their RSS together.
 
 Starts a memory ``LocalStack`` and a ``tests.support.System`` (one stream worker, one gateway);
 signs users in (``POST /v1/dev/token``) and opens ``--connections`` WebSockets in
@@ -68,12 +71,18 @@ def client_main(url: str, users: list[str], per_user: int, ready, release, check
     asyncio.run(hold(url, users, per_user, ready, release, check))
 
 
+def rss(gateways: list) -> float:
+    """The gateway processes' RSS together, MiB."""
+    return sum(proc_sample(g.pid)["rss_mib"] for g in gateways)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--per-user", type=int, default=20, help="devices per user")
     parser.add_argument("--hold", type=float, default=20.0, help="seconds to hold them all open")
+    parser.add_argument("--gateways", type=int, default=1, help="gateway processes on one port (SO_REUSEPORT)")
     args = parser.parse_args(argv)
     hard = raise_fd_limit()
     from infra.stack import LocalStack
@@ -85,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                         CHAT_LOG_LEVEL="WARNING")
         try:
             system.start_worker()
-            gateway = system.start_gateway()
+            first = system.start_gateway(**({"CHAT_REUSE_PORT": "true"} if args.gateways > 1 else {}))
+            gateways = [first] + [system.start_gateway(port=first.port_number)  # type: ignore[attr-defined]
+                                  for _ in range(args.gateways - 1)]
             time.sleep(2)
-            before = proc_sample(gateway.pid)
+            before = rss(gateways)
             ready, check, release = multiprocessing.Queue(), multiprocessing.Queue(), multiprocessing.Event()
             started = time.monotonic()
             procs = [multiprocessing.Process(target=client_main, args=(
@@ -98,21 +109,22 @@ def main(argv: list[str] | None = None) -> int:
             opened = sum(ready.get(timeout=600) for _ in procs)
             connect_s = time.monotonic() - started
             time.sleep(args.hold)
-            after = proc_sample(gateway.pid)
+            after = rss(gateways)
             release.set()
             still_open = sum(check.get(timeout=120) for _ in procs)
             for p in procs:
                 p.join(60)
         finally:
             system.stop()
-    per_conn_kib = (after["rss_mib"] - before["rss_mib"]) * 1024 / max(opened, 1)
-    lines = [f"\n## Idle connections on one gateway process, {date.today().isoformat()}\n",
+    per_conn_kib = (after - before) * 1024 / max(opened, 1)
+    where = "one gateway process" if args.gateways == 1 else f"{args.gateways} gateway processes on one port"
+    lines = [f"\n## Idle connections on {where}, {date.today().isoformat()}\n",
              f"{machine_line()} fd limit {hard}.",
              f"Command: `.venv/bin/python -m bench.idle --connections {args.connections} --clients {args.clients} "
-             f"--per-user {args.per_user} --hold {args.hold:g}`\n",
+             f"--per-user {args.per_user} --hold {args.hold:g} --gateways {args.gateways}`\n",
              f"- opened {opened} WebSockets in {connect_s:.1f} s ({opened / connect_s:.0f}/s), "
              f"{still_open} still open after {args.hold:g} s idle",
-             f"- gateway RSS {before['rss_mib']:.1f} MiB before, {after['rss_mib']:.1f} MiB with them open: "
+             f"- gateway RSS {before:.1f} MiB before, {after:.1f} MiB with them open: "
              f"{per_conn_kib:.1f} KiB per connection"]
     print("\n".join(lines))
     append_results(lines)

@@ -63,10 +63,13 @@ class System:
         self.workers.append(worker)
         return worker
 
-    def start_gateway(self, *, wait: bool = True, **extra: str) -> Service:
-        port = free_port()
-        gateway = self._service("gateway", "gateway", {"CHAT_PORT": str(port),
-                                                       "CHAT_GATEWAY_ID": f"{self.name}-gw{port}", **extra})
+    def start_gateway(self, *, wait: bool = True, port: int | None = None, **extra: str) -> Service:
+        """A gateway on a free port, or on ``port`` beside the gateways already there (SO_REUSEPORT)."""
+        shared = port is not None
+        port = port or free_port()
+        gateway = self._service("gateway", "gateway", {
+            "CHAT_PORT": str(port), "CHAT_GATEWAY_ID": f"{self.name}-gw{port}-{len(self.gateways)}",
+            **({"CHAT_REUSE_PORT": "true"} if shared else {}), **extra})
         gateway.port_number = port  # type: ignore[attr-defined]
         gateway.start()
         self.gateways.append(gateway)
