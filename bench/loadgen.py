@@ -45,6 +45,9 @@ import aiohttp
 import orjson
 
 
+MEMBERS_PER_REQUEST = 1_000  # the server's CHAT_MAX_MEMBERS_PER_REQUEST default
+
+
 @dataclass
 class Config:
     url: str = "http://127.0.0.1:8080"
@@ -362,19 +365,30 @@ class LoadGen:
         await asyncio.wait_for(dev.hello.wait(), self.cfg.request_timeout_s)
 
     async def _create_group(self, group: Group, deadline: float) -> None:
+        """Create the group; members past the server's 1,000 per request are added 1,000 at a time."""
         assert self.session
         creator = group.members[0]
+        others = [u.user_id for u in group.members[1:]]
         body = {"type": "group", "name": f"{self.run_id}-g{group.idx}", "description": "loadgen",
-                "members": [u.user_id for u in group.members[1:]]}
+                "members": others[:MEMBERS_PER_REQUEST]}
+        answer = await self._post_retrying("/v1/conversations", body, creator, 201, deadline, f"create group {group.idx}")
+        group.conversation_id = answer["conversation_id"]
+        for i in range(MEMBERS_PER_REQUEST, len(others), MEMBERS_PER_REQUEST):
+            await self._post_retrying(f"/v1/conversations/{group.conversation_id}/members",
+                                      {"user_ids": others[i:i + MEMBERS_PER_REQUEST]}, creator, 200, deadline,
+                                      f"add members to group {group.idx}")
+
+    async def _post_retrying(self, path: str, body: dict[str, Any], user: "User", status: int, deadline: float,
+                             what: str) -> dict[str, Any]:
+        assert self.session
         while True:
-            async with self.session.post(f"{self.cfg.url}/v1/conversations", json=body,
-                                         headers=creator.headers, timeout=self._timeout()) as r:
+            async with self.session.post(f"{self.cfg.url}{path}", json=body, headers=user.headers,
+                                         timeout=self._timeout()) as r:
                 text = await r.text()
-                if r.status == 201:
-                    group.conversation_id = orjson.loads(text)["conversation_id"]
-                    return
+                if r.status == status:
+                    return orjson.loads(text)
                 if r.status != 503 or perf_counter() > deadline:
-                    raise RuntimeError(f"create group {group.idx}: {r.status} {text}")
+                    raise RuntimeError(f"{what}: {r.status} {text}")
             await asyncio.sleep(0.5)
 
     async def _bounded(self, fn: Callable[[Any], Any], items: list[Any]) -> None:

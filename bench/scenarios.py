@@ -305,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
                    help="b: offered msg/s of the steps, in order")
     p.add_argument("--step-duration", type=float, default=15, help="b: seconds per step")
     p.add_argument("--threshold-ms", type=float, default=100, help="b: p99 send->deliver bound")
-    p.add_argument("--members", type=int, default=1000, help="d: members of the one group (1,000 at most)")
+    p.add_argument("--members", type=int, default=1000, help="d: members of the one group")
     p.add_argument("--fanout-rates", type=_rates, default=_rates("1,10"), help="d: msg/s of the steps")
     p.add_argument("--fanout-duration", type=float, default=20, help="d: seconds per step")
     p.add_argument("--body-bytes", type=int, default=64)
