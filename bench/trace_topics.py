@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from bench.loadgen import percentiles
 from chat.codec import default_codec
-from chat.events import Delivery, DeliveryBatch, MessageAccepted, MessageSendRequested
+from chat.events import DeliveryBatch, MessageAccepted, MessageSendRequested
 
 STAGES = [
     ("send_to_command", "client send → command produced (gateway)"),
@@ -78,7 +78,7 @@ def trace(bootstrap: str, commands_topic: str, events_topic: str, delivery_topic
         for ts, value in read_all(bootstrap, topic, 1):
             record = codec.decode(value).event
             for ev in record.deliveries if isinstance(record, DeliveryBatch) else [record]:
-                if isinstance(ev, Delivery) and ev.frame.startswith(b'{"type":"ack"') and ev.targets:
+                if ev.frame.startswith(b'{"type":"ack"') and ev.targets:
                     cmid = orjson.loads(ev.frame)["client_msg_id"]
                     ack_ts.setdefault((ev.targets[0].user_id, cmid), ts)
     stages: dict[str, list[float]] = {k: [] for k, _ in STAGES}

@@ -274,10 +274,36 @@ class Delivery(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceTarget:
+    user_id: str
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BatchedDelivery:
+    """A ``Delivery`` inside a ``DeliveryBatch``: its targets split into whole users and single devices."""
+    users: list[str]
+    devices: list[DeviceTarget]
+    frame: bytes
+    request_id: str | None = None
+    status: int = 200
+
+    @classmethod
+    def of(cls, delivery: Delivery) -> "BatchedDelivery":
+        return cls([t.user_id for t in delivery.targets if t.device_id is None],
+                   [DeviceTarget(t.user_id, t.device_id) for t in delivery.targets if t.device_id is not None],
+                   delivery.frame, delivery.request_id, delivery.status)
+
+    @property
+    def targets(self) -> list[Target]:
+        return [Target(u) for u in self.users] + [Target(d.user_id, d.device_id) for d in self.devices]
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryBatch(Event):
     """A projected batch's deliveries for one gateway, in order (schemas/DeliveryBatch.v1.avsc)."""
     TYPE: ClassVar[str] = "DeliveryBatch"
-    deliveries: list[Delivery]
+    deliveries: list[BatchedDelivery]
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,7 +627,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 
-_NESTED = (Origin, Media, Member, Target, ReplyRef, Sealed, Delivery)
+_NESTED = (Origin, Media, Member, Target, ReplyRef, Sealed, BatchedDelivery, DeviceTarget)
 
 
 _Plan = tuple[tuple[str, type | None, bool], ...]

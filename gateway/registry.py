@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from typing import Any, Iterable, Sequence
 
 from aiohttp import WSCloseCode
 
 from chat.errors import Unavailable
-from chat.events import Delivery
+from chat.events import BatchedDelivery, Delivery
 from gateway.connection import CLOSE_REPLACED, Connection
 from gateway.outbound import Outbound
 from projections.connections import ConnectionRegistry
@@ -103,29 +104,34 @@ class Registry:
             await self.directory.register(
                 [(u, d) for u in users[i:i + chunk] for d in self.by_user.get(u, ())], self.gateway_id)
 
-    def dispatch(self, deliveries: list[Delivery]) -> None:
-        """Write each delivery's frame to its targets' sockets here; answer waiting requests."""
+    def dispatch(self, deliveries: Sequence[Delivery | BatchedDelivery]) -> None:
+        """Write each delivery's frame to its targets' sockets here; answer waiting requests.
+        (A ``BatchedDelivery`` names whole users and single devices apart; a ``Delivery``, from
+        a probe's answer or the signals channel, mixes them in ``targets``.)"""
         for delivery in deliveries:
             if delivery.request_id is not None:
                 waiter = self.pending.pop(delivery.request_id, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result((delivery.status, delivery.frame))
-            if delivery.frame == REPLACED:
-                for target in delivery.targets:
-                    if target.device_id is not None:
-                        self.replaced_elsewhere(target.user_id, target.device_id)
+            if isinstance(delivery, BatchedDelivery):
+                users: Iterable[str] = delivery.users
+                devices: Iterable[Any] = delivery.devices
+            else:
+                users = [t.user_id for t in delivery.targets if t.device_id is None]
+                devices = [t for t in delivery.targets if t.device_id is not None]
+            frame = delivery.frame
+            if frame == REPLACED:
+                for target in devices:
+                    self.replaced_elsewhere(target.user_id, target.device_id)
                 continue
-            for target in delivery.targets:
-                devices = self.by_user.get(target.user_id)
-                if not devices:
-                    continue
-                if target.device_id is None:
-                    for conns in devices.values():
-                        for conn in conns:
-                            conn.push(delivery.frame)
-                else:
-                    for conn in devices.get(target.device_id, ()):
-                        conn.push(delivery.frame)
+            by_user = self.by_user
+            for user_id in users:
+                for conns in by_user.get(user_id, {}).values():
+                    for conn in conns:
+                        conn.push(frame)
+            for target in devices:
+                for conn in by_user.get(target.user_id, {}).get(target.device_id, ()):
+                    conn.push(frame)
 
     def expect(self, request_id: str) -> asyncio.Future[tuple[int, bytes]]:
         future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()

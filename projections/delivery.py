@@ -16,7 +16,7 @@ from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     ChangeAcknowledged, CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved,
     MembersAdded, MessageAccepted, MessageDeduplicated, MessageDeleted, MessageEdited, MessageRejected, Origin,
-    DeliveryBatch, PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
+    BatchedDelivery, DeliveryBatch, PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
@@ -35,14 +35,14 @@ def batched(routed: Sequence[Routed], max_bytes: int = BATCH_BYTES) -> list[tupl
     deliveries in the order given: a gateway reads its one partition in order, so the
     frames reach its sockets in the order the projector routed them."""
     out: list[tuple[str, DeliveryBatch]] = []
-    open_: dict[str, tuple[list[Delivery], list[int]]] = {}
+    open_: dict[str, tuple[list[BatchedDelivery], list[int]]] = {}
     for gateway, delivery in routed:
         current = open_.get(gateway)
         size = len(delivery.frame)
         if current is None or (current[0] and current[1][0] + size > max_bytes):
             current = open_[gateway] = ([], [0])
             out.append((gateway, DeliveryBatch(current[0])))
-        current[0].append(delivery)
+        current[0].append(BatchedDelivery.of(delivery))
         current[1][0] += size
     return out
 

@@ -212,6 +212,7 @@ async def joined_mid_stream(system):
                 await asyncio.sleep(0.01)
 
         sender = asyncio.create_task(stream())
+        await d1.wait_for("ack", timeout=20)  # joiners come mid-stream, after a first message is stored
         joiners = []
         for j in range(JOINERS):
             await asyncio.sleep(0.15)

@@ -9,7 +9,7 @@ import uuid
 import pytest_asyncio
 import redis.asyncio as redis
 
-from chat.events import Delivery, Target
+from chat.events import BatchedDelivery, Delivery, DeviceTarget, Target
 from gateway.connection import Connection
 from gateway.registry import Registry
 from projections.connections import ConnectionRegistry
@@ -55,6 +55,21 @@ async def test_dispatch_reaches_every_device_or_just_the_one_named(directory):
     await asyncio.sleep(0.01)
     assert phone.ws.sent == [b"all", b"one"] and laptop.ws.sent == [b"all"]
     for c in (phone, laptop):
+        await registry.remove(c)
+
+
+async def test_batched_deliveries_reach_whole_users_and_single_devices_in_order(directory):
+    registry = Registry("gw", directory)
+    phone, laptop = Connection(FakeSocket(), "bob", "phone"), Connection(FakeSocket(), "bob", "laptop")
+    carol = Connection(FakeSocket(), "carol", "tab")
+    for c in (phone, laptop, carol):
+        await registry.add(c)
+    registry.dispatch([BatchedDelivery(["bob", "carol", "nobody"], [], b"1"),
+                       BatchedDelivery([], [DeviceTarget("bob", "laptop")], b"2", "r9", 202),
+                       BatchedDelivery(["carol"], [DeviceTarget("bob", "phone")], b"3")])
+    await asyncio.sleep(0.01)
+    assert (phone.ws.sent, laptop.ws.sent, carol.ws.sent) == ([b"1", b"3"], [b"1", b"2"], [b"1", b"3"])
+    for c in (phone, laptop, carol):
         await registry.remove(c)
 
 

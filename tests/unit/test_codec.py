@@ -19,7 +19,7 @@ from chat.events import (
     ReactionRequested, MessageEdited, MessageDeleted, ReactionChanged, ChangeAcknowledged,
 )
 from chat.events import BlockChanged, BlockRequested, MuteChanged, MuteRequested, ProfileUpdated
-from chat.events import BlocksSnapshot, ConversationSnapshot, DeliveryBatch, SnapshotCheckpoint
+from chat.events import BatchedDelivery, BlocksSnapshot, ConversationSnapshot, DeliveryBatch, DeviceTarget, SnapshotCheckpoint
 
 O = Origin("gw", "dev", "req")
 SAMPLES = [
@@ -43,7 +43,8 @@ SAMPLES = [
     ReceiptRecordRequested("c", "bob", 7, "read", O),
     ReceiptRecorded("c", "bob", 7, "delivered", 13),
     Delivery([Target("a"), Target("b", "d1")], b'{"type":"ack"}', "r", 201),
-    DeliveryBatch([Delivery([Target("a")], b'{"type":"message"}'), Delivery([], b"{}", "r", 503)]),
+    DeliveryBatch([BatchedDelivery(["a", "b"], [DeviceTarget("c", "phone")], b'{"type":"message"}'),
+                   BatchedDelivery([], [], b"{}", "r", 503)]),
     DeliveryBatch([]),
     PresenceSignal("alice", "gw", "connected", ["phone", "laptop"], 14, "laptop"),
     PresenceSignal("alice", "gw", "heartbeat", [], 15, None),
