@@ -21,6 +21,7 @@ from chat.ids import new_message_id
 from chat.sealing import MessageKey
 from projections.message_keys import open_batch, seal_batch
 from projections.timeline_projection import TimelineOutcome, project_search, project_timeline
+from streams.batching import take_batches
 from streams import metrics
 from streams import partition_tasks
 from streams.app import app, settings
@@ -96,7 +97,7 @@ async def snapshot() -> None:
 @app.agent(commands_topic)
 async def sequence(stream: Any) -> None:
     res = await resources.ready()
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         snapshots.quiet.clear()  # until every event of the batch is durable (or its sequencer gone)
         try:
             await sequence_batch(res, batch)
@@ -160,7 +161,7 @@ async def _failures(write: Any) -> list[Exception]:
 @app.agent(events_topic)
 async def project(stream: Any) -> None:
     res = await resources.ready()
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         events = [e.value.event for e in batch]
         metrics.events.labels("project").inc(len(events))
         metrics.batch_size.labels("project").observe(len(events))

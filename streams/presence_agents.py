@@ -20,6 +20,7 @@ import time
 from typing import Any, Awaitable, Sequence
 
 from chat.events import PresenceChanged
+from streams.batching import take_batches
 from streams import metrics
 from streams.agents import resources
 from streams import partition_tasks
@@ -50,7 +51,7 @@ async def _load(partition: int) -> PresenceBook:
     book = PresenceBook(int(settings.presence_ttl * 1000), int(settings.presence_debounce_s * 1000))
     until = _now_ms() + int(settings.heartbeat_interval_s * 1000) + TAKEOVER_MARGIN_MS
     for user_id, (expiry, last_seen) in (await res.presence.watched(partition)).items():
-        book.users[user_id] = recovered(last_seen, min(expiry, until))
+        book.put(user_id, recovered(last_seen, min(expiry, until)))
     log.info("presence partition %d: watching %d online users", partition, len(book.users))
     return book
 
@@ -71,7 +72,7 @@ def _publish(res: Resources, partition: int, changes: Sequence[PresenceChanged])
 @app.agent(presence_signals_topic)
 async def presence(stream: Any) -> None:
     res = await resources.ready()
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         metrics.events.labels("presence").inc(len(batch))
         now = _now_ms()
         pending: list[Awaitable[Any]] = []
@@ -106,7 +107,7 @@ async def presence_clock() -> None:
 @app.agent(presence_topic)
 async def project_presence(stream: Any) -> None:
     res = await resources.ready()
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         # Frames only for what changed the projection: a change projected again after a crash
         # (at-least-once) is not announced twice.
         events = [e.value.event for e in batch]

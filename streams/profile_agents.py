@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.batching import take_batches
 from streams import metrics
 from streams.agents import resources
 from streams.app import app
@@ -25,7 +26,7 @@ async def project_profiles(stream: Any) -> None:
     res = await resources.ready()
     profiles = ProfileProjection(res.redis)
     router = ProfileRouter(profiles, res.conversations, res.connections)
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         events = [e.value.event for e in batch]
         metrics.events.labels("project_profiles").inc(len(events))
         with metrics.timed("profiles"):

@@ -14,6 +14,7 @@ from typing import Any
 from chat.events import PushRequested
 from push.providers import providers_for
 from push.sender import PushSender
+from streams.batching import take_batches
 from streams.agents import resources
 from streams.app import app, settings
 from streams.retry import survives, until_written
@@ -40,7 +41,7 @@ async def push_sender() -> PushSender:
 @app.agent(push_topic)
 async def push(stream: Any) -> None:
     sender = await push_sender()
-    async for batch in stream.take_events(BATCH, within=WITHIN_S):
+    async for batch in take_batches(stream, BATCH, WITHIN_S):
         jobs = [e.value.event for e in batch if isinstance(e.value.event, PushRequested)]
         # handle() turns provider failures into retries and dead letters; Redis away is retried
         # here (a job already sent is then a "duplicate", by its marker).

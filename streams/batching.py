@@ -1,0 +1,78 @@
+"""Batches of a Faust stream's events that wait for events, not on a clock.
+
+Faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds whether or not an
+event came: with a 5 ms window, each of the worker's six agents woke 200 times a second, and
+every wake-up made tasks and futures (``mode``'s ``wait_first``): 110,000 waits for 1,400
+messages in a profile, a fixed cost paid even by an idle worker. ``take_batches`` sleeps until
+the first event of a batch arrives, then gathers for at most ``within`` (less once ``max_``
+events are in), yields them, and acks them after the consumer's loop body has run: the same
+batches and the same at-least-once acking as ``take_events``, without the idle wake-ups.
+
+It uses the stream's buffering hooks as ``take_events`` does (a processor that fills the
+buffer while the stream is consumed passively; acks off while events are buffered), checked
+against faust-streaming 0.15.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Lists of up to ``max_`` events: each starts with the first event after the last one and
+    closes ``within`` seconds later or when full. Events are acked once the next batch is asked
+    for (after the ``async for`` body), or when the generator closes."""
+    events: list[Any] = []
+    arrived = asyncio.Event()  # the batch has its first event
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None  # set while a batch is handed out
+    enable_acks = stream.enable_acks
+
+    async def add(value: Any) -> Any:
+        nonlocal consuming
+        if consuming is not None:  # a batch is out: wait until it is done with
+            try:
+                await consuming
+            finally:
+                consuming = None
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_batches found no current event")
+        events.append(event)
+        arrived.set()
+        if len(events) >= max_:
+            full.set()
+            consumed.clear()
+            await stream.wait(consumed)  # never more than max_ in one batch
+        return value
+
+    stream.enable_acks = False
+    stream.add_processor(add)
+    stream._enable_passive(aiter(stream.channel))
+    try:
+        while not stream.should_stop:
+            if await stream.wait_for_stopped(arrived):
+                break
+            if not full.is_set():
+                await stream.wait_for_stopped(full, timeout=within)
+            if not events:
+                continue
+            consuming = stream.loop.create_future()
+            try:
+                yield list(events)
+            finally:
+                for event in events:
+                    await stream.ack(event)
+                events.clear()
+                arrived.clear()
+                full.clear()
+                notify(consuming)
+                consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(add)
