@@ -16,6 +16,7 @@ signal replaces what its gateway said before and a signal applied twice changes 
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -75,29 +76,56 @@ def recovered(last_seen: int, until_ms: int) -> UserPresence:
     return UserPresence(ONLINE, last_seen, {RECOVERED: (frozenset({RECOVERED}), until_ms)})
 
 
+def due_at(state: UserPresence, debounce_ms: int) -> int | None:
+    """When ``on_tick`` could next change the state: a gateway's word expires, or the debounce
+    after the last device left runs out. None: nothing will happen until a signal comes."""
+    times = [expires for _devices, expires in state.gateways.values()]
+    if state.status == ONLINE and state.left_at is not None:
+        times.append(state.left_at + debounce_ms)
+    return min(times) if times else None
+
+
 class PresenceBook:
-    """The presence states of one partition's users."""
+    """The presence states of one partition's users, and when each next needs the clock.
+
+    A tick looks only at the users whose time has come (a heap of ``due_at`` times; an entry
+    made stale by a newer signal just costs one no-op ``on_tick``): a tick that walked every
+    user cost each of 40,000 connected users an ``on_tick`` twice a second."""
 
     def __init__(self, ttl_ms: int, debounce_ms: int) -> None:
         self.ttl_ms = ttl_ms
         self.debounce_ms = debounce_ms
         self.users: dict[str, UserPresence] = {}
+        self._due: list[tuple[int, str]] = []
+
+    def put(self, user_id: str, state: UserPresence) -> None:
+        """Hold ``state`` for the user (dropped when there is nothing left to watch)."""
+        if state.status == OFFLINE and not state.gateways:
+            self.users.pop(user_id, None)  # an offline user costs no memory
+            return
+        self.users[user_id] = state
+        due = due_at(state, self.debounce_ms)
+        if due is not None:
+            heapq.heappush(self._due, (due, user_id))
 
     def signal(self, signal: PresenceSignal, now_ms: int) -> list[PresenceChanged]:
         state, events = on_signal(self.users.get(signal.user_id, UserPresence()), signal,
                                   now_ms=now_ms, ttl_ms=self.ttl_ms)
-        self.users[signal.user_id] = state
+        self.put(signal.user_id, state)
         return events
 
     def tick(self, now_ms: int) -> list[PresenceChanged]:
         out: list[PresenceChanged] = []
-        for user_id, state in list(self.users.items()):
+        seen: set[str] = set()
+        while self._due and self._due[0][0] <= now_ms:
+            _, user_id = heapq.heappop(self._due)
+            state = self.users.get(user_id)
+            if state is None or user_id in seen:
+                continue
+            seen.add(user_id)
             state, events = on_tick(user_id, state, now_ms=now_ms, debounce_ms=self.debounce_ms)
             out.extend(events)
-            if state.status == OFFLINE and not state.gateways:
-                del self.users[user_id]  # nothing left to watch: an offline user costs no memory
-            else:
-                self.users[user_id] = state
+            self.put(user_id, state)
         return out
 
     def online(self, user_id: str) -> bool:

@@ -97,3 +97,23 @@ def test_recovered_user_stays_online_until_a_gateway_says_otherwise_or_it_expire
     # A live gateway's heartbeat keeps them online past the recovered word, with no event.
     state3, events = on_signal(state, sig("heartbeat", ["phone"], 10_000), now_ms=10_000, ttl_ms=TTL)
     assert events == [] and on_tick("alice", state3, now_ms=25_000, debounce_ms=DEBOUNCE)[1] == []
+
+
+def test_a_tick_looks_only_at_users_whose_time_has_come(monkeypatch):
+    import streams.presence_model as model
+
+    b = book()
+    for i in range(1_000):
+        b.signal(sig("connected", ["phone"], 1_000, user=f"u{i}"), 1_000)
+    b.signal(sig("disconnected", [], 2_000, user="u7"), 2_000)
+    looked: list[str] = []
+    real = model.on_tick
+    monkeypatch.setattr(model, "on_tick", lambda user_id, *a, **k: looked.append(user_id) or real(user_id, *a, **k))
+    assert b.tick(2_500) == [] and looked == []  # nobody is due: nobody is looked at
+    assert b.tick(2_000 + DEBOUNCE) == [PresenceChanged("u7", OFFLINE, 2_000, 2_000 + DEBOUNCE)]
+    assert looked == ["u7"] and "u7" not in b.users
+    # The others' word expires TTL after their connect, unless a heartbeat renews it.
+    b.signal(sig("heartbeat", ["phone"], 50_000, user="u1"), 50_000)
+    changes = b.tick(1_000 + TTL)
+    assert len(changes) == 998 and {c.user_id for c in changes} == {f"u{i}" for i in range(1_000)} - {"u1", "u7"}
+    assert b.online("u1") and not b.online("u2")
