@@ -31,9 +31,14 @@ from urllib.parse import quote
 TAGGED = r"\{[A-Za-z0-9_.~%-]*\}"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what quote() leaves as it is
+
+
 def tag(ident: str) -> str:
-    """``{<ident percent-encoded>}``: one id, unambiguous wherever it sits in a key."""
-    return "{" + quote(ident, safe="") + "}"
+    """``{<ident percent-encoded>}``: one id, unambiguous wherever it sits in a key. (An id
+    quote() would leave unchanged skips it: keys are built for every recipient of every
+    message, and quote() was most of that.)"""
+    return "{" + (ident if _PLAIN(ident) else quote(ident, safe="")) + "}"
 
 
 def presence(user_id: str) -> str:

@@ -100,3 +100,16 @@ def test_scan_patterns_find_every_owned_key(module):
     for _, _, key in all_keys():
         if module.OWNED_KEYS.fullmatch(key):
             assert any(glob(p).fullmatch(key) for p in module.SCAN_PATTERNS), key
+
+
+def test_the_plain_id_shortcut_encodes_exactly_as_percent_encoding_does():
+    import random
+    from urllib.parse import quote
+
+    from chat.keys import tag
+
+    alphabet = "abcXYZ019_.-~ %{}:*?[]\\\n\tévé👋/+="
+    draw = random.Random(7)
+    for _ in range(5_000):
+        ident = "".join(draw.choice(alphabet) for _ in range(draw.randrange(0, 12)))
+        assert tag(ident) == "{" + quote(ident, safe="") + "}", ident
