@@ -50,7 +50,8 @@ class Loaded:
 class SnapshotStore:
     """The snapshots of one partition, for the worker that owns it."""
 
-    def __init__(self, settings: Settings, partition: int, timeout_s: float = 30.0) -> None:
+    def __init__(self, settings: Settings, partition: int, timeout_s: float = 30.0,
+                 queue_records: int = 100_000) -> None:
         self.settings = settings
         self.partition = partition
         self.topic = settings.snapshots_topic
@@ -61,6 +62,7 @@ class SnapshotStore:
             "transaction.timeout.ms": 60_000,
             "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
             "linger.ms": 5,
+            "queue.buffering.max.messages": queue_records,
             "compression.type": "lz4",
             "log_level": 3,
             **kafka_security(settings),
@@ -76,8 +78,7 @@ class SnapshotStore:
         try:
             self.producer.begin_transaction()
             for key, value in records:
-                self.producer.produce(self.topic, value, key=key, partition=self.partition)
-                self.producer.poll(0)
+                self._produce(key, value)
             self.producer.commit_transaction(self.timeout_s)
         except (KafkaException, BufferError) as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -87,6 +88,20 @@ class SnapshotStore:
                 except KafkaException:
                     pass
             raise Unavailable(f"snapshot round of partition {self.partition} failed: {exc}") from exc
+
+    def _produce(self, key: bytes, value: bytes | None) -> None:
+        """Queue one record, waiting while the producer's queue is full: a round can hold more
+        records (a million conversations after a replay) than the queue (100,000 by default)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self.producer.produce(self.topic, value, key=key, partition=self.partition)
+                self.producer.poll(0)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise
+                self.producer.poll(0.05)
 
     def load(self) -> Loaded:
         """Read the partition's committed snapshots, the last record of each key winning."""
