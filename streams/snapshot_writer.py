@@ -167,6 +167,8 @@ class SnapshotWriter:
         for partition, (sequencer, _) in work.items():
             if current.get(partition) is sequencer:
                 moved += sequencer.freeze(frozen[partition])
+        if moved:
+            log.info("froze %d idle conversations in %.2fs", moved, time.monotonic() - self._swept)
         return moved
 
     async def close(self) -> None:
@@ -186,6 +188,11 @@ def _encode(taken: dict[int, Taken]) -> dict[int, dict[str, bytes | None]]:
         for cid in t.conversations:
             state = t.sequencer.conversations.get(cid)
             if state is None:
+                # Cold and dirty (frozen by a recovery, ``freeze_idle``): its cold form is its
+                # snapshot. (Gone altogether: nothing to write.)
+                blob = t.sequencer.cold.get(cid)
+                if blob is not None:
+                    blobs[cid] = blob
                 continue
             try:
                 blobs[cid] = freeze(state, t.upto)
