@@ -63,6 +63,7 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "enable.auto.commit": False,
         "enable.partition.eof": False,
         "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 16_384,  # read ahead 16 MB, not librdkafka's 64 MB: memory, not speed
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         **kafka_security(settings),
     })

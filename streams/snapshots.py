@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -51,7 +52,7 @@ class SnapshotStore:
     """The snapshots of one partition, for the worker that owns it."""
 
     def __init__(self, settings: Settings, partition: int, timeout_s: float = 30.0,
-                 queue_records: int = 100_000) -> None:
+                 queue_records: int = 20_000) -> None:
         self.settings = settings
         self.partition = partition
         self.topic = settings.snapshots_topic
@@ -72,7 +73,7 @@ class SnapshotStore:
         """Take the partition's transactional id: every earlier holder's writes fail from now on."""
         self.producer.init_transactions(self.timeout_s)
 
-    def write(self, records: list[Record]) -> None:
+    def write(self, records: Iterable[Record]) -> None:
         """One round, all or nothing. Raises ``Unavailable`` (the round is aborted) when the
         broker refuses it, e.g. because a newer owner fenced this one."""
         try:
@@ -91,7 +92,8 @@ class SnapshotStore:
 
     def _produce(self, key: bytes, value: bytes | None) -> None:
         """Queue one record, waiting while the producer's queue is full: a round can hold more
-        records (a million conversations after a replay) than the queue (100,000 by default)."""
+        records (a million conversations after a replay) than the queue holds (20,000 by
+        default: about 10 MB of snapshots, copied by the producer until the broker has them)."""
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:
@@ -101,7 +103,7 @@ class SnapshotStore:
             except BufferError:
                 if time.monotonic() > deadline:
                     raise
-                self.producer.poll(0.05)
+                self.producer.poll(0.01)
 
     def load(self) -> Loaded:
         """Read the partition's committed snapshots, the last record of each key winning."""

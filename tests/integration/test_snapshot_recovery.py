@@ -155,7 +155,7 @@ def test_without_the_snapshots_topic_recovery_falls_back_to_the_whole_log(system
 
 def test_a_round_larger_than_the_producer_queue_is_written(system):
     """A first round after a replay holds every conversation of the partition: more records
-    than the producer queues (100,000 by default; 100 here). Before, the round failed with a
+    than the producer queues (20,000 by default; 100 here). Before, the round failed with a
     full queue (``BufferError``), every round again."""
     store = SnapshotStore(system.settings, 0, queue_records=100)
     store.fence()
