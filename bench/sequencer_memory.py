@@ -21,7 +21,7 @@ import gc
 import json
 import time
 
-from chat.events import ConversationCreated, Member, MessageAccepted, Origin, ReceiptRecorded
+from chat.events import ConversationCreated, Event, Member, MessageAccepted, Origin, ReceiptRecorded
 from chat.settings import Settings
 from streams.model import Sequencer
 from streams.snapshot_state import thaw
@@ -38,30 +38,45 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def conversation_events(c: int, conversations: int, messages: int, now_ms: int) -> list[Event]:
+    """Conversation ``c``'s events as a worker's log holds them after serving it: its creation
+    (a direct conversation of 2 members, or a group of 3 every third one, from a pool of users
+    ten times smaller than the conversations), ``messages`` accepted messages and a read receipt."""
+    users = max(10, conversations // 10)
+    # User ids come off the wire as fresh strings for every event, as decoding makes them.
+    members = [f"user-{(c * 7 + k * 13) % users:07d}" for k in range(3 if c % 3 == 0 else 2)]
+    cid = conversation_id(c)
+    events: list[Event] = [ConversationCreated(
+        conversation_id=cid, kind="group" if len(members) == 3 else "direct", name="", description="",
+        members=[Member("".join(u), "member") for u in members], created_by=members[0], created_at=now_ms,
+        origin=ORIGIN)]
+    for seq in range(1, messages + 1):
+        events.append(MessageAccepted(
+            conversation_id=cid, seq=seq, message_id=f"01J{c:013d}{seq:010d}",
+            sender_id="".join(members[seq % len(members)]), client_msg_id=f"cm-{c:08d}-{seq}-{'y' * 20}", body="",
+            sent_at=now_ms + seq, origin=ORIGIN))
+    events.append(ReceiptRecorded(conversation_id=cid, user_id="".join(members[-1]), seq=messages, status="read",
+                                  recorded_at=now_ms + messages))
+    return events
+
+
+def conversation_id(c: int) -> str:
+    return f"g_{c:08d}_{'x' * 12}"
+
+
+def first_member(c: int, conversations: int) -> str:
+    """The creator of conversation ``c`` (a member that may send to it)."""
+    return f"user-{(c * 7) % max(10, conversations // 10):07d}"
+
+
 def fill(sequencer: Sequencer, conversations: int, messages: int, now_ms: int, sweep_every: int = 0) -> int:
     """Returns how many conversations the sweeps made cold."""
-    users = max(10, conversations // 10)
     writer, cold = SnapshotWriter(Settings()), 0
     for c in range(conversations):
         if sweep_every and c % sweep_every == 0 and c:
             sequencer.dirty.clear()  # as after a snapshot round
             cold += asyncio.run(writer.sweep(lambda: {0: sequencer}, force=True))
-        # User ids come off the wire as fresh strings for every event, as decoding makes them.
-        members = [f"user-{(c * 7 + k * 13) % users:07d}" for k in range(3 if c % 3 == 0 else 2)]
-        cid = f"g_{c:08d}_{'x' * 12}"
-        sequencer.apply(ConversationCreated(
-            conversation_id=cid, kind="group" if len(members) == 3 else "direct", name="", description="",
-            members=[Member("".join(u), "member") for u in members], created_by=members[0], created_at=now_ms,
-            origin=ORIGIN))
-        for seq in range(1, messages + 1):
-            sender = "".join(members[seq % len(members)])
-            sequencer.apply(MessageAccepted(
-                conversation_id=cid, seq=seq, message_id=f"01J{c:013d}{seq:010d}",
-                sender_id=sender, client_msg_id=f"cm-{c:08d}-{seq}-{'y' * 20}", body="",
-                sent_at=now_ms + seq, origin=ORIGIN))
-        reader = "".join(members[-1])
-        sequencer.apply(ReceiptRecorded(conversation_id=cid, user_id=reader, seq=messages, status="read",
-                                        recorded_at=now_ms + messages))
+        sequencer.apply_all(conversation_events(c, conversations, messages, now_ms))
     return cold
 
 

@@ -513,7 +513,7 @@ class Sequencer:
     and read by the ``freeze`` and ``thaw`` functions given, e.g. the snapshot record): a
     conversation is thawed on its first event or command, so idle ones cost their bytes only.
     ``dirty`` holds the conversations (and ``dirty_blocks`` the block keys) changed since the
-    caller last took them; ``touched`` those that events reached since the caller last cleared it.
+    caller last took them (hot, or cold when a recovery froze them: ``freeze_idle``); ``touched`` those that events reached since the caller last cleared it.
     ``offset``: the events offset up to which the state includes every event (-1: none).
     """
 

@@ -29,10 +29,14 @@ from chat.kafka import consume_available
 from chat.secure import kafka_security
 from chat.settings import Settings
 from streams.model import Limits, Sequencer
-from streams.snapshot_state import apply_logged, restore_blocks, thaw
+from streams.snapshot_state import apply_logged, freeze_idle, restore_blocks, thaw
 from streams.snapshots import SnapshotStore
 
 log = logging.getLogger(__name__)
+
+# Every this many events of a replay, the conversations none of them reached go cold
+# (``freeze_idle``): a replay of a long log holds only what it reached lately as objects.
+FREEZE_EVERY = 100_000
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -59,10 +63,11 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "enable.auto.commit": False,
         "enable.partition.eof": False,
         "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 16_384,  # read ahead 16 MB, not librdkafka's 64 MB: memory, not speed
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         **kafka_security(settings),
     })
-    applied = 0
+    applied = read = 0
     deadline = time.monotonic() + timeout_s
     try:
         consumer.assign([TopicPartition(settings.events_topic, partition, start or OFFSET_BEGINNING)])
@@ -78,6 +83,9 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
                     applied += apply_logged(sequencer, msg.offset(), codec.decode(msg.value()).event, stamps)
                 except SchemaError as exc:
                     log.error("skipping undecodable event at %d/%d: %s", partition, msg.offset(), exc)
+                read += 1
+                if read % FREEZE_EVERY == 0 and sequencer.thaw is not None:
+                    freeze_idle(sequencer, msg.offset())
                 if msg.offset() == fence_offset:
                     return applied
         raise Unavailable(f"recovery of partition {partition} did not reach offset {fence_offset}")
@@ -105,8 +113,8 @@ async def recover(settings: Settings, partition: int, fence_offset: int,
         applied = await asyncio.to_thread(replay_until, settings, partition, fence_offset, sequencer,
                                           start=start, stamps=stamps)
     sequencer.offset = max(fence_offset, start - 1)
-    log.info("recovered partition %d: %d snapshot records (read in %.2fs), %d conversations, then events "
-             "%d..%d (%d applied) in %.2fs", partition, records, loaded_s,
-             len(sequencer.cold) + len(sequencer.conversations), start, fence_offset, applied,
+    log.info("recovered partition %d: %d snapshot records (read in %.2fs), %d conversations (%d cold), then "
+             "events %d..%d (%d applied) in %.2fs", partition, records, loaded_s,
+             len(sequencer.cold) + len(sequencer.conversations), len(sequencer.cold), start, fence_offset, applied,
              time.monotonic() - started)
     return sequencer

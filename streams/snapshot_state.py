@@ -108,6 +108,19 @@ def thaw(blob: bytes) -> ConversationState:
     return thaw_with_upto(blob)[0]
 
 
+def freeze_idle(sequencer: Sequencer, upto: int) -> int:
+    """During a recovery: make cold every hot conversation that no event reached since the last
+    call (``sequencer.touched``), its state as of ``upto`` (every event at or before it applied).
+    They stay dirty: the first snapshot round writes their cold form as it is, which is their
+    snapshot (an event after ``upto`` would have thawed them). So a replay of the whole log holds
+    as objects only the conversations it reached lately. Returns how many went cold."""
+    touched, sequencer.touched = sequencer.touched, set()
+    idle = [cid for cid in sequencer.conversations if cid not in touched]
+    for cid in idle:
+        sequencer.cold[cid] = freeze(sequencer.conversations.pop(cid), upto)
+    return len(idle)
+
+
 def blocks_snapshot(blocks: Mapping[str, set[tuple[str, str]]], conversation_id: str,
                     upto: int) -> BlocksSnapshot | None:
     """The blocks under one direct conversation id as a record; None when there are none (a

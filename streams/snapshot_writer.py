@@ -17,10 +17,11 @@ sweep: their encoded snapshot replaces their objects (``Sequencer.freeze``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from chat.codec import default_codec
 from chat.errors import SchemaError
@@ -107,15 +108,15 @@ class SnapshotWriter:
                 encoded[partition].update(blobs)
         rounds = {p: self._records(p, t, encoded[p]) for p, t in taken.items()}
         results = await asyncio.gather(*(asyncio.to_thread(taken[p].store.write, records)
-                                         for p, records in rounds.items()), return_exceptions=True)
+                                         for p, (records, _) in rounds.items()), return_exceptions=True)
         written = 0
-        for (partition, records), result in zip(rounds.items(), results):
+        for (partition, (_, checkpointed)), result in zip(rounds.items(), results):
             t = taken[partition]
             if isinstance(result, BaseException):
                 log.warning("snapshot round of partition %d failed (%s): retried next round", partition, result)
                 t.sequencer.dirty |= t.conversations
                 t.sequencer.dirty_blocks |= set(t.blocks)
-            elif records and records[-1][0] == CHECKPOINT_KEY:
+            elif checkpointed:
                 self.written[partition] = t.upto
                 written += len(t.conversations)
         return written
@@ -133,24 +134,28 @@ class SnapshotWriter:
                                      {cid: blocks_snapshot(sequencer.blocks, cid, sequencer.offset) for cid in blocks})
         return taken
 
-    def _records(self, partition: int, t: Taken, encoded: dict[str, bytes | None]) -> list[Record]:
-        """The round's records: conversations, blocks, and the checkpoint last (unless a record
-        is too large: then the checkpoint cannot move past that conversation)."""
-        sequencer = t.sequencer
+    def _records(self, partition: int, t: Taken, encoded: dict[str, bytes | None]) -> tuple[Iterable[Record], bool]:
+        """The round's records, made as they are written (a first round after a replay holds every
+        conversation of the partition: no list of a million pairs besides the blobs), and whether
+        the checkpoint is among them: conversations, blocks, and the checkpoint last (unless a
+        record is too large: then the checkpoint cannot move past that conversation)."""
         codec = default_codec()
-        records: list[Record] = [(conversation_key(cid), blob) for cid, blob in encoded.items() if blob is not None]
-        records += [(blocks_key(cid), None if b is None else codec.encode(b, key=cid)) for cid, b in t.blocks.items()]
-        too_big = [key for key, value in records if value is not None and len(value) > SNAPSHOT_MAX_BYTES]
+        blocks = [(blocks_key(cid), None if b is None else codec.encode(b, key=cid)) for cid, b in t.blocks.items()]
+        too_big = {cid for cid, blob in encoded.items() if blob is not None and len(blob) > SNAPSHOT_MAX_BYTES}
+        big_blocks = [key for key, value in blocks if value is not None and len(value) > SNAPSHOT_MAX_BYTES]
         missing = {cid for cid, blob in encoded.items() if blob is None}
-        if too_big or missing:  # the checkpoint cannot move past them: recovery replays from the last one
-            sequencer.dirty |= missing | {key.decode() for key in too_big if key in conversation_keys(encoded)}
+        conversations = ((conversation_key(cid), blob) for cid, blob in encoded.items()
+                         if blob is not None and cid not in too_big)
+        if too_big or big_blocks or missing:  # the checkpoint cannot move past them: recovery replays from the last one
+            t.sequencer.dirty |= missing | too_big
             log.error("snapshots over %d bytes (or not encoded) not written, checkpoint of partition %d held "
-                      "back: %s", SNAPSHOT_MAX_BYTES, partition, (too_big + sorted(missing))[:5])
-            return [(k, v) for k, v in records if k not in too_big]
+                      "back: %s", SNAPSHOT_MAX_BYTES, partition,
+                      (sorted(too_big) + [k.decode() for k in big_blocks] + sorted(missing))[:5])
+            return itertools.chain(conversations, [(k, v) for k, v in blocks if k not in big_blocks]), False
         checkpoint = SnapshotCheckpoint(partition=partition, upto=t.upto, worker_id=self.settings.worker_id,
                                         fence=self.fences.get(partition, -1), written_at=int(time.time() * 1000),
                                         conversations=len(t.conversations))
-        return records + [(CHECKPOINT_KEY, codec.encode(checkpoint, key=""))]
+        return itertools.chain(conversations, blocks, [(CHECKPOINT_KEY, codec.encode(checkpoint, key=""))]), True
 
     async def sweep(self, sequencers: Sequencers, force: bool = False) -> int:
         """Freeze the conversations untouched since the last sweep; returns how many went cold."""
@@ -167,15 +172,13 @@ class SnapshotWriter:
         for partition, (sequencer, _) in work.items():
             if current.get(partition) is sequencer:
                 moved += sequencer.freeze(frozen[partition])
+        if moved:
+            log.info("froze %d idle conversations in %.2fs", moved, time.monotonic() - self._swept)
         return moved
 
     async def close(self) -> None:
         for partition in list(self.stores):
             await self.release(partition)
-
-
-def conversation_keys(encoded: dict[str, bytes | None]) -> set[bytes]:
-    return {conversation_key(cid) for cid in encoded}
 
 
 def _encode(taken: dict[int, Taken]) -> dict[int, dict[str, bytes | None]]:
@@ -186,6 +189,11 @@ def _encode(taken: dict[int, Taken]) -> dict[int, dict[str, bytes | None]]:
         for cid in t.conversations:
             state = t.sequencer.conversations.get(cid)
             if state is None:
+                # Cold and dirty (frozen by a recovery, ``freeze_idle``): its cold form is its
+                # snapshot. (Gone altogether: nothing to write.)
+                blob = t.sequencer.cold.get(cid)
+                if blob is not None:
+                    blobs[cid] = blob
                 continue
             try:
                 blobs[cid] = freeze(state, t.upto)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -50,7 +51,8 @@ class Loaded:
 class SnapshotStore:
     """The snapshots of one partition, for the worker that owns it."""
 
-    def __init__(self, settings: Settings, partition: int, timeout_s: float = 30.0) -> None:
+    def __init__(self, settings: Settings, partition: int, timeout_s: float = 30.0,
+                 queue_records: int = 20_000) -> None:
         self.settings = settings
         self.partition = partition
         self.topic = settings.snapshots_topic
@@ -61,6 +63,7 @@ class SnapshotStore:
             "transaction.timeout.ms": 60_000,
             "message.max.bytes": SNAPSHOT_MAX_BYTES + 65_536,
             "linger.ms": 5,
+            "queue.buffering.max.messages": queue_records,
             "compression.type": "lz4",
             "log_level": 3,
             **kafka_security(settings),
@@ -70,14 +73,13 @@ class SnapshotStore:
         """Take the partition's transactional id: every earlier holder's writes fail from now on."""
         self.producer.init_transactions(self.timeout_s)
 
-    def write(self, records: list[Record]) -> None:
+    def write(self, records: Iterable[Record]) -> None:
         """One round, all or nothing. Raises ``Unavailable`` (the round is aborted) when the
         broker refuses it, e.g. because a newer owner fenced this one."""
         try:
             self.producer.begin_transaction()
             for key, value in records:
-                self.producer.produce(self.topic, value, key=key, partition=self.partition)
-                self.producer.poll(0)
+                self._produce(key, value)
             self.producer.commit_transaction(self.timeout_s)
         except (KafkaException, BufferError) as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
@@ -87,6 +89,21 @@ class SnapshotStore:
                 except KafkaException:
                     pass
             raise Unavailable(f"snapshot round of partition {self.partition} failed: {exc}") from exc
+
+    def _produce(self, key: bytes, value: bytes | None) -> None:
+        """Queue one record, waiting while the producer's queue is full: a round can hold more
+        records (a million conversations after a replay) than the queue holds (20,000 by
+        default: about 10 MB of snapshots, copied by the producer until the broker has them)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self.producer.produce(self.topic, value, key=key, partition=self.partition)
+                self.producer.poll(0)
+                return
+            except BufferError:
+                if time.monotonic() > deadline:
+                    raise
+                self.producer.poll(0.01)
 
     def load(self) -> Loaded:
         """Read the partition's committed snapshots, the last record of each key winning."""

@@ -151,3 +151,58 @@ def test_without_the_snapshots_topic_recovery_falls_back_to_the_whole_log(system
     loaded = store.load()
     assert (loaded.checkpoint, loaded.conversations, loaded.records) == (None, {}, 0)
     store.close()
+
+
+def test_a_round_larger_than_the_producer_queue_is_written(system):
+    """A first round after a replay holds every conversation of the partition: more records
+    than the producer queues (20,000 by default; 100 here). Before, the round failed with a
+    full queue (``BufferError``), every round again."""
+    store = SnapshotStore(system.settings, 0, queue_records=100)
+    store.fence()
+    records = [(f"conv-{i}".encode(), b"x" * 200) for i in range(2_000)]
+    store.write(records + [(CHECKPOINT_KEY, None)])
+    assert len(store.load().conversations) == 2_000
+    store.close()
+
+
+def test_a_replay_of_the_whole_log_freezes_idle_conversations_and_its_first_round_writes_them(system, monkeypatch):
+    """Recovery from the whole log (no snapshots yet) keeps as objects only the conversations
+    its last stretch of events reached; the others go cold as it goes, and the first snapshot
+    round writes them all, each thawing to the state a full replay gives."""
+    import asyncio
+
+    from confluent_kafka import Producer
+
+    from bench.sequencer_memory import conversation_events, conversation_id
+    from streams import recovery
+    from streams.model import Sequencer
+    from streams.snapshot_state import thaw
+    from streams.snapshot_writer import SnapshotWriter
+
+    settings, codec = system.settings, default_codec()
+    events = [e for c in range(30) for e in conversation_events(c, 30, 2, 1_000)]  # 4 events each
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    for event in events:
+        producer.produce(settings.events_topic, codec.encode(event, key=event.conversation_id),
+                         key=event.conversation_id.encode(), partition=0)
+    assert producer.flush(30) == 0
+    expected = Sequencer()
+    expected.apply_all(events)
+    monkeypatch.setattr(recovery, "FREEZE_EVERY", 20)
+
+    async def replay_and_round():
+        writer = SnapshotWriter(settings)
+        store = await writer.take(0, len(events) - 1)
+        sequencer = await recovery.recover(settings, 0, len(events) - 1, store)
+        cold = set(sequencer.cold)
+        assert await writer.round(lambda: {0: sequencer}) == 30
+        await writer.close()
+        return sequencer, cold
+
+    sequencer, cold = asyncio.run(replay_and_round())
+    assert len(cold) >= 25 and len(sequencer.conversations) <= 5  # the last 20 events reach 5
+    loaded = SnapshotStore(settings, 0).load()
+    assert loaded.checkpoint.upto == len(events) - 1
+    assert sorted(loaded.conversations) == sorted(conversation_id(c) for c in range(30))
+    for cid, blob in loaded.conversations.items():
+        assert thaw(blob) == expected.conversations[cid], cid

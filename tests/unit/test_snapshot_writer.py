@@ -5,6 +5,7 @@ real one on Kafka."""
 from __future__ import annotations
 
 import asyncio
+from typing import Iterable
 
 from chat.codec import default_codec
 from chat.errors import Unavailable
@@ -22,10 +23,11 @@ class Recording:
         self.rounds: list[list[tuple[bytes, bytes | None]]] = []
         self.fail = fail
 
-    def write(self, records: list[tuple[bytes, bytes | None]]) -> None:
+    def write(self, records: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Consumes the round's records as ``SnapshotStore.write`` does (they may be made lazily)."""
         if self.fail:
             raise Unavailable("fenced")
-        self.rounds.append(records)
+        self.rounds.append(list(records))
 
     def close(self) -> None:
         pass
