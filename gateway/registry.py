@@ -14,12 +14,13 @@ from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
+from redis.exceptions import RedisError
 
 from chat import frames
 from chat.errors import Unavailable
 from chat.events import Delivery
 from projections.connections import ConnectionRegistry
-from gateway.outbound import DRAIN_POLL_S, Outbound, buffered, close_slow
+from gateway.outbound import CLOSE_SLOW, DRAIN_POLL_S, Outbound, buffered, close_slow
 from projections.signals import REPLACED
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ HELD_PREFIXES = (MESSAGE_PREFIX, UPDATED_PREFIX)  # live frames a sync's replay 
 # status of the nearest protocol error. 4409 (conflict): a newer socket of the same device
 # took over (the client should not reconnect with it).
 CLOSE_REPLACED = 4409
+# RFC 6455 1013 (try again later), as for a slow socket: the gateway could not keep this socket
+# gap-free (Redis failed under it); the client reconnects and syncs.
+CLOSE_RETRY = CLOSE_SLOW
 FLOOR_S = 10.0  # how long after a replay live frames are checked against it
 
 
@@ -136,7 +140,16 @@ class Connection:
         """A device this far behind reconnects and syncs instead: drop what it holds, close it."""
         log.warning("closing slow device %s/%s: %s", self.user_id, self.device_id, reason)
         self.outbound.slow_closed += 1
+        self.abandon(reason)
+
+    def abandon(self, reason: str) -> None:
+        """Drop what this socket holds and close it with 1013 (try again later): the device
+        reconnects and syncs, and what it would have been sent comes with that sync. For a
+        socket the gateway can no longer keep gap-free (too slow, a replay cut short)."""
         self.closed = True
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
         self.outbox, self.held, self.queued, self.held_bytes = (), [], 0, 0
         close_slow(self.ws, self.transport, reason)
 
@@ -234,7 +247,13 @@ class Registry:
         for old in devices.get(conn.device_id, ()):
             self._replace(old)
         devices[conn.device_id] = {conn}
-        await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+        try:
+            await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+        except BaseException:
+            # Not in the directory, so no delivery would be routed here: forget the socket (a
+            # heartbeat must not register a device whose socket is gone) and let the caller close it.
+            self._forget(conn)
+            raise
 
     def _replace(self, old: Connection) -> None:
         """Close a socket that a newer one of its device replaced; its handler's ``remove``
@@ -258,14 +277,24 @@ class Registry:
             del self.by_user[user_id]
 
     async def remove(self, conn: Connection) -> None:
-        # Local bookkeeping first and without awaiting: another device of the same user
-        # may be closing at the same moment.
+        """The socket closed: forget it here, and its directory entry if no newer socket of the
+        device took it over. With Redis away the entry is left to expire (``connection_ttl_s``):
+        a newer registration of the device, here or on another gateway, overwrites it."""
         conn.close()
         if conn.grace is not None:
             conn.grace.cancel()
+        if self._forget(conn):
+            try:
+                await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+            except RedisError as exc:
+                log.warning("could not unregister %s/%s: %s", conn.user_id, conn.device_id, exc)
+
+    def _forget(self, conn: Connection) -> bool:
+        """Drop ``conn`` from the local map, without awaiting (another device of the same user
+        may be closing at the same moment); True if it was its device's only socket here."""
         devices = self.by_user.get(conn.user_id)
         if devices is None:
-            return
+            return False
         conns = devices.get(conn.device_id)
         device_gone = conns is not None and conn in conns and len(conns) == 1
         if conns is not None:
@@ -274,8 +303,7 @@ class Registry:
                 del devices[conn.device_id]
         if not devices:
             del self.by_user[conn.user_id]
-        if device_gone:
-            await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+        return device_gone
 
     async def refresh(self, users: list[str] | None = None, chunk: int = HEARTBEAT_CHUNK) -> None:
         """Heartbeat: keep this gateway's entries (of ``users``, default all) alive in the shared

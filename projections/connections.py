@@ -13,8 +13,19 @@ from typing import Iterable
 import redis.asyncio as redis
 
 from chat import keys
+from chat.redis_pool import Script
 
 _key = keys.connections
+
+
+# KEYS[1] conn:{user}; ARGV[1] device id, ARGV[2] gateway id: delete the entry if that gateway holds it.
+UNREGISTER = """
+local entry = redis.call('HGET', KEYS[1], ARGV[1])
+if entry and string.sub(entry, 1, #ARGV[2] + 1) == ARGV[2] .. '|' then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
 
 
 def _now_ms() -> int:
@@ -25,6 +36,7 @@ class ConnectionRegistry:
     def __init__(self, client: redis.Redis, ttl_s: float) -> None:
         self.redis = client
         self.ttl_ms = int(ttl_s * 1000)
+        self._unregister = Script(client, UNREGISTER)
 
     async def register(self, entries: Iterable[tuple[str, str]], gateway_id: str) -> None:
         """Add or refresh ``(user_id, device_id)`` entries held by this gateway."""
@@ -39,10 +51,11 @@ class ConnectionRegistry:
             await pipe.execute()
 
     async def unregister(self, user_id: str, device_id: str, gateway_id: str) -> None:
-        """Remove a device's entry if this gateway still holds it (it may have moved)."""
-        current = await self.redis.hget(_key(user_id), device_id)
-        if current is not None and current.decode().split("|", 1)[0] == gateway_id:
-            await self.redis.hdel(_key(user_id), device_id)
+        """Remove a device's entry if this gateway still holds it (it may have moved). One
+        script, so a newer gateway's entry written between a read and a delete is never removed
+        (it was: reconnects delayed by a Redis failover landed there, and the device got no
+        live frames until that gateway's next heartbeat)."""
+        await self._unregister([_key(user_id)], [device_id, gateway_id])
 
     async def gateways(self, user_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """user id -> {device id: gateway id}, live entries only, in one round trip."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 
@@ -63,3 +64,31 @@ async def test_a_waiting_request_gets_its_answer(directory):
     registry.dispatch([Delivery([], b'{"type":"ack"}', "r1", 202)])
     assert await registry.wait("r1", waiter, 1.0) == (202, b'{"type":"ack"}')
     assert registry.pending == {}
+
+
+async def test_a_gateway_leaving_never_removes_the_entry_a_newer_gateway_wrote(directory):
+    """A device moved: its old gateway unregisters it while the new one registers it. The new
+    entry stays, whatever the interleaving (a read then a delete removed it when the write
+    landed between them: the device then got no live frames until the next heartbeat)."""
+    users = [f"mover-{uuid.uuid4().hex[:6]}" for _ in range(20)]
+    await directory.register([(u, "phone") for u in users], "gw-old")
+    await asyncio.gather(*(step for u in users for step in (
+        directory.unregister(u, "phone", "gw-old"), directory.register([(u, "phone")], "gw-new"))))
+    assert await directory.gateways(users) == {u: {"phone": "gw-new"} for u in users}
+    await asyncio.gather(*(directory.unregister(u, "phone", "gw-new") for u in users))
+    assert await directory.gateways(users) == {u: {} for u in users}
+
+
+async def test_a_socket_the_directory_could_not_take_is_not_kept():
+    """Redis refused the registration: the socket is not kept here either, so no heartbeat
+    enters it later for a device that has reconnected elsewhere meanwhile."""
+    from infra.services import free_port
+
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    registry = Registry("gw", ConnectionRegistry(client, ttl_s=60))
+    try:
+        with pytest.raises(redis.ConnectionError):
+            await registry.add(Connection(FakeSocket(), "carol", "phone"))
+        assert len(registry) == 0 and registry.devices("carol") == []
+    finally:
+        await client.aclose()
