@@ -55,7 +55,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor",
-                 "change_floor", "closed", "queued", "held_bytes", "outbound", "transport")
+                 "change_floor", "closed", "queued", "held_bytes", "outbound", "transport", "registered")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str,
                  outbound: Outbound | None = None, transport: Any = None) -> None:
@@ -70,6 +70,7 @@ class Connection:
         self.outbox: deque[bytes] | tuple[()] = ()
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
+        self.registered = False  # in the shared directory (Registry.add), so renewed by heartbeats
         self.held: list[bytes] = []
         self.holds = 0
         self.grace: asyncio.TimerHandle | None = None
@@ -249,6 +250,7 @@ class Registry:
         devices[conn.device_id] = {conn}
         try:
             await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+            conn.registered = True
         except BaseException:
             # Not in the directory, so no delivery would be routed here: forget the socket (a
             # heartbeat must not register a device whose socket is gone) and let the caller close it.
@@ -309,11 +311,24 @@ class Registry:
         """Heartbeat: keep this gateway's entries (of ``users``, default all) alive in the shared
         directory, ``chunk`` users per round trip (one pipeline for thousands of users held the
         loop for tens of ms; and each chunk is read when it goes, so a device gone meanwhile is
-        not written back)."""
+        not written back).
+
+        A registered socket whose entry is found gone or another gateway's had its live frames
+        routed elsewhere (a write lost in a Redis failover, another gateway's registration or
+        renewal that landed late): it is closed with 1013, and the device reconnects, registers
+        and syncs what it missed. The entry is not written back over another gateway's."""
         users = list(self.by_user) if users is None else users
         for i in range(0, len(users), chunk):
-            await self.directory.register(
-                [(u, d) for u in users[i:i + chunk] for d in self.by_user.get(u, ())], self.gateway_id)
+            held = {(u, d): [c for c in conns if c.registered]
+                    for u in users[i:i + chunk] for d, conns in self.by_user.get(u, {}).items()}
+            devices: dict[str, list[str]] = defaultdict(list)
+            for user_id, device_id in (key for key, conns in held.items() if conns):
+                devices[user_id].append(device_id)
+            for user_id, device_id in await self.directory.refresh(devices, self.gateway_id):
+                for conn in held[(user_id, device_id)]:
+                    if not conn.closed:
+                        log.warning("directory entry of %s/%s lost; closing it", user_id, device_id)
+                        conn.abandon("this gateway lost the device's directory entry; reconnect and sync")
 
     def dispatch(self, deliveries: list[Delivery]) -> None:
         """Write each delivery's frame to its targets' sockets here; answer waiting requests."""

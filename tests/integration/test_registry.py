@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 
+from chat import keys
 from chat.events import Delivery, Target
 from gateway.registry import Connection, Registry
 from projections.connections import ConnectionRegistry
@@ -20,9 +21,13 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.close_code: int | None = None
 
     async def send_frame(self, frame: bytes, _opcode: object) -> None:
         self.sent.append(frame)
+
+    async def close(self, *, code: int, message: bytes = b"", drain: bool = True) -> None:
+        self.closed, self.close_code = True, code
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -92,3 +97,27 @@ async def test_a_socket_the_directory_could_not_take_is_not_kept():
         assert len(registry) == 0 and registry.devices("carol") == []
     finally:
         await client.aclose()
+
+
+async def test_a_heartbeat_closes_a_socket_whose_entry_was_lost_or_taken_and_never_writes_it_back(directory):
+    """Between heartbeats a device's entry was lost (a write a Redis failover dropped) or taken
+    by another gateway's late registration: live frames went elsewhere, so the socket is closed
+    with 1013 (the device reconnects and syncs) and the other gateway's entry is left alone."""
+    from gateway.registry import CLOSE_RETRY
+
+    users = [f"hb-{uuid.uuid4().hex[:6]}" for _ in range(3)]
+    registry = Registry("gw", directory)
+    conns = [Connection(FakeSocket(), u, "phone") for u in users]
+    for c in conns:
+        await registry.add(c)
+    kept, lost, taken = conns
+    await directory.redis.hdel(keys.connections(lost.user_id), "phone")
+    await directory.register([(taken.user_id, "phone")], "gw-late")
+    await registry.refresh()
+    await asyncio.sleep(0.05)  # the close is a task
+    assert (kept.closed, lost.closed, taken.closed) == (False, True, True)
+    assert (lost.ws.close_code, taken.ws.close_code) == (CLOSE_RETRY, CLOSE_RETRY)
+    assert await directory.gateways(users) == {kept.user_id: {"phone": "gw"}, lost.user_id: {},
+                                               taken.user_id: {"phone": "gw-late"}}
+    for c in conns:
+        await registry.remove(c)
