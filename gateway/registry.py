@@ -8,9 +8,10 @@ task exists only while there is something to write: an idle connection holds non
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict, deque
-from typing import Any
+from typing import Any, AsyncIterator
 
 import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -224,9 +225,33 @@ class Connection:
         self.replay(frames.encode(frame))
 
 
+class DeviceLocks:
+    """One lock per ``(user, device)``, kept only while held or awaited: a socket's registration
+    and the unregistration of an older socket of the same device here run one after the other.
+    (Both name this gateway, so the compare-and-delete alone cannot tell them apart: a reconnect
+    whose registration reached Redis first had its entry deleted by the older socket's goodbye.)"""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, user_id: str, device_id: str) -> AsyncIterator[None]:
+        key = (user_id, device_id)
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+
 class Registry:
     def __init__(self, gateway_id: str, directory: ConnectionRegistry, outbound: Outbound | None = None) -> None:
         self.gateway_id = gateway_id
+        self.locks = DeviceLocks()
         self.outbound = outbound or Outbound()  # every socket's byte bound (``Connection``)
         self.directory = directory
         self.by_user: dict[str, dict[str, set[Connection]]] = defaultdict(lambda: defaultdict(set))
@@ -249,7 +274,8 @@ class Registry:
             self._replace(old)
         devices[conn.device_id] = {conn}
         try:
-            await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+            async with self.locks(conn.user_id, conn.device_id):
+                await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
             conn.registered = True
         except BaseException:
             # Not in the directory, so no delivery would be routed here: forget the socket (a
@@ -287,7 +313,8 @@ class Registry:
             conn.grace.cancel()
         if self._forget(conn):
             try:
-                await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+                async with self.locks(conn.user_id, conn.device_id):
+                    await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
             except RedisError as exc:
                 log.warning("could not unregister %s/%s: %s", conn.user_id, conn.device_id, exc)
 

@@ -121,3 +121,35 @@ async def test_a_heartbeat_closes_a_socket_whose_entry_was_lost_or_taken_and_nev
                                                taken.user_id: {"phone": "gw-late"}}
     for c in conns:
         await registry.remove(c)
+
+
+
+class HeldGoodbye(ConnectionRegistry):
+    """The real directory, whose unregistrations wait for ``go`` (as behind a Redis failover)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client, ttl_s=60)
+        self.go = asyncio.Event()
+
+    async def unregister(self, user_id: str, device_id: str, gateway_id: str) -> None:
+        await self.go.wait()
+        await super().unregister(user_id, device_id, gateway_id)
+
+
+async def test_a_device_reconnecting_here_keeps_its_entry_while_its_old_socket_says_goodbye(directory):
+    """The old socket's goodbye and the new socket's registration name the same gateway, so
+    only their order keeps the entry: a goodbye held up (a Redis failover) used to land after
+    the new socket's registration and delete its entry."""
+    held = HeldGoodbye(directory.redis)
+    registry, user = Registry("gw", held), f"back-{uuid.uuid4().hex[:6]}"
+    old, new = Connection(FakeSocket(), user, "phone"), Connection(FakeSocket(), user, "phone")
+    await registry.add(old)
+    goodbye = asyncio.create_task(registry.remove(old))
+    await asyncio.sleep(0)  # the old socket is gone here; its unregistration waits
+    hello = asyncio.create_task(registry.add(new))
+    await asyncio.sleep(0.2)
+    held.go.set()
+    await asyncio.gather(goodbye, hello)
+    assert await held.gateways([user]) == {user: {"phone": "gw"}} and new.registered
+    assert registry.locks._locks == {}  # none kept once released
+    await registry.remove(new)
