@@ -6,15 +6,21 @@ pool makes the burst wait its turn instead, up to ``redis_wait_s``.
 
 With ``CHAT_REDIS_CLUSTER=true`` the client is a ``RedisCluster`` seeded by ``redis_url`` (any
 one node): it routes each key to the master of its slot and, when a master dies, retries with
-backoff for up to ``redis_wait_s`` while the master's replica is promoted. Its pools are per
-node, ``redis_max_connections`` each, and they do not block: a burst beyond them fails fast
+backoff for up to ``redis_wait_s`` while the master's replica is promoted (``FailoverCluster``:
+redis-py's own retries of a single command do not wait, so they all failed within half a
+second of a master's death, seconds before its replica took over). Its pools are per node,
+``redis_max_connections`` each, and they do not block: a burst beyond them fails fast
 (``MaxConnectionsError``). Keys that one script, transaction or ``DEL`` touches together must
 share a hash tag (``chat.keys``); non-transactional pipelines may span slots.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
+import math
+import time
 from typing import Any, Callable, Sequence
 
 import redis.asyncio as redis
@@ -33,27 +39,66 @@ def connect(settings: Settings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def failover_retries(wait_s: float, cap_s: float = 0.5) -> int:
-    """How many retries, backing off 0.05 s doubling up to ``cap_s``, add up to ``wait_s``."""
-    waited, delay, tries = 0.0, 0.05, 0
-    while waited < wait_s:
-        waited, delay, tries = waited + delay, min(delay * 2, cap_s), tries + 1
-    return max(tries, 1)
+PIPELINE_RETRY_S = 0.25  # redis-py's cluster pipeline sleeps this long before each retry
+FIRST_DELAY_S, MAX_DELAY_S = 0.05, 0.5  # a single command's backoff (FailoverCluster)
+
+
+def failover_retries(wait_s: float) -> int:
+    """How many retries of a cluster pipeline (each after ``PIPELINE_RETRY_S``) cover ``wait_s``."""
+    return max(1, math.ceil(wait_s / PIPELINE_RETRY_S))
 
 
 def connect_cluster(settings: Settings) -> Any:
-    """A ``RedisCluster`` client (same command API as ``redis.Redis``). A dead master's
-    commands are retried for about ``redis_wait_s`` (the cluster's failover time must be
-    shorter: ``cluster-node-timeout`` plus an election), re-reading the slot map on each."""
-    from redis.asyncio.cluster import RedisCluster
+    """A ``FailoverCluster`` client (same command API as ``redis.Redis``): a dead master's
+    commands and pipelines are retried for about ``redis_wait_s`` (the cluster's failover time
+    must be shorter: ``cluster-node-timeout`` plus an election), re-reading the slot map on each."""
     from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ClusterDownError, ConnectionError, TimeoutError, TryAgainError
     from redis.retry import Retry
 
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), failover_retries(settings.redis_wait_s),
-                  supported_errors=(ConnectionError, TimeoutError, ClusterDownError, TryAgainError))
-    return RedisCluster.from_url(settings.redis_url, max_connections=settings.redis_max_connections, retry=retry,
-                                 socket_connect_timeout=1.0, **redis_options(settings))
+    retry = Retry(ExponentialBackoff(cap=MAX_DELAY_S, base=FIRST_DELAY_S), failover_retries(settings.redis_wait_s),
+                  supported_errors=_failover_errors())
+    return _failover_class().from_url(settings.redis_url, max_connections=settings.redis_max_connections,
+                                      retry=retry, socket_connect_timeout=1.0, wait_s=settings.redis_wait_s,
+                                      **redis_options(settings))
+
+
+def _failover_errors() -> tuple[type[Exception], ...]:
+    """What a master's death or a slot's move looks like to a client, until the cluster heals."""
+    from redis.exceptions import (ClusterDownError, ConnectionError, SlotNotCoveredError, TimeoutError,
+                                  TryAgainError)
+    return ConnectionError, TimeoutError, ClusterDownError, TryAgainError, SlotNotCoveredError
+
+
+@functools.cache
+def _failover_class() -> type:
+    from redis.asyncio.cluster import RedisCluster
+
+    class FailoverCluster(RedisCluster):  # type: ignore[misc]
+        """A ``RedisCluster`` whose single commands ride out a failover: redis-py retries a
+        command that met a dead master at once, re-reading the slot map each time, so every try
+        is spent before the replica is promoted. Here those tries are repeated with backoff
+        (0.05 s doubling to 0.5 s) until ``wait_s`` has passed since the command began; then the
+        last error is raised. Which errors are retried, and so which commands may run twice,
+        is redis-py's own choice (a command whose connection broke after Redis ran it is sent
+        again, as redis-py always does); only the waiting is added. Pipelines wait already
+        (``PIPELINE_RETRY_S`` before each of ``failover_retries`` tries)."""
+
+        def __init__(self, *args: Any, wait_s: float = 5.0, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.failover_wait_s = wait_s
+
+        async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            deadline, delay = time.monotonic() + self.failover_wait_s, FIRST_DELAY_S
+            while True:
+                try:
+                    return await super().execute_command(*args, **kwargs)
+                except _failover_errors():
+                    if time.monotonic() + delay > deadline:
+                        raise
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_DELAY_S)
+
+    return FailoverCluster
 
 
 class Script:

@@ -19,7 +19,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from chat import frames
-from gateway.outbound import Outbound, buffered, close_slow, direct_transport, text_frames, DRAIN_POLL_S
+from gateway.outbound import CLOSE_SLOW, DRAIN_POLL_S, Outbound, buffered, close_slow, direct_transport, text_frames
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ HELD_PREFIXES = (MESSAGE_PREFIX, UPDATED_PREFIX)  # live frames a sync's replay 
 # status of the nearest protocol error. 4409 (conflict): a newer socket of the same device
 # took over (the client should not reconnect with it).
 CLOSE_REPLACED = 4409
+# RFC 6455 1013 (try again later), as for a slow socket: the gateway could not keep this socket
+# gap-free (Redis failed under it); the client reconnects and syncs.
+CLOSE_RETRY = CLOSE_SLOW
 FLOOR_S = 10.0  # how long after a replay live frames are checked against it
 
 
@@ -47,7 +50,8 @@ class Connection:
     """
 
     __slots__ = ("ws", "user_id", "device_id", "outbox", "writer", "held", "holds", "grace", "floor",
-                 "change_floor", "closed", "queued", "held_bytes", "outbound", "transport", "dirty")
+                 "change_floor", "closed", "queued", "held_bytes", "outbound", "transport", "dirty",
+                 "registered")
 
     def __init__(self, ws: web.WebSocketResponse, user_id: str, device_id: str,
                  outbound: Outbound | None = None, transport: Any = None) -> None:
@@ -63,6 +67,7 @@ class Connection:
         self.writer: asyncio.Task[None] | None = None
         self.closed = False
         self.dirty = False  # waiting for this turn's flush (``_flush_soon``)
+        self.registered = False  # in the shared directory (Registry.add), so renewed by heartbeats
         self.held: list[bytes] = []
         self.holds = 0
         self.grace: asyncio.TimerHandle | None = None
@@ -150,7 +155,16 @@ class Connection:
         """A device this far behind reconnects and syncs instead: drop what it holds, close it."""
         log.warning("closing slow device %s/%s: %s", self.user_id, self.device_id, reason)
         self.outbound.slow_closed += 1
+        self.abandon(reason)
+
+    def abandon(self, reason: str) -> None:
+        """Drop what this socket holds and close it with 1013 (try again later): the device
+        reconnects and syncs, and what it would have been sent comes with that sync. For a
+        socket the gateway can no longer keep gap-free (too slow, a replay cut short)."""
         self.closed = True
+        if self.grace is not None:
+            self.grace.cancel()
+            self.grace = None
         self.outbox, self.held, self.queued, self.held_bytes = (), [], 0, 0
         close_slow(self.ws, self.transport, reason)
 

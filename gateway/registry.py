@@ -7,29 +7,55 @@ the order the delivery topic holds them and a slow socket delays nobody else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, Sequence
 
 from aiohttp import WSCloseCode
+from redis.exceptions import RedisError
 
 from chat.errors import Unavailable
 from chat.events import BatchedDelivery, Delivery
-from gateway.connection import CLOSE_REPLACED, Connection
+from gateway.connection import CLOSE_REPLACED, CLOSE_RETRY, Connection
 from gateway.outbound import Outbound
 from projections.connections import ConnectionRegistry
 from projections.signals import REPLACED
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Connection", "Registry", "HEARTBEAT_CHUNK"]
+__all__ = ["CLOSE_RETRY", "Connection", "Registry", "HEARTBEAT_CHUNK"]
 
 HEARTBEAT_CHUNK = 200  # users per step of a heartbeat (connection directory, presence)
+
+
+class DeviceLocks:
+    """One lock per ``(user, device)``, kept only while held or awaited: a socket's registration
+    and the unregistration of an older socket of the same device here run one after the other.
+    (Both name this gateway, so the compare-and-delete alone cannot tell them apart: a reconnect
+    whose registration reached Redis first had its entry deleted by the older socket's goodbye.)"""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, user_id: str, device_id: str) -> AsyncIterator[None]:
+        key = (user_id, device_id)
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
 
 
 class Registry:
     def __init__(self, gateway_id: str, directory: ConnectionRegistry, outbound: Outbound | None = None) -> None:
         self.gateway_id = gateway_id
+        self.locks = DeviceLocks()
         self.outbound = outbound or Outbound()  # every socket's byte bound (``Connection``)
         self.directory = directory
         self.by_user: dict[str, dict[str, set[Connection]]] = defaultdict(lambda: defaultdict(set))
@@ -51,7 +77,15 @@ class Registry:
         for old in devices.get(conn.device_id, ()):
             self._replace(old)
         devices[conn.device_id] = {conn}
-        await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+        try:
+            async with self.locks(conn.user_id, conn.device_id):
+                await self.directory.register([(conn.user_id, conn.device_id)], self.gateway_id)
+            conn.registered = True
+        except BaseException:
+            # Not in the directory, so no delivery would be routed here: forget the socket (a
+            # heartbeat must not register a device whose socket is gone) and let the caller close it.
+            self._forget(conn)
+            raise
 
     def _replace(self, old: Connection) -> None:
         """Close a socket that a newer one of its device replaced; its handler's ``remove``
@@ -75,14 +109,25 @@ class Registry:
             del self.by_user[user_id]
 
     async def remove(self, conn: Connection) -> None:
-        # Local bookkeeping first and without awaiting: another device of the same user
-        # may be closing at the same moment.
+        """The socket closed: forget it here, and its directory entry if no newer socket of the
+        device took it over. With Redis away the entry is left to expire (``connection_ttl_s``):
+        a newer registration of the device, here or on another gateway, overwrites it."""
         conn.close()
         if conn.grace is not None:
             conn.grace.cancel()
+        if self._forget(conn):
+            try:
+                async with self.locks(conn.user_id, conn.device_id):
+                    await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+            except RedisError as exc:
+                log.warning("could not unregister %s/%s: %s", conn.user_id, conn.device_id, exc)
+
+    def _forget(self, conn: Connection) -> bool:
+        """Drop ``conn`` from the local map, without awaiting (another device of the same user
+        may be closing at the same moment); True if it was its device's only socket here."""
         devices = self.by_user.get(conn.user_id)
         if devices is None:
-            return
+            return False
         conns = devices.get(conn.device_id)
         device_gone = conns is not None and conn in conns and len(conns) == 1
         if conns is not None:
@@ -91,18 +136,30 @@ class Registry:
                 del devices[conn.device_id]
         if not devices:
             del self.by_user[conn.user_id]
-        if device_gone:
-            await self.directory.unregister(conn.user_id, conn.device_id, self.gateway_id)
+        return device_gone
 
     async def refresh(self, users: list[str] | None = None, chunk: int = HEARTBEAT_CHUNK) -> None:
         """Heartbeat: keep this gateway's entries (of ``users``, default all) alive in the shared
         directory, ``chunk`` users per round trip (one pipeline for thousands of users held the
         loop for tens of ms; and each chunk is read when it goes, so a device gone meanwhile is
-        not written back)."""
+        not written back).
+
+        A registered socket whose entry is found gone or another gateway's had its live frames
+        routed elsewhere (a write lost in a Redis failover, another gateway's registration or
+        renewal that landed late): it is closed with 1013, and the device reconnects, registers
+        and syncs what it missed. The entry is not written back over another gateway's."""
         users = list(self.by_user) if users is None else users
         for i in range(0, len(users), chunk):
-            await self.directory.register(
-                [(u, d) for u in users[i:i + chunk] for d in self.by_user.get(u, ())], self.gateway_id)
+            held = {(u, d): [c for c in conns if c.registered]
+                    for u in users[i:i + chunk] for d, conns in self.by_user.get(u, {}).items()}
+            devices: dict[str, list[str]] = defaultdict(list)
+            for user_id, device_id in (key for key, conns in held.items() if conns):
+                devices[user_id].append(device_id)
+            for user_id, device_id in await self.directory.refresh(devices, self.gateway_id):
+                for conn in held[(user_id, device_id)]:
+                    if not conn.closed:
+                        log.warning("directory entry of %s/%s lost; closing it", user_id, device_id)
+                        conn.abandon("this gateway lost the device's directory entry; reconnect and sync")
 
     def dispatch(self, deliveries: Sequence[Delivery | BatchedDelivery]) -> None:
         """Write each delivery's frame to its targets' sockets here; answer waiting requests.

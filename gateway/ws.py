@@ -19,7 +19,7 @@ from chat.identity import check_device_id
 from gateway.context import GATEWAY, MAX_ID_CHARS, Gateway, id_field, seq_value
 from gateway.limits import admit_change, admit_connection, admit_send
 from gateway.media import attach_media
-from gateway.connection import Connection
+from gateway.connection import CLOSE_RETRY, Connection
 from gateway.social import typing_dropped
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # Live messages wait for the device's first sync (or a short grace if it never syncs), so
     # one that lands between registering and syncing cannot overtake the replay.
     conn.hold_until_sync(gw.settings.sync_grace_s)
-    await gw.registry.add(conn)  # closes an older socket of this device here
-    if holder is not None and holder != gw.settings.gateway_id:
-        await gw.signals.replaced(user_id, device_id, holder)  # ... or on the gateway holding it
+    if not await _register(gw, conn, holder):
+        return ws
     gw.presence_signals.connected(user_id, device_id)
     gw.metrics.connections.inc()
     log.info("connected", extra={"user_id": user_id, "device_id": device_id})
@@ -60,6 +59,22 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         if not gw.registry.devices(user_id):
             await gw.typing.gone(user_id)
     return ws
+
+
+async def _register(gw: Gateway, conn: Connection, holder: str | None) -> bool:
+    """Enter the socket in the directory (closing an older socket of the device, here or on the
+    gateway ``holder`` that held it). If Redis fails, no delivery could be routed to the socket:
+    it is closed with 1013 (try again later) and the device reconnects and syncs; False then."""
+    try:
+        await gw.registry.add(conn)  # closes an older socket of this device here
+        if holder is not None and holder != gw.settings.gateway_id:
+            await gw.signals.replaced(conn.user_id, conn.device_id, holder)  # ... or on the gateway holding it
+        return True
+    except RedisError as exc:
+        log.warning("could not register %s/%s: %s", conn.user_id, conn.device_id, exc)
+        await gw.registry.remove(conn)
+        await conn.ws.close(code=CLOSE_RETRY, message=b"a backing store is unavailable; reconnect and sync")
+        return False
 
 
 def error(gw: Gateway, conn: Connection, exc: ChatError) -> None:
@@ -147,6 +162,7 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
     # Live messages wait while the replay runs, so each conversation arrives in seq order and
     # whatever is accepted meanwhile comes by one path or the other (timeline before delivery).
     conn.hold()
+    complete = False
     try:
         for conversation_id in await gw.conversations.conversation_ids(conn.user_id):
             cursor = cursors.get(conversation_id, 0)
@@ -166,9 +182,16 @@ async def on_sync(gw: Gateway, conn: Connection, frame: dict[str, Any]) -> None:
         if change_cursors is not None:
             synced["change_cursors"] = changes_result
         conn.send_now(synced)
+        complete = True
     finally:
-        conn.release(result, changes_result)
-        conn.synced(result, changes_result)
+        if complete:
+            conn.release(result, changes_result)
+            conn.synced(result, changes_result)
+        else:
+            # A replay cut short (Redis or the store failed under it) must not be followed by
+            # live frames: the device would hold messages past a gap it never learns of. It is
+            # closed instead (1013), and reconnects and syncs from the cursors it has.
+            conn.abandon("the sync failed; reconnect and sync")
 
 
 def _cursors(frame: dict[str, Any], name: str) -> dict[str, int]:

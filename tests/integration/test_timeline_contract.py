@@ -284,6 +284,18 @@ class TimelineStoreContract:
             after = page.messages[-1].seq
         assert read == messages
 
+    async def test_a_reader_never_sees_a_seq_before_the_ones_below_it(self, store: TimelineStore) -> None:
+        """While a batch is appended, every page read from the start is gap-free: a sync that
+        read seq n+1 without n would replay past a message the device then never gets."""
+        conv, seen = conversation(), []
+        for start in range(0, 200, 50):
+            writing = asyncio.create_task(store.append([message(conv, seq) for seq in range(start + 1, start + 51)]))
+            while not writing.done():
+                seen.append(seqs(await store.page(conv, after_seq=0, limit=200)))
+            await writing
+        assert [s for s in seen if s != list(range(1, len(s) + 1))] == []
+        assert seqs(await store.page(conv, after_seq=0, limit=200)) == list(range(1, 201))
+
     async def test_ping_and_closed_store(self, store_factory: StoreFactory) -> None:
         store = await store_factory()
         await store.ping()
