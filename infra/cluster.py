@@ -181,8 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     code = 1
     try:
-        mode = "secured " if cluster.security else ""
-        log(f"starting 3 Kafka brokers, a 6-node Redis Cluster, Cassandra, {mode}(data: {base})")
+        mode = ", all secured" if cluster.security else ""
+        log(f"starting 3 Kafka brokers, a 6-node Redis Cluster, Cassandra{mode} (data: {base})")
         cluster.stack.start()
         log(f"kafka {cluster.stack.bootstrap}; redis cluster {cluster.stack.redis_url}; "
             f"cassandra {cluster.stack.cassandra_hosts}; client settings {client_env_file(cluster)}")
