@@ -55,7 +55,8 @@ class KafkaSecurity:
     trust the PEM ``ca`` file among themselves), SCRAM users (name -> password) made at format
     time; the first user is the brokers' own. The controller listener stays plaintext on loopback
     unless ``controller``: then it speaks SASL_SSL too, with PLAIN and the brokers' own user
-    (KRaft reads SCRAM credentials from the metadata log, which the quorum must reach first)."""
+    (KRaft reads SCRAM credentials from the metadata log, which the quorum must reach first;
+    the setup Kafka's maintainers give in https://issues.apache.org/jira/browse/KAFKA-15513)."""
     keystore: Path
     keystore_password: str
     ca: Path
