@@ -147,6 +147,7 @@ class ClusterStack:
                 node.wait_ready(self.ready_timeout)
             self.redis.wait_ready(self.ready_timeout)
             self.cassandra.wait_ready(max(self.ready_timeout, 120.0))
+            self.cassandra.wait_serving(max(self.ready_timeout, 120.0))
             if self.security is not None:
                 self.cassandra.ensure_role(self.security.user, self.security.cassandra_password)
             ensure_topics(self.bootstrap, core_topics(self.settings), self.settings.replication_factor,
