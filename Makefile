@@ -2,7 +2,7 @@
 # Each installs what it needs first (apt: redis-server, Java and Maven; Maven Central: Kafka's
 # jars, and Cassandra's when asked for; the .venv; for tests also Cassandra's jars, apt:
 # nodejs and chromium, npm: s3rver).
-.PHONY: install run cluster test test-cluster unit screenshots clean-data bench
+.PHONY: install run cluster cluster-secured test test-cluster unit screenshots clean-data bench
 
 PY := .venv/bin/python
 PYTEST_ARGS ?=
@@ -19,6 +19,12 @@ run: install
 cluster:
 	@bash infra/install.sh --cluster
 	@$(PY) -m infra.cluster
+
+# The same cluster secured (Kafka SASL_SSL + SCRAM, Redis ACL + TLS, Cassandra password + TLS),
+# data under .data/cluster-secured; its chat.env holds the settings a client needs.
+cluster-secured:
+	@bash infra/install.sh --cluster
+	@$(PY) -m infra.cluster --secured
 
 test:
 	@bash infra/install.sh --test

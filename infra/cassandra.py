@@ -238,6 +238,27 @@ class Cassandra(Service):
             finally:
                 cluster.shutdown()
 
+    def wait_serving(self, timeout: float = 120.0) -> None:
+        """Block until a driver session connects and reads ``system.local`` (retried until
+        ``timeout``). ``ready`` sees only the transport answer; on a loaded machine the first
+        sessions of a fresh node can take longer than a client's connect timeout (5 s), so
+        the processes of a whole cluster start only after this one got through."""
+        from cassandra.cluster import Cluster, NoHostAvailable
+
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5, connect_timeout=10,
+                              **self.cluster_options())
+            try:
+                cluster.connect().execute("SELECT release_version FROM system.local")
+                return
+            except NoHostAvailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                cluster.shutdown()
+
     def wait_ready(self, timeout: float = 120.0) -> "Cassandra":
         super().wait_ready(timeout)
         return self

@@ -9,11 +9,19 @@ Ports (``ClusterPorts.fixed``): gateways 8081/8082, worker metrics 9464/9465, Ka
 under ``.data/cluster`` (``CHAT_DATA_DIR`` moves it). Ctrl-C stops the proxy, the gateways,
 the workers, then Kafka, Redis and Cassandra. A worker or gateway that dies is restarted a few
 times; a dependency that dies stops everything (as ``make run``).
+
+``--secured`` (``make cluster-secured``) runs the same deployment secured as managed services
+are: Kafka SASL_SSL with SCRAM-SHA-512 for every client and between brokers (PLAIN over TLS
+between controllers), the Redis Cluster with an ACL user and TLS (clients, bus, replication),
+Cassandra with a password role over TLS; a throwaway CA signs the certificates. Data under
+``.data/cluster-secured``; ``chat.env`` there holds the CHAT_* settings a client needs.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -25,6 +33,7 @@ from chat.errors import ChatError
 from chat.settings import Settings
 from infra.cluster_stack import ClusterPorts, ClusterStack
 from infra.run import Gateway, shutdown, supervise, wait_healthy
+from infra.security import StackSecurity
 from infra.services import Service
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,16 +79,19 @@ class Proxy(Gateway):
 class Cluster:
     """The stack, the workers, the gateways and the proxy; tests drive one of these directly."""
 
-    def __init__(self, base_dir: Path, ports: ClusterPorts, environ: Mapping[str, str] | None = None) -> None:
-        self.base_dir, self.ports = base_dir, ports
+    def __init__(self, base_dir: Path, ports: ClusterPorts, environ: Mapping[str, str] | None = None,
+                 *, security: StackSecurity | None = None) -> None:
+        """``security``: start every service secured and give the workers and gateways the
+        matching CHAT_* settings (``StackSecurity.chat_env``)."""
+        self.base_dir, self.ports, self.security = base_dir, ports, security
         env = dict(os.environ if environ is None else environ)
         env.setdefault("CHAT_REPLICATION_FACTOR", "3")
         env.setdefault("CHAT_MIN_INSYNC_REPLICAS", "2")
         env.setdefault("CHAT_CASSANDRA_REPLICATION_FACTOR", "1")  # one Cassandra node
         env.update(CHAT_TIMELINE_BACKEND="cassandra", CHAT_REDIS_CLUSTER="true", CHAT_DATA_DIR=str(base_dir),
-                   PYTHONUNBUFFERED="1")
+                   PYTHONUNBUFFERED="1", **(security.chat_env() if security else {}))
         self.settings = Settings.from_env(env)
-        self.stack = ClusterStack(base_dir, ports, self.settings)
+        self.stack = ClusterStack(base_dir, ports, self.settings, security=security)
         env.update(CHAT_KAFKA_BOOTSTRAP=self.stack.bootstrap, CHAT_REDIS_URL=self.stack.redis_url,
                    CHAT_CASSANDRA_HOSTS=self.stack.cassandra_hosts)
         self.env = env
@@ -136,20 +148,44 @@ class Cluster:
         shutdown(self.stack, self.apps)  # type: ignore[arg-type]
 
 
+def client_env_file(cluster: Cluster) -> Path:
+    """``chat.env`` in the data directory (mode 0600): the CHAT_* settings of a process that
+    connects to the cluster (addresses, and in secured mode the users, passwords and CA)."""
+    names = ("CHAT_KAFKA_BOOTSTRAP", "CHAT_REDIS_URL", "CHAT_REDIS_CLUSTER", "CHAT_CASSANDRA_HOSTS",
+             "CHAT_TIMELINE_BACKEND", *(cluster.security.chat_env() if cluster.security else ()))
+    path = cluster.base_dir / "chat.env"
+    path.write_text("".join(f"{name}={shlex.quote(cluster.env[name])}\n" for name in names))
+    os.chmod(path, 0o600)
+    return path
+
+
+def make(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Cluster:
+    """The cluster ``main`` runs: ``--secured`` secures it (data under ``.data/cluster-secured``,
+    new certificates at each start under its ``tls/``, the passwords kept there)."""
+    parser = argparse.ArgumentParser(prog="python -m infra.cluster", description="make cluster")
+    parser.add_argument("--secured", action="store_true",
+                        help="Kafka SASL_SSL with SCRAM, Redis ACL and TLS, Cassandra password and TLS")
+    args = parser.parse_args(argv)
+    default = REPO / ".data" / ("cluster-secured" if args.secured else "cluster")
+    base = Path(environ["CHAT_DATA_DIR"]).resolve() if "CHAT_DATA_DIR" in environ else default
+    security = StackSecurity.kept(base / "tls") if args.secured else None
+    return Cluster(base, ClusterPorts.fixed(Settings.from_env(environ).port), environ, security=security)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
-    environ = os.environ
-    base = Path(environ["CHAT_DATA_DIR"]).resolve() if "CHAT_DATA_DIR" in environ else REPO / ".data" / "cluster"
-    cluster = Cluster(base, ClusterPorts.fixed(Settings.from_env(environ).port))
+    cluster = make(argv, os.environ)
+    base = cluster.base_dir
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stopping.set())
     code = 1
     try:
-        log(f"starting 3 Kafka brokers, a 6-node Redis Cluster, Cassandra (data: {base})")
+        mode = ", all secured" if cluster.security else ""
+        log(f"starting 3 Kafka brokers, a 6-node Redis Cluster, Cassandra{mode} (data: {base})")
         cluster.stack.start()
         log(f"kafka {cluster.stack.bootstrap}; redis cluster {cluster.stack.redis_url}; "
-            f"cassandra {cluster.stack.cassandra_hosts}")
+            f"cassandra {cluster.stack.cassandra_hosts}; client settings {client_env_file(cluster)}")
         for app in cluster.apps:
             app.start()
         if wait_healthy(cluster.apps, 180.0, stopping):

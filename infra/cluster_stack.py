@@ -12,6 +12,11 @@ Cluster of three masters with a replica each.
 Layout under ``base_dir``: ``kafka-<n>/``, ``redis-cluster/``, ``cassandra/``, ``logs/``. Each
 keeps its data across restarts on the same ``base_dir`` and ports (the Kafka cluster id is kept
 in ``kafka-cluster-id``: the three logs must be formatted with one id).
+
+``security=infra.security.StackSecurity`` secures every node as ``LocalStack`` secures its
+one: Kafka SASL_SSL with SCRAM for clients and between brokers, SASL_SSL with PLAIN between
+the controllers; the Redis Cluster with an ACL user, TLS on clients, bus and replication;
+Cassandra with a password role over TLS. ``security.chat_env()`` is what a client adds.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from chat.settings import Settings
 from infra.kafka import Kafka, new_cluster_id
 from infra.redis_cluster import RedisCluster
+from infra.security import StackSecurity
 from infra.services import Service, free_port
 from infra.topics import core_topic_configs, core_topics, ensure_topics
 
@@ -90,28 +96,37 @@ def cluster_id(base_dir: Path) -> str:
 
 class ClusterStack:
     def __init__(self, base_dir: str | os.PathLike[str], ports: ClusterPorts, settings: Settings,
-                 *, ready_timeout: float = 120.0) -> None:
+                 *, ready_timeout: float = 120.0, security: StackSecurity | None = None) -> None:
         from infra.cassandra import Cassandra
 
         self.base_dir = Path(base_dir).resolve()
         self.settings = settings
         self.ready_timeout = ready_timeout
+        self.security = security
         logs = self.base_dir / "logs"
         voters = {n + 1: ports.controllers[n] for n in range(BROKERS)}
         cid = cluster_id(self.base_dir)
+        kafka_security = security.kafka(controller=True) if security else None
         self.kafkas = [Kafka(ports.kafka[n], self.base_dir / f"kafka-{n + 1}", log_path=logs / f"kafka-{n + 1}.log",
                              controller_port=ports.controllers[n], node_id=n + 1, voters=voters, cluster_id=cid,
-                             properties=KAFKA_CLUSTER, heap="384m")
+                             properties=KAFKA_CLUSTER, heap="384m", security=kafka_security)
                        for n in range(BROKERS)]
         for n, node in enumerate(self.kafkas):
             node.name = f"kafka-{n + 1}"
-        self.redis = RedisCluster(self.base_dir / "redis-cluster", ports.redis, bus_ports=ports.redis_bus, logs=logs)
+        self.redis = RedisCluster(self.base_dir / "redis-cluster", ports.redis, bus_ports=ports.redis_bus, logs=logs,
+                                  users=security and security.redis_users, tls=security and security.certs)
         self.cassandra = Cassandra(self.base_dir / "cassandra", port=ports.cassandra,
-                                   storage_port=ports.cassandra_storage, log_path=logs / "cassandra.log")
+                                   storage_port=ports.cassandra_storage, log_path=logs / "cassandra.log",
+                                   password_auth=security is not None, tls=security and security.certs)
         self.bootstrap = ",".join(k.bootstrap for k in self.kafkas)
         self.redis_url = self.redis.url
         self.cassandra_hosts = self.cassandra.contact_point
         self._started = False
+
+    @property
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties besides ``bootstrap.servers`` that reach the brokers."""
+        return self.kafkas[0].client_config
 
     @property
     def services(self) -> list[Service]:
@@ -132,8 +147,12 @@ class ClusterStack:
                 node.wait_ready(self.ready_timeout)
             self.redis.wait_ready(self.ready_timeout)
             self.cassandra.wait_ready(max(self.ready_timeout, 120.0))
+            self.cassandra.wait_serving(max(self.ready_timeout, 120.0))
+            if self.security is not None:
+                self.cassandra.ensure_role(self.security.user, self.security.cassandra_password)
             ensure_topics(self.bootstrap, core_topics(self.settings), self.settings.replication_factor,
-                          timeout=self.ready_timeout, configs=core_topic_configs(self.settings))
+                          timeout=self.ready_timeout, configs=core_topic_configs(self.settings),
+                          client_config=self.client_config)
         except BaseException:
             self.stop()
             raise

@@ -53,12 +53,20 @@ SINGLE_NODE = {
 class KafkaSecurity:
     """SASL_SSL on the client and inter-broker listener: TLS with a PKCS#12 keystore (brokers
     trust the PEM ``ca`` file among themselves), SCRAM users (name -> password) made at format
-    time; the first user is the brokers' own. The controller listener stays plaintext on loopback."""
+    time; the first user is the brokers' own. The controller listener stays plaintext on loopback
+    unless ``controller``: then it speaks SASL_SSL too, with PLAIN and the brokers' own user
+    (KRaft reads SCRAM credentials from the metadata log, which the quorum must reach first;
+    the setup Kafka's maintainers give in https://issues.apache.org/jira/browse/KAFKA-15513)."""
     keystore: Path
     keystore_password: str
     ca: Path
     users: Mapping[str, str] = field(default_factory=dict)
     mechanism: str = "SCRAM-SHA-512"
+    controller: bool = False
+
+    @property
+    def controller_protocol(self) -> str:
+        return "SASL_SSL" if self.controller else "PLAINTEXT"
 
     @property
     def broker_user(self) -> tuple[str, str]:
@@ -68,7 +76,7 @@ class KafkaSecurity:
         name, password = self.broker_user
         jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{name}"'
                 f' password="{password}";')
-        return {
+        return {**self._controller_properties(),
             "sasl.enabled.mechanisms": self.mechanism,
             "sasl.mechanism.inter.broker.protocol": self.mechanism,
             f"listener.name.sasl_ssl.{self.mechanism.lower()}.sasl.jaas.config": jaas,
@@ -79,6 +87,18 @@ class KafkaSecurity:
             "ssl.truststore.type": "PEM",
             "ssl.truststore.location": str(self.ca),
         }
+
+    def _controller_properties(self) -> dict[str, str]:
+        """PLAIN on the controller listener: each node signs in to the others as the brokers'
+        user, and accepts only that user (the JAAS ``user_<name>`` entry)."""
+        if not self.controller:
+            return {}
+        name, password = self.broker_user
+        jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{name}"'
+                f' password="{password}" user_{name}="{password}";')
+        return {"sasl.mechanism.controller.protocol": "PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+                "listener.name.controller.plain.sasl.jaas.config": jaas}
 
     def format_args(self) -> list[str]:
         """``--add-scram`` arguments of ``kafka-storage format``: one per user."""
@@ -150,6 +170,7 @@ class Kafka(Service):
     def server_properties(self) -> dict[str, str]:
         voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in sorted(self.voters.items()))
         listener = "SASL_SSL" if self.security else "PLAINTEXT"
+        controller = self.security.controller_protocol if self.security else "PLAINTEXT"
         return {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
@@ -158,7 +179,7 @@ class Kafka(Service):
             "advertised.listeners": f"{listener}://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": listener,
-            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": f"{listener}:{listener},CONTROLLER:{controller}",
             "log.dirs": str(self.data_dir / "log"),
             # Topics are created up front with their counts and configs (infra.topics); a
             # topic that springs into being from a typo would get the wrong partition count.

@@ -6,6 +6,11 @@ replica, so a killed master's replica takes over (``cluster-node-timeout`` 2 s).
     cluster.url                              # "redis://127.0.0.1:<p1>/0": any node seeds a client
     cluster.stop()
 
+``users`` (name -> password) and ``tls`` (``infra.certs.Certs``) secure it as ``Redis`` secures
+one server: ACL users, the default user off, TLS only; then the cluster bus and replication
+speak TLS too (nodes present the client certificate), and a replica signs in to its master as
+the first user.
+
 Each node keeps its ``nodes.conf`` and append-only file under ``base_dir/node-<port>``, so a
 second start on the same directory finds the cluster formed and does not create it again.
 """
@@ -13,11 +18,10 @@ second start on the same directory finds the cluster formed and does not create 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from infra.services import Redis, ServiceError, free_port
 
@@ -29,25 +33,41 @@ class RedisClusterNode(Redis):
     """One ``redis-server`` with cluster mode on; its cluster bus on ``bus_port`` (a free port
     by default: Redis's own choice, port + 10000, may be taken, or not exist above 55535)."""
 
-    def __init__(self, port: int, data_dir: Path, *, log_path: Path, bus_port: int | None = None) -> None:
-        super().__init__(port, data_dir, log_path=log_path)
+    def __init__(self, port: int, data_dir: Path, *, log_path: Path, bus_port: int | None = None,
+                 users: Mapping[str, str] | None = None, tls: Any = None) -> None:
+        super().__init__(port, data_dir, log_path=log_path, users=users, tls=tls)
         self.name = f"redis-{port}"
         self.bus_port = bus_port or free_port()
         self.argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(data_dir.resolve() / "nodes.conf"),
                       "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-port", str(self.bus_port)]
+        if tls is not None:  # the bus and replication over TLS, with the client certificate
+            self.argv += ["--tls-cluster", "yes", "--tls-replication", "yes",
+                          "--tls-client-cert-file", str(tls.client_cert), "--tls-client-key-file", str(tls.client_key)]
+        if self.users:  # a replica signs in to its master as the first user
+            name, password = next(iter(self.users.items()))
+            self.argv += ["--masteruser", name, "--masterauth", password]
 
     def command(self, *args: str) -> str:
         """One inline command's reply line (for INFO-like probes)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+        with self.connect() as s:
             s.sendall((" ".join(args) + "\r\n").encode())
             return s.recv(65536).decode(errors="replace")
+
+    def cli_args(self) -> list[str]:
+        """``redis-cli`` options that reach this node (TLS, the first user)."""
+        args = ["--tls", "--cacert", str(self.tls.ca)] if self.tls is not None else []
+        if self.users:
+            name, password = next(iter(self.users.items()))
+            args += ["--user", name, "--pass", password, "--no-auth-warning"]
+        return args
 
 
 class RedisCluster:
     """Six nodes: the first three become masters, the others their replicas."""
 
     def __init__(self, base_dir: str | os.PathLike[str], ports: Sequence[int] | None = None, *,
-                 bus_ports: Sequence[int] | None = None, logs: str | os.PathLike[str] | None = None) -> None:
+                 bus_ports: Sequence[int] | None = None, logs: str | os.PathLike[str] | None = None,
+                 users: Mapping[str, str] | None = None, tls: Any = None) -> None:
         self.base_dir = Path(base_dir).resolve()
         ports = list(ports) if ports else [free_port() for _ in range(2 * MASTERS)]
         if len(ports) != 2 * MASTERS:
@@ -55,12 +75,12 @@ class RedisCluster:
         log_dir = Path(logs) if logs else self.base_dir / "logs"
         buses = list(bus_ports) if bus_ports else [0] * len(ports)
         self.nodes = [RedisClusterNode(p, self.base_dir / f"node-{p}", log_path=log_dir / f"redis-{p}.log",
-                                       bus_port=b or None)
+                                       bus_port=b or None, users=users, tls=tls)
                       for p, b in zip(ports, buses)]
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        return self.nodes[0].url
 
     def start(self) -> "RedisCluster":
         for node in self.nodes:
@@ -82,8 +102,8 @@ class RedisCluster:
 
     def _create(self) -> None:
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        done = subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1",
-                               "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(["redis-cli", *self.nodes[0].cli_args(), "--cluster", "create", *addresses,
+                               "--cluster-replicas", "1", "--cluster-yes"], capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise ServiceError(f"redis-cli --cluster create failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 

@@ -13,6 +13,8 @@ nodes or Redis servers, so a multi-node stack secures itself the same way.
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +39,24 @@ class StackSecurity:
         """New certificates under ``directory`` and new random passwords."""
         return cls(make_certs(directory), *(secrets.token_urlsafe(18) for _ in range(4)))
 
-    def kafka(self) -> KafkaSecurity:
-        """The brokers' options: their own user first, then the application's."""
+    @classmethod
+    def kept(cls, directory: str | Path) -> "StackSecurity":
+        """New certificates under ``directory``, and the passwords kept in its
+        ``passwords.json`` (made on the first call): Kafka's SCRAM users and Cassandra's role
+        are stored with the data on the first start, so a restart must sign in with the same."""
+        path = Path(directory) / "passwords.json"
+        certs = make_certs(directory)
+        if not path.exists():
+            path.write_text(json.dumps([secrets.token_urlsafe(18) for _ in range(4)]))
+            os.chmod(path, 0o600)
+        return cls(certs, *json.loads(path.read_text()))
+
+    def kafka(self, *, controller: bool = False) -> KafkaSecurity:
+        """The brokers' options: their own user first, then the application's; ``controller``
+        secures the controller listener too (a quorum of several nodes)."""
         return KafkaSecurity(self.certs.server_p12, self.certs.password, self.certs.ca,
-                             {"broker": self.kafka_broker_password, self.user: self.kafka_password}, MECHANISM)
+                             {"broker": self.kafka_broker_password, self.user: self.kafka_password}, MECHANISM,
+                             controller=controller)
 
     @property
     def redis_users(self) -> dict[str, str]:

@@ -231,15 +231,23 @@ class Redis(Service):
         scheme = "rediss" if self.tls is not None else "redis"
         return f"{scheme}://127.0.0.1:{self.port}/0"
 
-    def ready(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
-            s = raw
+    def connect(self, timeout: float = 1.0) -> socket.socket:
+        """A socket to this server, over TLS when it has it, signed in as its first user."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        try:
             if self.tls is not None:
-                s = ssl.create_default_context(cafile=str(self.tls.ca)).wrap_socket(raw, server_hostname="127.0.0.1")
+                s = ssl.create_default_context(cafile=str(self.tls.ca)).wrap_socket(s, server_hostname="127.0.0.1")
             if self.users:
                 name, password = next(iter(self.users.items()))
                 s.sendall(f"AUTH {name} {password}\r\n".encode())
                 if not s.recv(16).startswith(b"+OK"):
-                    return False
+                    raise ServiceError(f"{self.name}: AUTH as {name} refused")
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def ready(self) -> bool:
+        with self.connect() as s:
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
