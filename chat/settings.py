@@ -71,6 +71,10 @@ class Settings:
     kafka_session_timeout_s: float = 10.0
     # Longest a fetch waits when there is nothing to read; records end the wait as they arrive.
     fetch_max_wait_ms: int = 500
+    # How long the gateways' and workers' producers gather records into one produce request
+    # (librdkafka's linger.ms). 1 keeps light loads fastest; 5 took 1,000 msg/s offered from
+    # about 820 to 930 accepted on this machine, but doubled p50 at 100 msg/s (bench/RESULTS.md).
+    kafka_linger_ms: float = 1.0
     batch_window_ms: float = 5.0  # the agents' batch: at most this long to gather (or 500 events)
     # A secured Kafka (managed clusters; chat/secure.py builds every client's options from these):
     # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL mechanism PLAIN, SCRAM-SHA-256 or

@@ -30,7 +30,8 @@ class CommandProducer:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.commands_topic
-        self._producer = AsyncProducer(settings.kafka_bootstrap, **kafka_security(settings))
+        self._producer = AsyncProducer(settings.kafka_bootstrap, **{"linger.ms": settings.kafka_linger_ms},
+                                       **kafka_security(settings))
         self._codec = default_codec()
 
     def send(self, event: Event, key: str, topic: str | None = None,

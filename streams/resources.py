@@ -69,7 +69,9 @@ class Resources:
         if not self._opened:
             async with self._lock:
                 if not self._opened:
-                    self.producer = AsyncProducer(self.settings.kafka_bootstrap, **kafka_security(self.settings))
+                    self.producer = AsyncProducer(self.settings.kafka_bootstrap,
+                                                  **{"linger.ms": self.settings.kafka_linger_ms},
+                                                  **kafka_security(self.settings))
                     await self.timelines.open()
                     await self.search.open()
                     await self.keys.open()
