@@ -30,8 +30,9 @@ test:
 	@bash infra/install.sh --test
 	@bash infra/test.sh $(PYTEST_ARGS)
 
-# The faults against `make cluster`'s deployment (tests/cluster/), about 3 minutes (184 s on the
-# shared 2-core machine, the cluster's start included); .ci/run runs it after `make test`.
+# The faults against `make cluster`'s deployment, and its secured mode once (tests/cluster/):
+# about 5 minutes (184 s and 96 s on the shared 2-core machine, each cluster's start included);
+# .ci/run runs it after `make test`.
 test-cluster:
 	@bash infra/install.sh --test --cluster
 	@bash infra/test.sh tests/cluster $(PYTEST_ARGS)
