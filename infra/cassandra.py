@@ -219,38 +219,29 @@ class Cassandra(Service):
     def ensure_role(self, name: str, password: str, timeout: float = 60.0) -> None:
         """A login role ``name`` with ``password`` (made by the default superuser, which the
         node creates a moment after it starts listening: retried until ``timeout``)."""
-        from cassandra.cluster import Cluster, NoHostAvailable
-
         if not name.isidentifier():
             raise ValueError(f"role name {name!r}: letters, digits and _ only")
-        deadline = time.monotonic() + timeout
-        while True:
-            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5, **self.cluster_options())
-            try:
-                session = cluster.connect()
-                session.execute("CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = %%s AND LOGIN = true" % name,
-                                (password,))
-                return
-            except NoHostAvailable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-            finally:
-                cluster.shutdown()
+        self._with_session(lambda session: session.execute(
+            "CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = %%s AND LOGIN = true" % name, (password,)), timeout)
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         """Block until a driver session connects and reads ``system.local`` (retried until
         ``timeout``). ``ready`` sees only the transport answer; on a loaded machine the first
         sessions of a fresh node can take longer than a client's connect timeout (5 s), so
         the processes of a whole cluster start only after this one got through."""
+        self._with_session(lambda session: session.execute("SELECT release_version FROM system.local"),
+                           timeout, connect_timeout=10)
+
+    def _with_session(self, work: Any, timeout: float, **options: Any) -> None:
+        """``work(session)`` on a fresh driver session to this node, connecting again every
+        0.5 s while no host is available, until ``timeout``; the session is shut down after."""
         from cassandra.cluster import Cluster, NoHostAvailable
 
         deadline = time.monotonic() + timeout
         while True:
-            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5, connect_timeout=10,
-                              **self.cluster_options())
+            cluster = Cluster([("127.0.0.1", self.port)], protocol_version=5, **options, **self.cluster_options())
             try:
-                cluster.connect().execute("SELECT release_version FROM system.local")
+                work(cluster.connect())
                 return
             except NoHostAvailable:
                 if time.monotonic() > deadline:
