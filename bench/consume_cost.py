@@ -1,6 +1,6 @@
 """What consuming one event costs a worker, by consumer: Faust's agent against librdkafka.
 
-    python -m bench.consume_cost [--events 100000 --partitions 4 --runs 2]
+    python -m bench.consume_cost [--events 100000 --partitions 4 --runs 2 --rate 0]
 
 Starts a ``LocalStack`` (Apache Kafka), writes ``--events`` ``MessageAccepted`` envelopes (the
 events topic's records, as the sequencer writes them) to a topic of ``--partitions``, then
@@ -15,7 +15,8 @@ process (user + system, all threads) from its first event to its last:
 - ``librdkafka``: the same without decoding.
 
 The difference between the first two is what Faust's consumer path costs per event beyond
-reading and decoding it. Nothing here touches Redis or the stores. Appends to RESULTS.md only
+reading and decoding it. With ``--rate R`` each reader is started first and the events are
+written at R a second while it reads (a worker's steady state rather than a backlog). Nothing here touches Redis or the stores. Appends to RESULTS.md only
 with ``--results``.
 """
 
@@ -39,23 +40,35 @@ def _cpu() -> float:
     return t.user + t.system
 
 
-def produce(bootstrap: str, topic: str, events: int, partitions: int) -> None:
-    from confluent_kafka import Producer
-
+def _records(events: int, partitions: int) -> Any:
     from chat.codec import default_codec
     from chat.events import MessageAccepted, Origin, Sealed
 
     codec = default_codec()
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
     for i in range(events):
         cid = f"c{i % 1000:04d}"
         event = MessageAccepted(conversation_id=cid, seq=i // 1000 + 1, message_id=f"m{i:012d}",
                                 sender_id=f"u{i % 997:05d}", client_msg_id=f"cm{i:010d}", body="",
                                 sent_at=1_764_700_000_000 + i, origin=Origin("gw-1", "dev-1", f"r{i}"),
                                 sealed=Sealed(os.urandom(12), os.urandom(80)))
-        producer.produce(topic, codec.encode(event, key=cid), key=cid.encode(), partition=i % partitions)
-        if i % 10_000 == 0:
-            producer.poll(0)
+        yield codec.encode(event, key=cid), cid.encode(), i % partitions
+
+
+def produce(bootstrap: str, topic: str, events: int, partitions: int, rate: float = 0) -> None:
+    """Write the events, all at once (``rate`` 0) or ``rate`` a second (with linger 1 ms, as the
+    worker's producer)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1 if rate else 5,
+                         "queue.buffering.max.messages": 1_000_000})
+    t0 = time.monotonic()
+    for i, (value, key, partition) in enumerate(_records(events, partitions)):
+        if rate:
+            delay = t0 + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.produce(topic, value, key=key, partition=partition)
+        producer.poll(0)
     producer.flush(60)
 
 
@@ -75,6 +88,7 @@ def read_librdkafka(bootstrap: str, topic: str, events: int, decode: bool, out: 
                 continue
             if start is None:
                 start = _cpu(), time.monotonic()
+                out.put("started")
             if decode:
                 codec.decode(record.value())
             seen += 1
@@ -108,6 +122,7 @@ def read_faust(bootstrap: str, topic: str, events: int, datadir: str, out: Any) 
         async for batch in take_batches(stream, BATCH, WITHIN_S):
             if state["start"] is None:
                 state["start"] = _cpu(), time.monotonic()
+                out.put("started")
             state["seen"] += len(batch)
             if state["seen"] >= events:
                 out.put((_cpu() - state["start"][0], time.monotonic() - state["start"][1], state["seen"]))
@@ -119,12 +134,26 @@ def read_faust(bootstrap: str, topic: str, events: int, datadir: str, out: Any) 
     worker.execute_from_commandline()
 
 
-def measure(name: str, target: Any, args: tuple) -> tuple[float, float, int]:
+def measure(target: Any, args: tuple, bootstrap: str, events: int, partitions: int, rate: float
+            ) -> tuple[float, float, int]:
+    """Run one reader over a fresh topic; with ``rate``, the reader is started first and the
+    events are written at that rate once it has read a first one."""
+    from infra.topics import ensure_topics
+
+    topic = f"cost-{uuid.uuid4().hex[:8]}"
+    ensure_topics(bootstrap, {topic: partitions})
+    if not rate:
+        produce(bootstrap, topic, events, partitions)
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
-    proc = ctx.Process(target=target, args=args + (out,))
+    proc = ctx.Process(target=target, args=(bootstrap, topic, events + (1 if rate else 0)) + args + (out,))
     proc.start()
     try:
+        if rate:
+            produce(bootstrap, topic, 1, partitions)  # the first event: the reader is consuming
+        assert out.get(timeout=120) == "started"
+        if rate:
+            produce(bootstrap, topic, events, partitions, rate)
         return out.get(timeout=600)
     finally:
         proc.join(10)
@@ -137,26 +166,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--runs", type=int, default=2, help="reads per consumer (the best is reported)")
-    p.add_argument("--readers", default="faust,decode,raw", help="which readers, comma-separated")
+    p.add_argument("--readers", default="faust,decode,raw",
+                   help="which readers, comma-separated: faust, decode, raw")
+    p.add_argument("--rate", type=float, default=0,
+                   help="events/s written while the reader runs (0: all written before it starts)")
     p.add_argument("--results", type=Path, help="append a section to this markdown file")
     args = p.parse_args(argv)
     from infra.stack import LocalStack
-    from infra.topics import ensure_topics
 
+    readers = {
+        "faust": ("faust (aiokafka, conductor, take_batches) + decode", read_faust, (None,)),
+        "decode": ("librdkafka consume(500) + decode", read_librdkafka, (True,)),
+        "raw": ("librdkafka consume(500)", read_librdkafka, (False,)),
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "stack", topics={}) as stack:
-        topic = f"cost-{uuid.uuid4().hex[:8]}"
-        ensure_topics(stack.bootstrap, {topic: args.partitions})
-        t = time.monotonic()
-        produce(stack.bootstrap, topic, args.events, args.partitions)
-        print(f"wrote {args.events} events in {time.monotonic() - t:.1f} s", file=sys.stderr)
-        readers = [("faust (aiokafka, conductor, take_batches) + decode", read_faust,
-                    (stack.bootstrap, topic, args.events, str(Path(tmp) / "faust"))),
-                   ("librdkafka consume(500) + decode", read_librdkafka, (stack.bootstrap, topic, args.events, True)),
-                   ("librdkafka consume(500)", read_librdkafka, (stack.bootstrap, topic, args.events, False))]
-        chosen = dict(zip(("faust", "decode", "raw"), readers))
-        for name, target, targs in [chosen[r] for r in args.readers.split(",")]:
-            best = min((measure(name, target, targs) for _ in range(args.runs)), key=lambda r: r[0])
+        for key in args.readers.split(","):
+            name, target, targs = readers[key]
+            if target is read_faust:
+                targs = (str(Path(tmp) / "faust"),)
+            best = min((measure(target, targs, stack.bootstrap, args.events, args.partitions, args.rate)
+                        for _ in range(args.runs)), key=lambda r: r[0])
             cpu, wall, seen = best
             rows.append((name, cpu, wall, seen))
             print(f"{name}: {1e6 * cpu / seen:.1f} us CPU per event ({cpu:.2f} CPU-s, {wall:.2f} s wall, {seen} events)",
