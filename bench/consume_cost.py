@@ -96,11 +96,14 @@ def read_librdkafka(bootstrap: str, topic: str, events: int, decode: bool, out: 
     consumer.close()
 
 
-def read_faust(bootstrap: str, topic: str, events: int, datadir: str, out: Any) -> None:
+def read_faust(bootstrap: str, topic: str, events: int, datadir: str, ours: bool, out: Any) -> None:
     import faust
     from faust.serializers import codecs
 
     from chat.codec import default_codec
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from streams import transport
     from streams.batching import take_batches
 
     class Envelopes(codecs.Codec):
@@ -111,7 +114,12 @@ def read_faust(bootstrap: str, topic: str, events: int, datadir: str, out: Any) 
             return bytes(obj)
 
     codecs.register("cost_avro", Envelopes())
-    app = faust.App(f"cost-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", web_enabled=False,
+
+    class App(faust.App):  # with ``ours``, the worker's transport (streams.app.ChatApp)
+        def _new_transport(self) -> Any:
+            return (transport.Transport if ours else faust_aiokafka.Transport)(self.conf.broker_consumer, self)
+
+    app = App(f"cost-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}", web_enabled=False,
                     consumer_auto_offset_reset="earliest", datadir=datadir,
                     stream_wait_empty=False)
     source = app.topic(topic, key_type=bytes, key_serializer="raw", value_serializer="cost_avro", internal=False)
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--runs", type=int, default=2, help="reads per consumer (the best is reported)")
     p.add_argument("--readers", default="faust,decode,raw",
-                   help="which readers, comma-separated: faust, decode, raw")
+                   help="which readers, comma-separated: faust, faust-stock, decode, raw")
     p.add_argument("--rate", type=float, default=0,
                    help="events/s written while the reader runs (0: all written before it starts)")
     p.add_argument("--results", type=Path, help="append a section to this markdown file")
@@ -175,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     from infra.stack import LocalStack
 
     readers = {
-        "faust": ("faust (aiokafka, conductor, take_batches) + decode", read_faust, (None,)),
+        "faust": ("the worker's Faust (aiokafka, conductor, take_batches) + decode", read_faust, (None, True)),
+        "faust-stock": ("Faust as it comes (a task per record hand-over) + decode", read_faust, (None, False)),
         "decode": ("librdkafka consume(500) + decode", read_librdkafka, (True,)),
         "raw": ("librdkafka consume(500)", read_librdkafka, (False,)),
     }
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in args.readers.split(","):
             name, target, targs = readers[key]
             if target is read_faust:
-                targs = (str(Path(tmp) / "faust"),)
+                targs = (str(Path(tmp) / "faust"),) + targs[1:]
             best = min((measure(target, targs, stack.bootstrap, args.events, args.partitions, args.rate)
                         for _ in range(args.runs)), key=lambda r: r[0])
             cpu, wall, seen = best

@@ -13,6 +13,7 @@ import faust
 from chat.logs import logging_config
 from chat.secure import faust_credentials
 from chat.settings import Settings
+from streams import transport
 
 settings = Settings.from_env()
 
@@ -35,6 +36,10 @@ crashes: list[BaseException] = []
 
 
 class ChatApp(faust.App):
+    def _new_transport(self) -> Any:
+        """Faust's aiokafka transport with the consumer of streams/transport.py."""
+        return transport.Transport(self.conf.broker_consumer, self)
+
     async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
         """Faust calls this for every agent whose loop raised (its one hook for them)."""
         await super()._on_agent_error(agent, exc)
