@@ -68,6 +68,7 @@ class Config:
     procs: int = 1                  # load generator processes (bench.procs); 1: this process alone
     shape: str = "turns"            # turns: round robin over groups and members; random: each
                                     # message from a user drawn at random, into that user's group
+    group_first: bool = False       # build the groups before the devices connect (``setup``)
 
     def n_groups(self) -> int:
         return self.groups or max(1, self.users // self.group_size)
@@ -401,7 +402,15 @@ class LoadGen:
         await asyncio.gather(*(one(i) for i in items))
 
     async def setup(self) -> None:
+        """Connect, then build the groups and check every device heard of them; or, with
+        ``group_first``, build them before the devices connect (``announce`` first)."""
         deadline = perf_counter() + self.cfg.setup_timeout_s
+        if self.cfg.group_first:
+            await self.announce()
+            await self.create_groups(deadline)
+            await self.connect_devices()
+            self.missing_conversation_frames = None
+            return
         await self.connect_all()
         await self.create_groups(deadline)
         await self.await_conversations(deadline)
@@ -411,9 +420,36 @@ class LoadGen:
         t = perf_counter()
         await self._bounded(self._sign_in, self.local_users)
         self.timings["sign_in_s"] = perf_counter() - t
+        await self.connect_devices()
+
+    async def connect_devices(self) -> None:
         t = perf_counter()
         await self._bounded(self._connect, self.local_devices)
         self.timings["connect_s"] = perf_counter() - t
+
+    async def announce(self) -> None:
+        """For ``group_first``: sign in, and connect and close every device before any group
+        exists. Each member connecting into a big group would otherwise send a ``presence``
+        frame to every member already connected (O(n²) frames); connected once here, a user
+        reads online, and connecting again after the group is built changes nothing while
+        the server's presence debounce (``CHAT_PRESENCE_DEBOUNCE_S``) has not run out. (Built
+        after the devices connect, every member addition would send the whole member list to
+        every connected member instead: O(n²) bytes.)"""
+        t = perf_counter()
+        await self._bounded(self._sign_in, self.local_users)
+        self.timings["sign_in_s"] = perf_counter() - t
+        t = perf_counter()
+
+        async def once(dev: Dev) -> None:
+            await self._connect(dev)
+            await dev.ws.close()  # type: ignore[union-attr]
+            if dev.reader is not None:
+                await dev.reader
+            dev.ws, dev.reader, dev.hello = None, None, asyncio.Event()
+            dev.close_code = dev.closed_at = None
+
+        await self._bounded(once, self.local_devices)
+        self.timings["announce_s"] = perf_counter() - t
 
     async def create_groups(self, deadline: float) -> None:
         """Create the groups whose creator (first member) is one of this process's users."""
