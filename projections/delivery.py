@@ -23,7 +23,9 @@ from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.timeline_projection import TimelineOutcome
 
-Routed = tuple[str, Delivery]  # (gateway id, delivery)
+# (gateway id, delivery): a ``Delivery``, or a ``BatchedDelivery`` naming whole users (``fan_out``:
+# a big group's fan-out built a ``Target`` per member only for ``batched`` to take it apart again).
+Routed = tuple[str, Delivery | BatchedDelivery]
 
 # A DeliveryBatch record stays under this many bytes of frames and recipients (Kafka refuses
 # records over 1 MiB by default): a delivery with more recipients than fit is split across
@@ -77,7 +79,8 @@ def batched(routed: Sequence[Routed], max_bytes: int = BATCH_BYTES) -> list[tupl
     out: list[tuple[str, DeliveryBatch]] = []
     open_: dict[str, tuple[list[BatchedDelivery], list[int]]] = {}
     for gateway, delivery in routed:
-        for piece, size in _pieces(BatchedDelivery.of(delivery), max_bytes):
+        whole = delivery if isinstance(delivery, BatchedDelivery) else BatchedDelivery.of(delivery)
+        for piece, size in _pieces(whole, max_bytes):
             current = open_.get(gateway)
             if current is None or (current[0] and current[1][0] + size > max_bytes):
                 current = open_[gateway] = ([], [0])
@@ -96,11 +99,20 @@ def _reply(origin: Origin, user_id: str, frame: bytes, status: int) -> list[Rout
 
 
 def fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[str, str]]) -> list[Routed]:
-    by_gateway: dict[str, list[Target]] = defaultdict(list)
+    """``frame`` to every device of ``user_ids``: one delivery per gateway holding any, naming
+    each user once, in the order given."""
+    by_gateway: dict[str, list[str]] = defaultdict(list)
     for user_id in user_ids:
-        for gateway in sorted(set(connections.get(user_id, {}).values())):
-            by_gateway[gateway].append(Target(user_id))
-    return [(gateway, Delivery(targets, frame)) for gateway, targets in sorted(by_gateway.items())]
+        devices = connections.get(user_id)
+        if not devices:
+            continue
+        if len(devices) == 1:  # (most users: one device, one gateway)
+            for gateway in devices.values():
+                by_gateway[gateway].append(user_id)
+        else:
+            for gateway in sorted(set(devices.values())):
+                by_gateway[gateway].append(user_id)
+    return [(gateway, BatchedDelivery(users, [], frame)) for gateway, users in sorted(by_gateway.items())]
 
 
 _CHANGES = (MessageEdited, MessageDeleted, ReactionChanged)
