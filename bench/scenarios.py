@@ -51,7 +51,8 @@ _f = loadgen._f
 def _users_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.users, group_size=args.group_size, devices_per_user=1, procs=args.procs,
                           setup_timeout_s=args.setup_timeout, drain_timeout_s=args.drain_timeout,
-                          body_bytes=args.body_bytes, shape=args.shape)
+                          body_bytes=args.body_bytes, shape=args.shape,
+                          client="raw" if args.client == "raw" else "aiohttp")
 
 
 def group_first(args: argparse.Namespace) -> bool:
@@ -63,7 +64,7 @@ def _fanout_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.members, group_size=args.members, groups=1, devices_per_user=1, senders=1,
                           procs=args.procs, setup_timeout_s=args.setup_timeout,
                           drain_timeout_s=args.drain_timeout, body_bytes=args.body_bytes,
-                          group_first=group_first(args))
+                          group_first=group_first(args), client="aiohttp" if args.client == "aiohttp" else "raw")
 
 
 def fanout_env(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
@@ -141,7 +142,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
                            "load_average_before": os.getloadavg(), "env": env, "procs": cfg.procs,
                            "shape": _senders(cfg),
                            "partitions": args.partitions, "workers": args.workers, "gateways": args.gateways,
-                           "group_first": cfg.group_first}
+                           "group_first": cfg.group_first, "client": cfg.client}
     with local_system(args.partitions, env, args.keep, workers=args.workers, gateways=args.gateways) as running:
         cfg.url = running.system.url()
         with MultiLoad(cfg, uvloop=not args.no_uvloop) as load:
@@ -193,6 +194,7 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
            else "1 gateway") + f", {out['partitions']} partitions"
         + (f", environment `{' '.join(f'{k}={v}' for k, v in env.items())}`" if env else "")
         + f"; the load generator runs in {out['procs']} processes on the same machine"
+        + (" (WebSocket client: `bench.wsclient`)" if out.get("client") == "raw" else "")
         + (f", senders {out['shape']}" if out.get("shape") else "") + f". Code: {out['code']}.",
         f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
         f"{s['round_trip_s']:.2f} s. Load set-up (s): "
@@ -337,6 +339,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=1000, help="d: members of the one group")
     p.add_argument("--fanout-rates", type=_rates, default=_rates("1,10"), help="d: msg/s of the steps")
     p.add_argument("--fanout-duration", type=float, default=20, help="d: seconds per step")
+    p.add_argument("--client", choices=["auto", "aiohttp", "raw"], default="auto",
+                   help="the load generator's WebSocket client (auto: raw for d, aiohttp otherwise); "
+                        "raw is bench.wsclient, a frame handled as it arrives")
     p.add_argument("--group-first", choices=["auto", "on", "off"], default="auto",
                    help="d: build the group before its members connect (auto: past 1,000 members)")
     p.add_argument("--body-bytes", type=int, default=64)
