@@ -150,6 +150,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
             out["setup"] = {k: round(v, 3) for k, v in load.gen.timings.items()}
             out["warmup"] = load.warmup
             out["missing_conversation_frames"] = load.gen.missing_conversation_frames  # type: ignore[attr-defined]
+            time.sleep(args.settle)
             for phase, rate, count in spec["steps"](args):
                 print(f"[{name}] step {phase}: {count} messages at {rate:g} msg/s", file=sys.stderr)
                 sampler = CpuSampler(running.pids())
@@ -196,7 +197,8 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
         + f"; the load generator runs in {out['procs']} processes on the same machine"
         + (" (WebSocket client: `bench.wsclient`)" if out.get("client") == "raw" else "")
         + (f", senders {out['shape']}" if out.get("shape") else "") + f". Code: {out['code']}.",
-        f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
+        (f"The first step began {args.settle:g} s after the set-up. " if args.settle else "")
+        + f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
         f"{s['round_trip_s']:.2f} s. Load set-up (s): "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in st.items() if k != "drain_s")
         + (f"; devices missing a `conversation` frame: {out['missing_conversation_frames']}." if not out.get("group_first")
@@ -346,6 +348,8 @@ def parser() -> argparse.ArgumentParser:
                    help="d: build the group before its members connect (auto: past 1,000 members)")
     p.add_argument("--body-bytes", type=int, default=64)
     p.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds between the set-up (connections, warm-up) and the first step")
     p.add_argument("--setup-timeout", type=float, default=180)
     p.add_argument("--drain-timeout", type=float, default=30)
     p.add_argument("--partitions", type=int, default=4)
