@@ -44,6 +44,8 @@ from typing import Any, Callable
 import aiohttp
 import orjson
 
+from bench import wsclient
+
 
 MEMBERS_PER_REQUEST = 1_000  # the server's CHAT_MAX_MEMBERS_PER_REQUEST default
 
@@ -68,6 +70,9 @@ class Config:
     procs: int = 1                  # load generator processes (bench.procs); 1: this process alone
     shape: str = "turns"            # turns: round robin over groups and members; random: each
                                     # message from a user drawn at random, into that user's group
+    group_first: bool = False       # build the groups before the devices connect (``setup``)
+    client: str = "aiohttp"         # aiohttp: its WebSocket client; raw: bench.wsclient (frames
+                                    # handled as they arrive, no task switch per frame)
 
     def n_groups(self) -> int:
         return self.groups or max(1, self.users // self.group_size)
@@ -274,47 +279,64 @@ class LoadGen:
     async def _read(self, dev: Dev) -> None:
         ws = dev.ws
         assert ws is not None
-        stats = self.stats
-        msgs = self.msgs
         try:
             async for m in ws:
                 t = perf_counter()
-                if m.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                f = orjson.loads(m.data)
-                kind = f.get("type")
-                stats.frames[kind] += 1
-                if kind == "message":
-                    self._on_message(dev, f["message"], t)
-                elif kind == "ack":
-                    msg = msgs.get((dev.user.user_id, f.get("client_msg_id")))
-                    if msg is None:
-                        stats.unknown_acks += 1
-                    elif msg.t_ack is not None:
-                        stats.dup_acks += 1
-                    else:
-                        msg.t_ack = t
-                        msg.seq = f.get("seq")
-                        msg.message_id = f.get("message_id")
-                        msg.sent_at = f.get("sent_at")
-                        if dev is not msg.sender:
-                            stats.misrouted_acks += 1
-                elif kind == "error":
-                    stats.errors[f.get("code", "?")] += 1
-                    if len(stats.error_frames) < 20:
-                        stats.error_frames.append(f)
-                    msg = msgs.get((dev.user.user_id, f.get("ref")))
-                    if msg is not None and msg.error is None and msg.t_ack is None:
-                        msg.error = f.get("code", "?")
-                elif kind == "conversation":
-                    dev.conversations.add(f["conversation"]["conversation_id"])
-                elif kind == "hello":
-                    dev.hello.set()
+                if m.type == aiohttp.WSMsgType.TEXT:
+                    self._frame(dev, m.data, t)
         except Exception as exc:  # a bad frame is a finding, not a crash of the run
-            stats.errors[f"client:{type(exc).__name__}"] += 1
+            self.stats.errors[f"client:{type(exc).__name__}"] += 1
         finally:
             dev.close_code = ws.close_code
             dev.closed_at = perf_counter()
+
+    def _raw_frame(self, dev: Dev, data: bytes, t: float) -> None:
+        try:
+            self._frame(dev, data, t)
+        except Exception as exc:  # as in _read: counted, and the connection reads on
+            self.stats.errors[f"client:{type(exc).__name__}"] += 1
+
+    async def _watch(self, dev: Dev) -> None:
+        """The ``raw`` client's stand-in for the reader task: notes when the socket closed."""
+        ws = dev.ws
+        try:
+            await ws.done  # type: ignore[union-attr]
+        finally:
+            dev.close_code = ws.close_code  # type: ignore[union-attr]
+            dev.closed_at = perf_counter()
+
+    def _frame(self, dev: Dev, data: bytes | str, t: float) -> None:
+        """One text frame that reached ``dev`` at ``t``."""
+        stats = self.stats
+        f = orjson.loads(data)
+        kind = f.get("type")
+        stats.frames[kind] += 1
+        if kind == "message":
+            self._on_message(dev, f["message"], t)
+        elif kind == "ack":
+            msg = self.msgs.get((dev.user.user_id, f.get("client_msg_id")))
+            if msg is None:
+                stats.unknown_acks += 1
+            elif msg.t_ack is not None:
+                stats.dup_acks += 1
+            else:
+                msg.t_ack = t
+                msg.seq = f.get("seq")
+                msg.message_id = f.get("message_id")
+                msg.sent_at = f.get("sent_at")
+                if dev is not msg.sender:
+                    stats.misrouted_acks += 1
+        elif kind == "error":
+            stats.errors[f.get("code", "?")] += 1
+            if len(stats.error_frames) < 20:
+                stats.error_frames.append(f)
+            msg = self.msgs.get((dev.user.user_id, f.get("ref")))
+            if msg is not None and msg.error is None and msg.t_ack is None:
+                msg.error = f.get("code", "?")
+        elif kind == "conversation":
+            dev.conversations.add(f["conversation"]["conversation_id"])
+        elif kind == "hello":
+            dev.hello.set()
 
     def _on_message(self, dev: Dev, m: dict[str, Any], t: float) -> None:
         stats = self.stats
@@ -357,11 +379,16 @@ class LoadGen:
 
     async def _connect(self, dev: Dev) -> None:
         assert self.session
-        url = self.cfg.url.replace("http", "ws", 1)
-        dev.ws = await self.session.ws_connect(
-            f"{url}/v1/ws?device_id={dev.device_id}", headers=dev.user.headers, autoping=True,
-            heartbeat=None, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
-        dev.reader = asyncio.create_task(self._read(dev))
+        url = f"{self.cfg.url.replace('http', 'ws', 1)}/v1/ws?device_id={dev.device_id}"
+        if self.cfg.client == "raw":
+            dev.ws = await wsclient.connect(url, dev.user.headers, lambda data, t: self._raw_frame(dev, data, t),
+                                            perf_counter, self.cfg.request_timeout_s)
+            dev.reader = asyncio.create_task(self._watch(dev))
+        else:
+            dev.ws = await self.session.ws_connect(
+                url, headers=dev.user.headers, autoping=True,
+                heartbeat=None, max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+            dev.reader = asyncio.create_task(self._read(dev))
         await asyncio.wait_for(dev.hello.wait(), self.cfg.request_timeout_s)
 
     async def _create_group(self, group: Group, deadline: float) -> None:
@@ -401,7 +428,15 @@ class LoadGen:
         await asyncio.gather(*(one(i) for i in items))
 
     async def setup(self) -> None:
+        """Connect, then build the groups and check every device heard of them; or, with
+        ``group_first``, build them before the devices connect (``announce`` first)."""
         deadline = perf_counter() + self.cfg.setup_timeout_s
+        if self.cfg.group_first:
+            await self.announce()
+            await self.create_groups(deadline)
+            await self.connect_devices()
+            self.missing_conversation_frames = None
+            return
         await self.connect_all()
         await self.create_groups(deadline)
         await self.await_conversations(deadline)
@@ -411,9 +446,36 @@ class LoadGen:
         t = perf_counter()
         await self._bounded(self._sign_in, self.local_users)
         self.timings["sign_in_s"] = perf_counter() - t
+        await self.connect_devices()
+
+    async def connect_devices(self) -> None:
         t = perf_counter()
         await self._bounded(self._connect, self.local_devices)
         self.timings["connect_s"] = perf_counter() - t
+
+    async def announce(self) -> None:
+        """For ``group_first``: sign in, and connect and close every device before any group
+        exists. Each member connecting into a big group would otherwise send a ``presence``
+        frame to every member already connected (O(n²) frames); connected once here, a user
+        reads online, and connecting again after the group is built changes nothing while
+        the server's presence debounce (``CHAT_PRESENCE_DEBOUNCE_S``) has not run out. (Built
+        after the devices connect, every member addition would send the whole member list to
+        every connected member instead: O(n²) bytes.)"""
+        t = perf_counter()
+        await self._bounded(self._sign_in, self.local_users)
+        self.timings["sign_in_s"] = perf_counter() - t
+        t = perf_counter()
+
+        async def once(dev: Dev) -> None:
+            await self._connect(dev)
+            await dev.ws.close()  # type: ignore[union-attr]
+            if dev.reader is not None:
+                await dev.reader
+            dev.ws, dev.reader, dev.hello = None, None, asyncio.Event()
+            dev.close_code = dev.closed_at = None
+
+        await self._bounded(once, self.local_devices)
+        self.timings["announce_s"] = perf_counter() - t
 
     async def create_groups(self, deadline: float) -> None:
         """Create the groups whose creator (first member) is one of this process's users."""
@@ -753,6 +815,8 @@ def parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
                    help="turns: round robin over groups and members; random: every user may send, at random")
     p.add_argument("--procs", type=int, default=d.procs,
                    help="load generator processes; each holds its share of the users and sends at rate/N")
+    p.add_argument("--client", choices=["aiohttp", "raw"], default=d.client,
+                   help="WebSocket client: aiohttp's, or bench.wsclient (each frame handled as it arrives)")
     p.add_argument("--no-uvloop", action="store_true")
     p.add_argument("--json", type=Path, help="write the results dict here")
     p.add_argument("--markdown", type=Path, help="append a markdown section here")
@@ -765,7 +829,7 @@ def config_from(args: argparse.Namespace) -> Config:
                   body_bytes=args.body_bytes, warmup=args.warmup, setup_timeout_s=args.setup_timeout,
                   drain_timeout_s=args.drain_timeout, request_timeout_s=args.request_timeout,
                   run_id=args.run_id, senders=args.senders, procs=args.procs,
-                  shape=args.shape)
+                  shape=args.shape, client=args.client)
 
 
 def main(argv: list[str] | None = None) -> int:

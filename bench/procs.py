@@ -83,19 +83,25 @@ class Worker:
         return perf_counter() + (wall - time.time())
 
     async def connect(self, _: Any) -> dict[str, float]:
-        await self.gen.connect_all()
+        if self.gen.cfg.group_first:  # (the devices connect once the groups exist: ``groups``)
+            await self.gen.announce()
+        else:
+            await self.gen.connect_all()
         return self.gen.timings
 
     async def create(self, deadline: float) -> dict[int, str]:
         await self.gen.create_groups(self._perf(deadline))
         return {g.idx: g.conversation_id for g in self.gen.groups if g.conversation_id}
 
-    async def groups(self, arg: tuple[dict[int, str], float]) -> int:
+    async def groups(self, arg: tuple[dict[int, str], float]) -> tuple[int | None, dict[str, float]]:
         ids, deadline = arg
         for g in self.gen.groups:
             g.conversation_id = ids[g.idx]
+        if self.gen.cfg.group_first:
+            await self.gen.connect_devices()
+            return None, self.gen.timings
         await self.gen.await_conversations(self._perf(deadline))
-        return self.gen.missing_conversation_frames
+        return self.gen.missing_conversation_frames, self.gen.timings
 
     async def warmup(self, _: Any) -> list[tuple[Any, ...]]:
         await self.gen.warmup()
@@ -292,9 +298,13 @@ class MultiLoad:
         for g in gen.groups:
             g.conversation_id = ids[g.idx]
         t = time.monotonic()
-        missing = fleet.ask("groups", (ids, time.time() + cfg.setup_timeout_s), cfg.setup_timeout_s + 10)
-        gen.missing_conversation_frames = sum(missing)  # type: ignore[attr-defined]
-        gen.timings["conversation_frames_s"] = time.monotonic() - t
+        answers = fleet.ask("groups", (ids, time.time() + cfg.setup_timeout_s), cfg.setup_timeout_s + 10)
+        missing = [m for m, _ in answers]
+        gen.missing_conversation_frames = None if cfg.group_first else sum(missing)  # type: ignore[attr-defined]
+        if cfg.group_first:
+            gen.timings["connect_s"] = max(timings.get("connect_s", 0.0) for _, timings in answers)
+        else:
+            gen.timings["conversation_frames_s"] = time.monotonic() - t
         n = len(gen.groups) if cfg.warmup < 0 else cfg.warmup
         t = time.monotonic()
         warm = fleet.ask("warmup", None, cfg.drain_timeout_s * max(1, n) + 30)

@@ -184,7 +184,8 @@ def code_version() -> str:
 
 # ---------------------------------------------------------------------------- start-up
 
-def start_and_time_health(system: System, poll_s: float = 0.02, timeout: float = 90.0) -> dict[str, float]:
+def start_and_time_health(system: System, poll_s: float = 0.02, timeout: float = 90.0,
+                          **gateway_env: str) -> dict[str, float]:
     """Start the worker and the gateway, and time /healthz answering 200.
 
     ``System.start_gateway`` blocks until healthy with a 0.2 s poll; a helper thread polls
@@ -211,7 +212,7 @@ def start_and_time_health(system: System, poll_s: float = 0.02, timeout: float =
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        system.start_gateway()
+        system.start_gateway(**gateway_env)
     finally:
         poller.join(5)
         stop.set()
@@ -338,7 +339,8 @@ class Running:
 
     def pids(self) -> dict[str, int | None]:
         workers = {("worker" if i == 0 else f"worker{i + 1}"): w.pid for i, w in enumerate(self.system.workers)}
-        return {**workers, "gateway": self.system.gateways[0].pid,
+        gateways = {("gateway" if i == 0 else f"gateway{i + 1}"): g.pid for i, g in enumerate(self.system.gateways)}
+        return {**workers, **gateways,
                 "kafka": self.stack.kafka.pid if self.stack.kafka else None,
                 "redis": self.stack.redis.pid if self.stack.redis else None}
 
@@ -348,11 +350,12 @@ class Running:
 
 @contextlib.contextmanager
 def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: bool = False,
-                 workers: int = 1) -> Iterator[Running]:
-    """A memory ``LocalStack`` and a ``System`` (``workers`` stream workers, one gateway) in a
-    temporary directory, up to the first full message round trip (and, with more workers, until
-    they share the partitions); always stopped on leaving (error and Ctrl-C too). The directory
-    (logs) is removed after a clean exit unless ``keep``."""
+                 workers: int = 1, gateways: int = 1) -> Iterator[Running]:
+    """A memory ``LocalStack`` and a ``System`` (``workers`` stream workers, ``gateways``
+    gateway processes sharing one port with SO_REUSEPORT) in a temporary directory, up to the
+    first full message round trip (and, with more workers, until they share the partitions);
+    always stopped on leaving (error and Ctrl-C too). The directory (logs) is removed after a
+    clean exit unless ``keep``."""
     base = Path(tempfile.mkdtemp(prefix="chat-bench-"))
     print(f"working directory: {base}", file=sys.stderr)
     ok = False
@@ -364,7 +367,9 @@ def local_system(partitions: int = 4, env: dict[str, str] | None = None, keep: b
         stack.start()
         stack_s = perf_counter() - t
         system = System(stack, base / "system", partitions=partitions, **(env or {}))
-        startup = start_and_time_health(system)
+        startup = start_and_time_health(system, **({"CHAT_REUSE_PORT": "true"} if gateways > 1 else {}))
+        for _ in range(gateways - 1):
+            system.start_gateway(port=system.gateways[0].port_number)  # type: ignore[attr-defined]
         t0 = startup.pop("t0")
         startup.update(asyncio.run(first_round_trip(system.url(), t0)))
         if workers > 1:

@@ -7,14 +7,18 @@ b. the same users, a sweep of offered rates (``--rates``, ``--step-duration`` ea
    threshold or the system accepts less than 90% of what is offered: per step offered,
    accepted, p50/p95/p99; the highest rate sustained with p99 <= ``--threshold-ms``; a plot
    (``latency_vs_load.png`` beside the results file).
-d. one group of 1,000 members (1 device each, all connected), one sender at each of
+d. one group of ``--members`` (1 device each, all connected), one sender at each of
    ``--fanout-rates`` msg/s for ``--fanout-duration`` seconds: send->deliver over every member,
-   and send->the last member per message; deliveries expected vs received.
+   and send->the last member per message; deliveries expected vs received. Past 1,000 members
+   the group is built before its members connect (``--group-first``, ``LoadGen.announce``
+   says why), with the server's group size cap raised to ``--members``
+   (``CHAT_MAX_MEMBERS_PER_REQUEST``) and its presence debounce past the set-up
+   (``CHAT_PRESENCE_DEBOUNCE_S``); ``--gateways 2`` runs two gateway processes on one port.
 
 (c, idle connections, is ``bench.idle``; e, replay and rebuild, is ``bench.replay_rebuild``.)
 
 Each scenario starts the system as ``bench.run_local`` does (``local_system``: Apache Kafka,
-Redis, one stream worker, one gateway), runs the load in ``--procs`` load generator
+Redis, ``--workers`` stream workers, ``--gateways`` gateways), runs the load in ``--procs`` load generator
 processes (``bench.procs``) on the same machine, stops everything (on an error or Ctrl-C too),
 appends one section to ``--results`` (default ``bench/RESULTS.md``) and writes the raw results
 to ``results/scenario-<name>-<stamp>.json`` beside it.
@@ -47,13 +51,29 @@ _f = loadgen._f
 def _users_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.users, group_size=args.group_size, devices_per_user=1, procs=args.procs,
                           setup_timeout_s=args.setup_timeout, drain_timeout_s=args.drain_timeout,
-                          body_bytes=args.body_bytes, shape=args.shape)
+                          body_bytes=args.body_bytes, shape=args.shape,
+                          client="raw" if args.client == "raw" else "aiohttp")
+
+
+def group_first(args: argparse.Namespace) -> bool:
+    """d: build the group before its members connect: ``--group-first``, or past 1,000 members."""
+    return args.group_first == "on" or (args.group_first == "auto" and args.members > loadgen.MEMBERS_PER_REQUEST)
 
 
 def _fanout_config(args: argparse.Namespace) -> loadgen.Config:
     return loadgen.Config(users=args.members, group_size=args.members, groups=1, devices_per_user=1, senders=1,
                           procs=args.procs, setup_timeout_s=args.setup_timeout,
-                          drain_timeout_s=args.drain_timeout, body_bytes=args.body_bytes)
+                          drain_timeout_s=args.drain_timeout, body_bytes=args.body_bytes,
+                          group_first=group_first(args), client="aiohttp" if args.client == "aiohttp" else "raw")
+
+
+def fanout_env(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
+    """d's server settings, unless ``--env`` gives them: a group of ``--members`` allowed, and
+    with ``group_first`` a presence debounce that outlasts the set-up."""
+    extra = {"CHAT_MAX_MEMBERS_PER_REQUEST": str(args.members)} if args.members > loadgen.MEMBERS_PER_REQUEST else {}
+    if group_first(args):
+        extra["CHAT_PRESENCE_DEBOUNCE_S"] = "3600"
+    return {**extra, **env}
 
 
 def _senders(cfg: loadgen.Config) -> str:
@@ -116,18 +136,22 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = SCENARIOS[name]
     cfg = spec["config"](args)
     env = dict(e.split("=", 1) for e in args.env)
+    if name == "d":
+        env = fanout_env(args, env)
     out: dict[str, Any] = {"scenario": name, "title": spec["title"](args), "steps": [], "stopped_because": None,
                            "load_average_before": os.getloadavg(), "env": env, "procs": cfg.procs,
                            "shape": _senders(cfg),
-                           "partitions": args.partitions, "workers": args.workers}
-    with local_system(args.partitions, env, args.keep, workers=args.workers) as running:
+                           "partitions": args.partitions, "workers": args.workers, "gateways": args.gateways,
+                           "group_first": cfg.group_first, "client": cfg.client}
+    with local_system(args.partitions, env, args.keep, workers=args.workers, gateways=args.gateways) as running:
         cfg.url = running.system.url()
         with MultiLoad(cfg, uvloop=not args.no_uvloop) as load:
             load.setup()
             out["setup"] = {k: round(v, 3) for k, v in load.gen.timings.items()}
             out["warmup"] = load.warmup
             out["missing_conversation_frames"] = load.gen.missing_conversation_frames  # type: ignore[attr-defined]
-            out["warm"] = warm_up(load, args)
+            out["warm"] = warm_up(load, args, name)
+            time.sleep(args.settle)
             for phase, rate, count in spec["steps"](args):
                 print(f"[{name}] step {phase}: {count} messages at {rate:g} msg/s", file=sys.stderr)
                 sampler = CpuSampler(running.pids())
@@ -148,13 +172,14 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def warm_up(load: MultiLoad, args: argparse.Namespace) -> dict[str, Any] | None:
+def warm_up(load: MultiLoad, args: argparse.Namespace, scenario: str) -> dict[str, Any] | None:
     """``--warm-s`` seconds of load at ``--warm-rate``, not measured: a fresh broker's JVM spends
     the first thousands of messages compiling (its C2 thread took 7.9 of its 13.8 CPU-s over
     4,500 messages; the same load again cost it 4.8), which a long-running broker has done."""
-    if args.warm_s <= 0:
+    seconds = args.warm_s if args.warm_s is not None else (0 if scenario == "d" else 20)
+    if seconds <= 0:  # d's one big group: its own steps are the load
         return None
-    count = int(args.warm_s * args.warm_rate)
+    count = int(seconds * args.warm_rate)
     print(f"warm-up: {count} messages at {args.warm_rate:g} msg/s (not measured)", file=sys.stderr)
     r = load.step("warm", args.warm_rate, count, lambda: None, lambda: None)
     time.sleep(args.pause)
@@ -180,14 +205,20 @@ def _header(out: dict[str, Any], args: argparse.Namespace, command: str) -> list
         f"{machine_line()} Load average before the run: {la}.",
         f"Command: `{command}`",
         f"System: Apache Kafka (one KRaft node) + Redis, {out.get('workers', 1)} stream worker"
-        f"{'s' if out.get('workers', 1) > 1 else ''}, 1 gateway, {out['partitions']} partitions"
+        f"{'s' if out.get('workers', 1) > 1 else ''}, "
+        + (f"{out['gateways']} gateway processes on one port (SO_REUSEPORT)" if out.get("gateways", 1) > 1
+           else "1 gateway") + f", {out['partitions']} partitions"
         + (f", environment `{' '.join(f'{k}={v}' for k, v in env.items())}`" if env else "")
         + f"; the load generator runs in {out['procs']} processes on the same machine"
+        + (" (WebSocket client: `bench.wsclient`)" if out.get("client") == "raw" else "")
         + (f", senders {out['shape']}" if out.get("shape") else "") + f". Code: {out['code']}.",
-        f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
+        (f"The first step began {args.settle:g} s after the set-up. " if args.settle else "")
+        + f"Start-up: `/healthz` 200 after {s['healthz_s']:.2f} s, first message round trip after "
         f"{s['round_trip_s']:.2f} s. Load set-up (s): "
         + ", ".join(f"{k.removesuffix('_s')} {v:.2f}" for k, v in st.items() if k != "drain_s")
-        + f"; devices missing a `conversation` frame: {out['missing_conversation_frames']}."
+        + (f"; devices missing a `conversation` frame: {out['missing_conversation_frames']}." if not out.get("group_first")
+           else "; the group was built before its members connected (`--group-first`), so no `conversation` "
+                "frame was awaited.")
         + (f" Warm-up before measuring: {out['warm']['messages']} messages at {out['warm']['rate']:g} msg/s"
            " (the broker's JIT), not measured." if out.get("warm") else ""),
         "",
@@ -255,19 +286,22 @@ def section_b(out: dict[str, Any], args: argparse.Namespace, command: str, plot:
 
 def section_d(out: dict[str, Any], args: argparse.Namespace, command: str) -> list[str]:
     lines = _header(out, args, command)
+    names = [n for n in out["steps"][0]["process_cpu"]] if out["steps"] else []
     lines += [f"One sender (the group's creator) at each rate for {args.fanout_duration:g} s; every message goes to "
               f"{args.members - 1} other members, each on its own connection.", "",
               "| msg/s | sent / acked | deliveries received / expected | send→deliver p50 / p95 / p99 / max ms "
               "| send→last member p50 / p95 / p99 / max ms | deliveries/s | lost / dup / out of order "
-              "| gateway % of a core | loadgen loop lag p99 ms |",
+              f"| {' / '.join(names)} / load generator % of a core | loadgen loop lag p99 ms |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in out["steps"]:
         d = r["deliveries"]
+        cpu = _with_loadgen(r)
         lines.append(
             f"| {r['target_rate']:g} | {r['sent']} / {r['acked']} | {d['received']} / {d['expected']} | "
             f"{loadgen._lat(r['deliver_ms'])} | {loadgen._lat(r['last_delivery_ms'])} | {_f(r['deliveries_per_s'])} | "
             f"{d['lost']} / {d['duplicates']} / {d['out_of_order']} | "
-            f"{r['process_cpu'].get('gateway', {}).get('pct_core', 0):.0f} | {_f(r['loop_lag_ms']['p99'])} |")
+            + " / ".join(f"{v.get('pct_core', 0):.0f}" for v in cpu.values())
+            + f" | {_f(r['loop_lag_ms']['p99'])} |")
     return lines + _notes(out)
 
 
@@ -324,14 +358,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=1000, help="d: members of the one group")
     p.add_argument("--fanout-rates", type=_rates, default=_rates("1,10"), help="d: msg/s of the steps")
     p.add_argument("--fanout-duration", type=float, default=20, help="d: seconds per step")
+    p.add_argument("--client", choices=["auto", "aiohttp", "raw"], default="auto",
+                   help="the load generator's WebSocket client (auto: raw for d, aiohttp otherwise); "
+                        "raw is bench.wsclient, a frame handled as it arrives")
+    p.add_argument("--group-first", choices=["auto", "on", "off"], default="auto",
+                   help="d: build the group before its members connect (auto: past 1,000 members)")
     p.add_argument("--body-bytes", type=int, default=64)
     p.add_argument("--pause", type=float, default=2.0, help="seconds between steps")
-    p.add_argument("--warm-s", type=float, default=20.0, help="seconds of unmeasured load first (0: none)")
+    p.add_argument("--warm-s", type=float, default=None,
+                   help="seconds of unmeasured load first (default: 20 for a and b, 0 for d; 0: none)")
     p.add_argument("--warm-rate", type=float, default=300.0, help="msg/s of the warm-up")
+    p.add_argument("--settle", type=float, default=0.0,
+                   help="seconds between the set-up (connections, warm-up) and the first step")
     p.add_argument("--setup-timeout", type=float, default=180)
     p.add_argument("--drain-timeout", type=float, default=30)
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="stream worker processes (default: 1)")
+    p.add_argument("--gateways", type=int, default=1, help="gateway processes sharing one port (SO_REUSEPORT)")
     p.add_argument("--full-sweep", action="store_true",
                    help="b: go on past the latency threshold until the system saturates (the whole plot)")
     p.add_argument("--env", action="append", default=[], metavar="CHAT_X=VALUE",

@@ -258,6 +258,9 @@ class Settings:
     log_format: str = "json"  # "json" (one object per line) or "text"
     # Stream worker's Prometheus endpoint (GET /metrics); 0 = off
     worker_metrics_port: int = 0
+    # Python's cyclic GC in the worker and gateway processes (chat/gc_tuning.py): a collection
+    # of the youngest generation every this many new objects (Python's default 700; 0 keeps it).
+    gc_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         self.push_allow_networks  # noqa: B018  (a bad CHAT_PUSH_ALLOW_CIDRS stops start-up, not a push)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvloop
 from aiohttp import web
 
+from chat.gc_tuning import tune
 from chat.logs import configure
 from chat.settings import Settings, SettingsError
 from gateway.app import create_app
@@ -18,6 +19,7 @@ def main() -> None:
     except SettingsError as exc:
         raise SystemExit(f"gateway: refusing to start: {exc}") from None  # exit status 1
     uvloop.install()
+    tune(settings)
     web.run_app(app, host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=5.0, reuse_port=settings.reuse_port or None)
 

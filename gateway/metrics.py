@@ -7,7 +7,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from chat.events import Delivery
+from chat.events import BatchedDelivery, Delivery
 from gateway.outbound import Outbound
 
 
@@ -63,10 +63,14 @@ class Metrics:
         """A send that will never be acked (refused before its command was produced)."""
         self._sent.pop((user_id, client_msg_id), None)
 
-    def delivered(self, deliveries: list[Delivery]) -> None:
+    def delivered(self, deliveries: list[Delivery | BatchedDelivery]) -> None:
+        """Count deliveries and frames out by type: a frame per target (without building a
+        ``Target`` per user of a batched delivery, which cost a big group's fan-out ms)."""
         self.deliveries.inc(len(deliveries))
         for delivery in deliveries:
-            self.frames_out.labels(frame_type(delivery.frame)).inc(len(delivery.targets))
+            n = (len(delivery.users) + len(delivery.devices) if isinstance(delivery, BatchedDelivery)
+                 else len(delivery.targets))
+            self.frames_out.labels(frame_type(delivery.frame)).inc(n)
 
     def observe_pipeline(self, ages: dict[int, float], up: bool, poll_age: float, lag: int | None) -> None:
         """Read when scraped: the probe's answers and the delivery consumer's progress."""

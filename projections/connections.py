@@ -98,11 +98,15 @@ class ConnectionRegistry:
         hashes = await hgetall_many(self.redis, [_key(u) for u in users])
         now = _now_ms()
         result: dict[str, dict[str, str]] = {}
+        names: dict[bytes, str] = {}  # gateway ids, decoded once (a few gateways, many users)
         for user_id, raw in zip(users, hashes):
             live = {}
             for device, value in raw.items():
-                gateway, _, expires = value.decode().rpartition("|")
+                gateway, _, expires = value.rpartition(b"|")
                 if int(expires) > now:
-                    live[device.decode()] = gateway
+                    name = names.get(gateway)
+                    if name is None:
+                        name = names[gateway] = gateway.decode()
+                    live[device.decode()] = name
             result[user_id] = live
         return result

@@ -16,34 +16,77 @@ from chat.errors import ERRORS_BY_CODE
 from chat.events import (
     ChangeAcknowledged, CommandRejected, ConversationCreated, ConversationUpdated, Delivery, Event, MemberRemoved,
     MembersAdded, MessageAccepted, MessageDeduplicated, MessageDeleted, MessageEdited, MessageRejected, Origin,
-    BatchedDelivery, DeliveryBatch, PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
+    BatchedDelivery, DeliveryBatch, DeviceTarget, PresenceChanged, ReactionChanged, ReceiptRecorded, Target,
 )
 from chat.ids import is_direct_id
 from projections.connections import ConnectionRegistry
 from projections.conversations import ConversationProjection
 from projections.timeline_projection import TimelineOutcome
 
-Routed = tuple[str, Delivery]  # (gateway id, delivery)
+# (gateway id, delivery): a ``Delivery``, or a ``BatchedDelivery`` naming whole users (``fan_out``:
+# a big group's fan-out built a ``Target`` per member only for ``batched`` to take it apart again).
+Routed = tuple[str, Delivery | BatchedDelivery]
 
-# A DeliveryBatch's frames stay under this many bytes (Kafka refuses records over 1 MiB by
-# default); one delivery bigger than that still goes, alone.
+# A DeliveryBatch record stays under this many bytes of frames and recipients (Kafka refuses
+# records over 1 MiB by default): a delivery with more recipients than fit is split across
+# records; only a frame bigger than the bound goes alone (with at most RECIPIENT_BYTES of its
+# recipients per record).
 BATCH_BYTES = 256 * 1024
+RECIPIENT_BYTES = 64 * 1024
+_ENTRY = 3  # Avro's overhead per recipient string: its varint length, with room to spare
+
+
+def delivery_bytes(d: BatchedDelivery) -> int:
+    """What ``d`` adds to a record, give or take a few bytes of Avro's framing (ids are
+    ASCII: chat.identity)."""
+    return (len(d.frame) + len(d.request_id or "") + sum(map(len, d.users)) + _ENTRY * len(d.users)
+            + sum(len(t.user_id) + len(t.device_id) + 2 * _ENTRY for t in d.devices))
+
+
+def _pieces(d: BatchedDelivery, max_bytes: int) -> list[tuple[BatchedDelivery, int]]:
+    """``d`` whole if it fits in a record, else cut into pieces by recipients (whole users,
+    then single devices, in their order), each with the frame; the answer to a waiting
+    request (``request_id``) rides on the first piece only."""
+    size = delivery_bytes(d)
+    if size <= max_bytes:
+        return [(d, size)]
+    base = len(d.frame) + len(d.request_id or "")
+    budget = max(max_bytes - base, RECIPIENT_BYTES)
+    recipients = [(u, len(u) + _ENTRY) for u in d.users] + [
+        (t, len(t.user_id) + len(t.device_id) + 2 * _ENTRY) for t in d.devices]
+    pieces: list[tuple[BatchedDelivery, int]] = []
+    users: list[str] = []
+    devices: list[DeviceTarget] = []
+    used = 0
+    for recipient, cost in recipients:
+        if used and used + cost > budget:
+            pieces.append((BatchedDelivery(users, devices, d.frame), base + used))
+            users, devices, used = [], [], 0
+        (users if isinstance(recipient, str) else devices).append(recipient)  # type: ignore[arg-type]
+        used += cost
+    pieces.append((BatchedDelivery(users, devices, d.frame), base + used))
+    first = pieces[0][0]
+    pieces[0] = (BatchedDelivery(first.users, first.devices, d.frame, d.request_id, d.status), pieces[0][1])
+    return pieces
 
 
 def batched(routed: Sequence[Routed], max_bytes: int = BATCH_BYTES) -> list[tuple[str, DeliveryBatch]]:
-    """One record per gateway (more only past ``max_bytes`` of frames), each gateway's
-    deliveries in the order given: a gateway reads its one partition in order, so the
-    frames reach its sockets in the order the projector routed them."""
+    """One record per gateway (more only past ``max_bytes`` of frames and recipients), each
+    gateway's deliveries in the order given: a gateway reads its one partition in order, so
+    the frames reach its sockets in the order the projector routed them. A delivery too big
+    for one record is split by recipients into consecutive pieces (``_pieces``), so every
+    device still gets each frame once and in order."""
     out: list[tuple[str, DeliveryBatch]] = []
     open_: dict[str, tuple[list[BatchedDelivery], list[int]]] = {}
     for gateway, delivery in routed:
-        current = open_.get(gateway)
-        size = len(delivery.frame)
-        if current is None or (current[0] and current[1][0] + size > max_bytes):
-            current = open_[gateway] = ([], [0])
-            out.append((gateway, DeliveryBatch(current[0])))
-        current[0].append(BatchedDelivery.of(delivery))
-        current[1][0] += size
+        whole = delivery if isinstance(delivery, BatchedDelivery) else BatchedDelivery.of(delivery)
+        for piece, size in _pieces(whole, max_bytes):
+            current = open_.get(gateway)
+            if current is None or (current[0] and current[1][0] + size > max_bytes):
+                current = open_[gateway] = ([], [0])
+                out.append((gateway, DeliveryBatch(current[0])))
+            current[0].append(piece)
+            current[1][0] += size
     return out
 
 
@@ -56,11 +99,20 @@ def _reply(origin: Origin, user_id: str, frame: bytes, status: int) -> list[Rout
 
 
 def fan_out(frame: bytes, user_ids: Iterable[str], connections: dict[str, dict[str, str]]) -> list[Routed]:
-    by_gateway: dict[str, list[Target]] = defaultdict(list)
+    """``frame`` to every device of ``user_ids``: one delivery per gateway holding any, naming
+    each user once, in the order given."""
+    by_gateway: dict[str, list[str]] = defaultdict(list)
     for user_id in user_ids:
-        for gateway in sorted(set(connections.get(user_id, {}).values())):
-            by_gateway[gateway].append(Target(user_id))
-    return [(gateway, Delivery(targets, frame)) for gateway, targets in sorted(by_gateway.items())]
+        devices = connections.get(user_id)
+        if not devices:
+            continue
+        if len(devices) == 1:  # (most users: one device, one gateway)
+            for gateway in devices.values():
+                by_gateway[gateway].append(user_id)
+        else:
+            for gateway in sorted(set(devices.values())):
+                by_gateway[gateway].append(user_id)
+    return [(gateway, BatchedDelivery(users, [], frame)) for gateway, users in sorted(by_gateway.items())]
 
 
 _CHANGES = (MessageEdited, MessageDeleted, ReactionChanged)

@@ -81,7 +81,7 @@ class DeviceRegistry:
     async def of(self, user_ids: Iterable[str]) -> dict[str, dict[str, Registration]]:
         users = list(user_ids)
         result: dict[str, dict[str, Registration]] = {}
-        for user_id, raw in zip(users, await hgetall_many(self.redis, [_devices(u) for u in users])):
+        for user_id, raw in zip(users, await hgetall_many(self.redis, [_devices(u) for u in users], sparse=True)):
             regs = {d.decode(): orjson.loads(v) for d, v in raw.items()}
             result[user_id] = {d: Registration(r["platform"], r["push_token"]) for d, r in regs.items()}
         return result

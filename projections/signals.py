@@ -53,7 +53,8 @@ class SignalBus:
             pipe = self.redis.pipeline(transaction=False)
             for gateway_id, delivery in routed:
                 # execute_command: redis-py's cluster pipeline blocks its publish method.
-                pipe.execute_command("PUBLISH", self.settings.signals_channel(gateway_id), self.codec.encode(delivery))
+                pipe.execute_command("PUBLISH", self.settings.signals_channel(gateway_id),
+                                     self.codec.encode(Delivery(delivery.targets, delivery.frame)))
             await pipe.execute()
         return len(routed)
 

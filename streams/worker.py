@@ -8,6 +8,7 @@ import sys
 import uvloop
 
 from streams import agents, media_agents, presence_agents, profile_agents, push_agents  # noqa: F401  (registers the agents with the app)
+from chat.gc_tuning import tune
 from streams import metrics
 from streams.app import EXIT_AGENT_CRASHED, app, crashes, settings
 
@@ -32,6 +33,7 @@ def main() -> None:
     # uvloop, as the gateway: the default loop's selector and transports were a fifth of a busy
     # worker's time. (Faust's own --loop is read from argv when faust is imported, before this.)
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    tune(settings)
     try:
         app.main()
     finally:

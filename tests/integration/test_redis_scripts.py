@@ -73,6 +73,21 @@ async def test_many_hashes_read_in_one_call_as_hgetall_reads_them(client, monkey
     assert await hgetall_many(client, []) == []
 
 
+async def test_mostly_empty_hashes_read_sparsely_as_hgetall_reads_them(client, monkeypatch):
+    import chat.redis_pool
+
+    monkeypatch.setattr(chat.redis_pool, "HGETALL_CHUNK", 4)  # chunks sent together, read back in order
+    base = f"h:{uuid.uuid4().hex}"
+    keys = [f"{base}:{i}" for i in range(11)]
+    for i in (0, 5, 7, 10):
+        await client.hset(keys[i], mapping={f"d{j}": f"reg{i}.{j}" for j in range(i % 3 + 1)})
+    await client.script_flush()  # the first call finds no script
+    expected = [await client.hgetall(k) for k in keys]
+    assert await hgetall_many(client, keys, sparse=True) == expected
+    assert await hgetall_many(client, keys, sparse=True) == await hgetall_many(client, keys) == expected
+    assert await hgetall_many(client, keys[1:5], sparse=True) == [{}, {}, {}, {}]
+
+
 async def test_the_push_planner_takes_offline_from_what_the_delivery_saw(client):
     from chat.events import ConversationCreated, Member
     from projections.connections import ConnectionRegistry

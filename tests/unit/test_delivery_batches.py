@@ -39,3 +39,32 @@ def test_a_batch_round_trips_through_the_codec():
     (_, batch), = batched([("g", Delivery([Target("a", "phone"), Target("b")], b'{"type":"ack"}', "r", 202)),
                            ("g", d(b'{"type":"message"}'))])
     assert codec.decode(codec.encode(batch)).event == batch
+
+
+def _encoded_sizes(records):
+    codec = default_codec()
+    return [len(codec.encode(batch)) for _, batch in records]
+
+
+def test_a_delivery_to_more_users_than_fit_is_split_across_records_under_the_bound():
+    users = [f"user-{i:05d}-of-a-big-group" for i in range(50_000)]  # ~1.4 MB of user ids
+    routed = [("g", d(b"before", "a")), ("g", Delivery([Target(u) for u in users], b'{"type":"message"}')),
+              ("g", d(b"after", "a"))]
+    records = batched(routed)
+    assert max(_encoded_sizes(records)) <= 256 * 1024 + 1024  # Kafka's limit is 1 MiB
+    pieces = [x for _, b in records for x in b.deliveries]
+    assert pieces[0].frame == b"before" and pieces[-1].frame == b"after"
+    middle = pieces[1:-1]
+    assert len(middle) > 1 and {x.frame for x in middle} == {b'{"type":"message"}'}
+    assert [u for x in middle for u in x.users] == users  # every user once, in order
+
+
+def test_a_split_delivery_keeps_its_devices_and_answers_its_request_once():
+    targets = [Target(f"u{i:06d}", f"device-{i:06d}") for i in range(20_000)] + [Target("whole")]
+    (gateway, batch), *rest = records = batched([("g", Delivery(targets, b"f", "req-1", 201))], max_bytes=64 * 1024)
+    assert gateway == "g" and rest and max(_encoded_sizes(records)) <= 64 * 1024 + 1024
+    pieces = [x for _, b in records for x in b.deliveries]
+    assert [p.request_id for p in pieces] == ["req-1"] + [None] * (len(pieces) - 1)
+    assert pieces[0].status == 201
+    key = lambda t: (t.user_id, t.device_id or "")  # noqa: E731
+    assert sorted((t for p in pieces for t in p.targets), key=key) == sorted(targets, key=key)
