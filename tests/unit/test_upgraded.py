@@ -14,8 +14,6 @@ from aiohttp import web
 from gateway import upgraded
 from gateway.upgraded import shed
 
-import os
-SHED = not os.environ.get('NOSHED')
 HEARTBEAT_S = 1.0  # pings every second; a pong is due within half of it
 
 
@@ -24,8 +22,7 @@ async def serve(seen: list[tuple[web.Request, web.WebSocketResponse]]) -> tuple[
         assert request.query["token"] == "t"  # parsed (and cached) before the upgrade, as auth does
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
         await ws.prepare(request)
-        if SHED:
-            shed(request, ws)
+        shed(request, ws)
         seen.append((request, ws))
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.TEXT:
