@@ -21,6 +21,7 @@ from gateway.limits import admit_change, admit_connection, admit_send
 from gateway.media import attach_media
 from gateway.connection import CLOSE_RETRY, Connection
 from gateway.social import typing_dropped
+from gateway.upgraded import shed
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     holder = await admit_connection(gw, user_id, device_id)  # 429 before the upgrade
     ws = web.WebSocketResponse(max_msg_size=gw.settings.max_frame_bytes, heartbeat=30.0)
     await ws.prepare(request)
+    shed(request, ws)
     conn = Connection(ws, user_id, device_id, gw.registry.outbound, request.transport)
     # hello is queued first, before the registry can push anything to the connection (frames
     # delivered while registering awaits Redis queue behind it): PROTOCOL.md, hello is first.
