@@ -45,11 +45,18 @@ screenshots:
 unit: install
 	@bash infra/test.sh tests/unit
 
-# The benchmark scenarios (bench/README.md): a fresh local system per scenario, about 10 minutes;
-# appends to bench/RESULTS.md and writes bench/latency_vs_load.png. Not part of `make test`.
+# Every figure of the speed targets (bench/README.md), each on a fresh local system, about 35
+# minutes: scenarios a, b (bench/latency_vs_load.png) and d; one message to 10,000 members on two
+# gateways; idle connections on two gateways; Artillery at 1,000 msg/s; what consuming an event
+# costs. Appends to bench/RESULTS.md. Not part of `make test`.
 bench: install
 	@$(PY) -c 'import matplotlib' 2>/dev/null || $(PY) -m pip install -q -e '.[bench]'
 	@$(PY) -m bench.scenarios all
+	@$(PY) -m bench.scenarios d --members 10000 --gateways 2 --procs 4 --fanout-rates 1,2,5 \
+		--fanout-duration 40 --settle 15 --setup-timeout 400 --drain-timeout 60
+	@$(PY) -m bench.idle --connections 39000 --clients 4 --gateways 2 --hold 20
+	@$(PY) -m bench.artillery_run --vus 100 --rate 1000 --duration 30 --group-size 10
+	@$(PY) -m bench.consume_cost --runs 2 --readers faust-stock,faust,decode,raw --results bench/RESULTS.md
 
 # Forget every conversation and message of `make run` (its broker, Redis and store data).
 clean-data:
