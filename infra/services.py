@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import ssl
@@ -35,8 +36,32 @@ class ServiceError(Unavailable):
     """A local service failed to start, or died."""
 
 
+LOWEST_PICKED_PORT = 20_000  # above the fixed ports `make run` uses (19092, 16379, 19042, 9464)
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' source ports (and for bind to port 0)."""
+    try:
+        low, high = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it)."""
+    """A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's ephemeral range
+    when there is room: a port the OS hands out for port 0 could meanwhile become the source
+    port of any outgoing connection, and the service meant for it then failed to bind
+    ("Address already in use"; a Redis Cluster test's node did, under the full suite)."""
+    low, _ = ephemeral_ports()
+    for _ in range(100 if low - LOWEST_PICKED_PORT >= 1000 else 0):
+        port = random.randrange(LOWEST_PICKED_PORT, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
