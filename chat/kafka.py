@@ -26,6 +26,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from chat.errors import Unavailable, UnknownTopic
 
 log = logging.getLogger(__name__)
+# librdkafka's own lines (a broker gone, a coordinator still loading) go through logging, so
+# they are JSON lines with the process's context like every other, not plain text on stderr.
+# A client given it must be polled (its poll(), consume() or a thread doing so) to emit them.
+RDKAFKA_LOG = logging.getLogger("librdkafka")
 
 # A record for a topic the broker does not have (topics are never created on first use): the
 # broker's answer, and librdkafka's own once its metadata says so.
@@ -46,6 +50,7 @@ class AsyncProducer:
             # only stalled a projector behind a delivery that could never be made, and then the
             # worker's shutdown behind its flush.
             "topic.metadata.propagation.max.ms": 1000,
+            "logger": RDKAFKA_LOG,
             **config,
         }
         self._generations = itertools.count()

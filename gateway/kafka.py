@@ -15,7 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from chat.codec import default_codec
 from chat.errors import SchemaError
-from chat.kafka import AsyncProducer, consume_available
+from chat.kafka import RDKAFKA_LOG, AsyncProducer, consume_available
 from chat.events import Delivery, DeliveryBatch, Event
 from chat.secure import kafka_security
 from chat.settings import Settings
@@ -72,6 +72,7 @@ class DeliveryConsumer:
             # only bounds an idle fetch, so it need not be short.
             "fetch.wait.max.ms": settings.fetch_max_wait_ms,
             "fetch.min.bytes": 1,
+            "logger": RDKAFKA_LOG,
             **kafka_security(settings),
         })
         self._dispatch = dispatch

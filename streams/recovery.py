@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from chat.codec import default_codec
 from chat.errors import SchemaError, Unavailable
 from chat.events import PartitionFenced
-from chat.kafka import consume_available
+from chat.kafka import RDKAFKA_LOG, consume_available
 from chat.secure import kafka_security
 from chat.settings import Settings
 from streams.model import Limits, Sequencer
@@ -65,6 +65,7 @@ def replay_until(settings: Settings, partition: int, fence_offset: int, sequence
         "fetch.max.bytes": 52_428_800,
         "queued.max.messages.kbytes": 16_384,  # read ahead 16 MB, not librdkafka's 64 MB: memory, not speed
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
+        "logger": RDKAFKA_LOG,
         **kafka_security(settings),
     })
     applied = read = 0
