@@ -261,6 +261,9 @@ class Settings:
     # Python's cyclic GC in the worker and gateway processes (chat/gc_tuning.py): a collection
     # of the youngest generation every this many new objects (Python's default 700; 0 keeps it).
     gc_threshold: int = 50_000
+    # A worker's or gateway's event loop held this long by one callback is logged with the
+    # stack holding it (chat/loop_watch.py; 0: not watched). Its lag is a metric either way.
+    loop_stall_ms: float = 250.0
 
     def __post_init__(self) -> None:
         self.push_allow_networks  # noqa: B018  (a bad CHAT_PUSH_ALLOW_CIDRS stops start-up, not a push)

@@ -16,6 +16,7 @@ from aiohttp import web
 from chat import keys, redis_pool
 from chat.errors import ChatError, RateLimited
 from chat.events import Delivery
+from chat.loop_watch import LoopWatch
 from chat.settings import Settings, SettingsError
 from gateway import http, media, profiles, push, session, social, ws
 from gateway.auth import key_set_context, provider_keys
@@ -131,10 +132,12 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     listener = asyncio.create_task(bus.listen(settings.gateway_id, dispatch, subscribed))
     await asyncio.wait_for(subscribed.wait(), 10)
     heartbeat = asyncio.create_task(_heartbeat(gw))
+    watch = asyncio.create_task(LoopWatch(metrics.loop_lag, settings.loop_stall_ms / 1000).run())
     gw.prober.start()
     log.info("gateway %s ready", settings.gateway_id)
     yield
     gw.prober.close()
+    watch.cancel()
     heartbeat.cancel()
     listener.cancel()
     gw.typing.close()

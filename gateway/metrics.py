@@ -8,6 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from chat.events import BatchedDelivery, Delivery
+from chat.loop_watch import LAG_BUCKETS
 from gateway.outbound import Outbound
 
 
@@ -48,6 +49,8 @@ class Metrics:
                                   registry=self.registry)
         self.slow_closed = Gauge("chat_slow_consumer_closes", "Sockets closed since start for holding more than the "
                                  "bound (close code 1013)", registry=self.registry)
+        self.loop_lag = Histogram("chat_event_loop_lag_seconds", "How late the event loop woke for a timer "
+                                  "(chat/loop_watch.py)", buckets=LAG_BUCKETS, registry=self.registry)
         self._sent: dict[tuple[str, str], float] = {}
 
     def sent(self, user_id: str, client_msg_id: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from chat.events import PipelineProbe
 from chat.ids import new_message_id
+from chat.loop_watch import LoopWatch
 from chat.sealing import MessageKey
 from projections.message_keys import open_batch, seal_batch
 from projections.timeline_projection import TimelineOutcome, project_search, project_timeline
@@ -70,6 +71,12 @@ async def announce() -> None:
 @survives("worker heartbeat")
 async def heartbeat() -> None:
     await announce()
+
+
+@app.task
+async def watch_loop() -> None:
+    """How late this worker's loop runs, and what holds it when it stalls (chat/loop_watch.py)."""
+    await LoopWatch(metrics.loop_lag, settings.loop_stall_ms / 1000).run()
 
 
 def start_recovery(partition: int) -> asyncio.Task[Sequencer]:

@@ -5,6 +5,7 @@
 - ``chat_batch_step_seconds{agent,step}`` and ``chat_batch_size{agent}``: where an agent's batch
   spends its time (``sequence``: ``handle``, then ``durable``, the wait for the broker to have
   its events; ``project``: ``write``, the projections, then ``deliver``, delivery and push);
+- ``chat_event_loop_lag_seconds``: how late the worker's event loop woke (``chat.loop_watch``);
 - ``chat_consumer_lag{agent,topic,partition}`` and ``chat_consumer_committed_offset``: the
   consumer group's committed offsets against the reported high watermarks, read at scrape time
   (``chat.offsets``).
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 
 from chat.errors import ChatError
+from chat.loop_watch import LAG_BUCKETS
 from chat.offsets import rows
 from chat.settings import Settings
 
@@ -40,6 +42,8 @@ batch_step = Histogram(
 batch_size = Histogram(
     "chat_batch_size", "Records in an agent's batch", ["agent"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=registry)
+loop_lag = Histogram("chat_event_loop_lag_seconds", "How late the event loop woke for a timer (chat/loop_watch.py)",
+                     buckets=LAG_BUCKETS, registry=registry)
 
 
 @contextmanager

@@ -58,6 +58,7 @@ async def test_gateway_and_worker_metrics(system, session):
     assert total(gateway, "chat_send_to_ack_seconds_count") >= 3
     assert total(gateway, "chat_deliveries_total") >= 6
     assert total(gateway, "chat_errors_total", code="bad_request") >= 1
+    assert total(gateway, "chat_event_loop_lag_seconds_count") >= 1  # the loop's beat (chat/loop_watch.py)
 
     worker_url = f"http://127.0.0.1:{system.metrics_port}/metrics"
     worker = await scrape(session, worker_url)
@@ -65,6 +66,7 @@ async def test_gateway_and_worker_metrics(system, session):
     assert total(worker, "chat_worker_events_total", agent="sequence") >= 4
     for projection in ("timelines", "conversations", "receipts"):
         assert total(worker, "chat_projection_write_seconds_count", projection=projection) >= 1
+    assert total(worker, "chat_event_loop_lag_seconds_count") >= 1
 
     async def lag_reported() -> bool:
         samples = await scrape(session, worker_url)
