@@ -57,6 +57,11 @@ ENVELOPE_LAYOUT = (("event_id", "string"), ("type", "string"), ("schema_version"
                    ("occurred_at", "long"), ("key", "string"), ("payload", "bytes"))
 
 
+def zigzag(n: int) -> bytes:
+    """Avro's encoding of a long."""
+    return _long(n)
+
+
 def _long(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)  # zigzag
     out = bytearray()
@@ -116,6 +121,8 @@ def _layout(schema: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 class Codec:
     def __init__(self, schema_dir: Path = SCHEMA_DIR) -> None:
+        self.schema_dir = schema_dir
+        self._arounds: dict[tuple[str, str], Around] = {}
         self._types: dict[str, Any] = {}
         for path in sorted((schema_dir / "types").glob("*.avsc")):
             fastavro.parse_schema(json.loads(path.read_text()), named_schemas=self._types)
@@ -173,10 +180,67 @@ class Codec:
         except Exception as exc:
             raise SchemaError(f"cannot read {type_name} v{version}: {exc}") from exc
 
+    def around(self, type_name: str, field: str) -> "Around":
+        """The latest schema of ``type_name`` split at one of its array fields: a record of the
+        fields before it, the array's item schema, a record of the fields after it. Avro writes a
+        record as its fields one after another, so the three encodings side by side, the array's
+        as ``count, items, 0``, are the whole record's bytes (``Around.payload``). Made once."""
+        made = self._arounds.get((type_name, field))
+        if made is None:
+            made = self._arounds[(type_name, field)] = self._around(type_name, field)
+        return made
+
+    def _around(self, type_name: str, field: str) -> "Around":
+        version = EVENT_TYPES[type_name].VERSION
+        raw = json.loads((self.schema_dir / f"{type_name}.v{version}.avsc").read_text())
+        names = [f["name"] for f in raw["fields"]]
+        i = names.index(field)
+        item = raw["fields"][i]["type"]
+        if not isinstance(item, dict) or item.get("type") != "array":
+            raise SchemaError(f"{type_name}.{field} is not an array")
+
+        def parse(schema: Any) -> Any:
+            return fastavro.parse_schema(schema, named_schemas=dict(self._types))
+
+        def part(name: str, fields: list[Any]) -> Any:
+            return parse({"type": "record", "name": f"{type_name}{name}", "namespace": raw.get("namespace", ""),
+                          "fields": fields})
+
+        return Around(type_name, version, part("Before", raw["fields"][:i]), parse(item["items"]),
+                      part("After", raw["fields"][i + 1:]))
+
     def _write(self, type_name: str, version: int, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, self.schemas[(type_name, version)], record)
         return buf.getvalue()
+
+
+def schemaless(schema: Any, record: Any) -> bytes:
+    buf = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buf, schema, record)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SchemaError(f"does not match its schema: {exc}") from exc
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Around:
+    """A record's schema split at one array field (``Codec.around``)."""
+    type_name: str
+    version: int
+    before: Any
+    item: Any
+    after: Any
+
+    def payload(self, record: dict[str, Any], items: list[bytes]) -> bytes:
+        """The record's Avro: ``record`` holds every field but the array, ``items`` are the
+        array's items already encoded (with ``item``)."""
+        array = b"".join((_long(len(items)), *items, b"\x00")) if items else b"\x00"
+        return b"".join((schemaless(self.before, record), array, schemaless(self.after, record)))
+
+    def envelope(self, payload: bytes, key: str) -> bytes:
+        return write_envelope(new_event_id(), self.type_name, self.version, int(time.time() * 1000), key, payload)
 
 
 _default: Codec | None = None

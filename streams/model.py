@@ -75,7 +75,8 @@ class SentRef:
 class MessageFacts:
     """What the sequencer keeps of each message within retention to decide changes to it.
     Never changed in place (a change puts new facts in their place), so a copy of a state's
-    ``messages`` dict is a consistent copy of them (streams/snapshot_writer.py relies on it)."""
+    ``messages`` dict is a consistent copy of them (streams/snapshot_writer.py relies on it), and
+    their snapshot encoding, once made, stays right (``encoded``: not copied by ``replace``)."""
 
     sender_id: str
     sent_at: int
@@ -84,6 +85,8 @@ class MessageFacts:
     deleted: bool = False
     reactions: dict[str, list[str]] | None = None  # emoji -> user ids, in order of reacting
     mentions: tuple[str, ...] = ()  # whom it mentions: a deletion takes it out of their unread
+    # The snapshot's Avro of these facts at their seq (streams/snapshot_state.py ``freeze``).
+    encoded: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

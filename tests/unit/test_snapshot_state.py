@@ -12,8 +12,9 @@ from chat.events import (
     MessageAccepted, MessageDeduplicated, MessageDeleteRequested, MessageEditRequested, MessageSendRequested,
     MembersAddRequested, MemberRemoveRequested, Origin, ReactionRequested, ReceiptRecordRequested,
 )
+from chat.codec import default_codec, read_envelope
 from chat.ids import direct_conversation_id
-from streams.model import Limits, Sequencer
+from streams.model import Limits, MessageFacts, Sequencer
 from streams.snapshot_state import (
     apply_logged, blocks_snapshot, freeze, freeze_idle, restore_blocks, snapshot_of, state_of, thaw, thaw_with_upto,
 )
@@ -65,6 +66,35 @@ def test_a_state_round_trips_exactly_through_its_snapshot_record(seq):
     assert upto == 41
     assert in_order(back) == in_order(state)
     assert state_of(snapshot_of(state, 41)) == state
+
+
+def payload(encoded: bytes) -> bytes:
+    return read_envelope(encoded)[5]
+
+
+def test_freeze_writes_the_codecs_bytes_and_encodes_each_facts_once(seq):
+    """``freeze`` keeps each message's encoded facts: the record must stay byte for byte the
+    codec's (fastavro's) for the schema as it is, through edits, deletions and reactions, which
+    put new facts in place (and must not carry the old encoding along)."""
+    codec = default_codec()
+    state = seq.conversations["g1"]
+    state.messages[9] = MessageFacts("ünïcode-sender", 2**40, bytes(range(32)), "media-1", False,
+                                     {"🎉": ["bob", "carol"], "x" * 300: ["dave"]}, ("bob", "dave") * 70)
+    first = freeze(state, 41)
+    assert payload(first) == payload(codec.encode(snapshot_of(state, 41), key="g1"))
+    assert all(f.encoded is not None for f in state.messages.values())
+    kept = {s: f.encoded for s, f in state.messages.items()}
+    seq.run(ReactionRequested(conversation_id="g1", user_id="dave", change_id="r9", seq=1, emoji="🔥", on=True,
+                              origin=ORIGIN))
+    seq.run(MessageDeleteRequested(conversation_id="g1", user_id="bob", change_id="d9", seq=4, origin=ORIGIN))
+    seq.run(send("c9"))
+    assert state.messages[1].encoded is None and state.messages[4].encoded is None  # new facts
+    again = freeze(state, 42)
+    assert payload(again) == payload(codec.encode(snapshot_of(state, 42), key="g1"))
+    assert state.messages[2].encoded is kept[2]  # unchanged facts were not encoded again
+    assert in_order(thaw(again)) == in_order(state)
+    state.messages.clear()
+    assert payload(freeze(state, 43)) == payload(codec.encode(snapshot_of(state, 43), key="g1"))
 
 
 def test_a_cold_conversation_answers_as_the_hot_one_did(seq):
