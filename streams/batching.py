@@ -17,6 +17,7 @@ against faust-streaming 0.15.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, AsyncIterator
 
 from mode.utils.aiter import aiter
@@ -24,6 +25,18 @@ from mode.utils.futures import notify
 
 
 QUIET_S = 0.001  # a batch closes once this long passes with no new event (or the window ends)
+
+
+class Batch(list):  # type: ignore[type-arg]
+    """A batch of events, acked after the loop body unless the body hands its ack to a future
+    (``held_by``): then once that future is done, and never if it fails or is cancelled (its
+    events are then read again by whoever consumes the partition next)."""
+
+    held: "asyncio.Future[Any] | None" = None
+
+    def held_by(self, future: "asyncio.Future[Any]") -> "asyncio.Future[Any]":
+        self.held = future
+        return future
 
 
 async def _gather(stream: Any, events: list[Any], full: asyncio.Event, within: float) -> None:
@@ -42,10 +55,21 @@ async def _gather(stream: Any, events: list[Any], full: asyncio.Event, within: f
         seen = len(events)
 
 
-async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+def _ack_when_done(stream: Any, events: list[Any], held: "asyncio.Future[Any]") -> None:
+    if not held.cancelled() and held.exception() is None:
+        asyncio.ensure_future(_ack(stream, events))
+
+
+async def _ack(stream: Any, events: list[Any]) -> None:
+    for event in events:
+        await stream.ack(event)
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[Batch]:
     """Lists of up to ``max_`` events: each starts with the first event after the last one and
     closes ``within`` seconds later or when full. Events are acked once the next batch is asked
-    for (after the ``async for`` body), or when the generator closes."""
+    for (after the ``async for`` body), or when the generator closes; or, for a batch the body
+    handed to a future (``Batch.held_by``), once that future succeeds."""
     events: list[Any] = []
     arrived = asyncio.Event()  # the batch has its first event
     full = asyncio.Event()
@@ -82,11 +106,15 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             if not events:
                 continue
             consuming = stream.loop.create_future()
+            batch = Batch(events)
             try:
-                yield list(events)
+                yield batch
             finally:
-                for event in events:
-                    await stream.ack(event)
+                if batch.held is None:
+                    for event in events:
+                        await stream.ack(event)
+                else:
+                    batch.held.add_done_callback(functools.partial(_ack_when_done, stream, list(events)))
                 events.clear()
                 arrived.clear()
                 full.clear()
