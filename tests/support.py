@@ -1,4 +1,5 @@
-"""Running the real system for tests: stream workers and gateways as processes.
+"""Running the real system for tests: stream workers and gateways as processes (and, for unit
+tests, one real aiohttp handler: ``serve``).
 
 Every ``System`` gets its own topic prefix, Faust app id, Redis database and data dir,
 so test modules share one broker and one Redis without seeing each other's state.
@@ -228,3 +229,31 @@ def wait_workers(system: System, count: int, timeout: float = 60.0) -> dict[str,
             time.sleep(0.2)
     finally:
         client.close()
+
+
+# One real aiohttp handler on a loopback port, for unit tests of code that needs a real server
+# or client socket (gateway/upgraded.py, the write path, bench/wsclient.py).
+
+import contextlib  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable  # noqa: E402
+
+from aiohttp import web  # noqa: E402
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, path: str = "/ws", *, scheme: str = "http") -> AsyncIterator[str]:
+    """Serve ``handler`` for GET ``path`` on 127.0.0.1 and a port the OS picks; yields the URL
+    (``scheme://127.0.0.1:port/path``). The server is cleaned up on leaving, also on an error."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        yield f"{scheme}://127.0.0.1:{port}{path}"
+    finally:
+        await runner.cleanup()

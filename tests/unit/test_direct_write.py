@@ -13,11 +13,14 @@ from aiohttp import web
 
 from gateway.connection import Connection
 from gateway.outbound import text_frames
+from tests.support import Handler, serve
 
 FRAMES = [b'{"n":1}', b'{"n":2,"pad":"' + b"x" * 200 + b'"}', b'{"n":3,"pad":"' + b"y" * 70_000 + b'"}', b'{"n":4}']
 
 
-async def serve(handler_seen: list[Connection]) -> tuple[web.AppRunner, str]:
+def writer(handler_seen: list[Connection]) -> Handler:
+    """A handler that queues ``FRAMES`` on a ``Connection`` in one turn of the loop."""
+
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -31,14 +34,7 @@ async def serve(handler_seen: list[Connection]) -> tuple[web.AppRunner, str]:
             pass
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/ws"
+    return handler
 
 
 @pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
@@ -51,8 +47,7 @@ async def test_every_frame_arrives_in_order(compress, monkeypatch):
                         lambda coro, **kw: (tasks.append(coro) if coro.__qualname__ == "Connection._write" else None)
                         or real(coro, **kw))
     seen: list[Connection] = []
-    runner, url = await serve(seen)
-    try:
+    async with serve(writer(seen)) as url:
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(url, compress=compress, max_msg_size=0) as ws:
                 got = [await asyncio.wait_for(ws.receive(), 10) for _ in FRAMES]
@@ -63,8 +58,6 @@ async def test_every_frame_arrives_in_order(compress, monkeypatch):
                     assert conn.ws._writer.compress and len(tasks) == 1  # aiohttp's path, one writer task
                 else:
                     assert tasks == [] and conn.outbox == () and conn.queued == 0
-    finally:
-        await runner.cleanup()
 
 
 def test_frame_headers_follow_rfc_6455_lengths():

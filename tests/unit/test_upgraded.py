@@ -13,11 +13,14 @@ from aiohttp import web
 
 from gateway import upgraded
 from gateway.upgraded import shed
+from tests.support import Handler, serve
 
 HEARTBEAT_S = 1.0  # pings every second; a pong is due within half of it
 
 
-async def serve(seen: list[tuple[web.Request, web.WebSocketResponse]]) -> tuple[web.AppRunner, str]:
+def echo(seen: list[tuple[web.Request, web.WebSocketResponse]]) -> Handler:
+    """A handler that sheds the upgraded socket's HTTP state and echoes text upper-cased."""
+
     async def handler(request: web.Request) -> web.WebSocketResponse:
         assert request.query["token"] == "t"  # parsed (and cached) before the upgrade, as auth does
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
@@ -29,14 +32,7 @@ async def serve(seen: list[tuple[web.Request, web.WebSocketResponse]]) -> tuple[
                 await ws.send_str(msg.data.upper())
         return ws
 
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/ws?token=t"
+    return handler
 
 
 async def read(ws: aiohttp.ClientWebSocketResponse, inbox: "asyncio.Queue[str]") -> None:
@@ -47,8 +43,8 @@ async def read(ws: aiohttp.ClientWebSocketResponse, inbox: "asyncio.Queue[str]")
 @pytest.mark.parametrize("compress", [0, 15], ids=["plain", "deflate"])
 async def test_upgraded_socket_holds_no_http_state_and_still_works(compress):
     seen: list[tuple[web.Request, web.WebSocketResponse]] = []
-    runner, url = await serve(seen)
-    try:
+    async with serve(echo(seen)) as url:
+        url += "?token=t"
         async with aiohttp.ClientSession() as session:
             sockets = [await session.ws_connect(url, compress=compress, autoping=True) for _ in range(3)]
             for i, ws in enumerate(sockets):
@@ -75,15 +71,13 @@ async def test_upgraded_socket_holds_no_http_state_and_still_works(compress):
                 await ws.close()
                 assert ws.close_code == aiohttp.WSCloseCode.OK
             await asyncio.wait_for(asyncio.gather(*readers), 10)
-    finally:
-        await runner.cleanup()
 
 
 async def test_heartbeat_still_closes_a_silent_client():
     """A client that never answers pings is still closed by the server's heartbeat."""
     seen: list[tuple[web.Request, web.WebSocketResponse]] = []
-    runner, url = await serve(seen)
-    try:
+    async with serve(echo(seen)) as url:
+        url += "?token=t"
         async with aiohttp.ClientSession() as session:
             ws = await session.ws_connect(url, autoping=False)
             msg = await asyncio.wait_for(ws.receive(), 10)
@@ -91,5 +85,3 @@ async def test_heartbeat_still_closes_a_silent_client():
                 msg = await asyncio.wait_for(ws.receive(), 10)
             assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
             assert seen[0][1].closed
-    finally:
-        await runner.cleanup()

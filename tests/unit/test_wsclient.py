@@ -6,6 +6,7 @@ import time
 from aiohttp import WSMsgType, web
 
 from bench.wsclient import FrameParser, _mask, client_frame, connect
+from tests.support import serve
 
 
 def test_masking_is_its_own_inverse():
@@ -37,21 +38,12 @@ async def test_talks_to_aiohttps_server_text_ping_and_close():
                 await ws.close(code=4409, message=b"bye")
         return ws
 
-    app = web.Application()
-    app.router.add_get("/v1/ws", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
     frames: list[bytes] = []
-    try:
-        ws = await connect(f"ws://127.0.0.1:{port}/v1/ws?device_id=d0", {"Authorization": "Bearer t"},
+    async with serve(handler, "/v1/ws", scheme="ws") as url:
+        ws = await connect(f"{url}?device_id=d0", {"Authorization": "Bearer t"},
                            lambda data, t: frames.append(data), time.perf_counter)
         await ws.send_str('{"type":"send"}')
         await asyncio.wait_for(asyncio.shield(ws.done), 5)
-    finally:
-        await runner.cleanup()
     assert frames == [b"hello Bearer t d0", b"x" * 70_000]
     assert received == ['{"type":"send"}'] and ws.close_code == 4409 and ws.closed
     assert len(client_frame(1, b"abc")) == 2 + 4 + 3
