@@ -17,7 +17,6 @@ against faust-streaming 0.15.
 from __future__ import annotations
 
 import asyncio
-import functools
 from typing import Any, AsyncIterator
 
 from mode.utils.aiter import aiter
@@ -25,18 +24,6 @@ from mode.utils.futures import notify
 
 
 QUIET_S = 0.001  # a batch closes once this long passes with no new event (or the window ends)
-
-
-class Batch(list):  # type: ignore[type-arg]
-    """A batch of events, acked after the loop body unless the body hands its ack to a future
-    (``held_by``): then once that future is done, and never if it fails or is cancelled (its
-    events are then read again by whoever consumes the partition next)."""
-
-    held: "asyncio.Future[Any] | None" = None
-
-    def held_by(self, future: "asyncio.Future[Any]") -> "asyncio.Future[Any]":
-        self.held = future
-        return future
 
 
 async def _gather(stream: Any, events: list[Any], full: asyncio.Event, within: float) -> None:
@@ -55,21 +42,10 @@ async def _gather(stream: Any, events: list[Any], full: asyncio.Event, within: f
         seen = len(events)
 
 
-def _ack_when_done(stream: Any, events: list[Any], held: "asyncio.Future[Any]") -> None:
-    if not held.cancelled() and held.exception() is None:
-        asyncio.ensure_future(_ack(stream, events))
-
-
-async def _ack(stream: Any, events: list[Any]) -> None:
-    for event in events:
-        await stream.ack(event)
-
-
-async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[Batch]:
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     """Lists of up to ``max_`` events: each starts with the first event after the last one and
     closes ``within`` seconds later or when full. Events are acked once the next batch is asked
-    for (after the ``async for`` body), or when the generator closes; or, for a batch the body
-    handed to a future (``Batch.held_by``), once that future succeeds."""
+    for (after the ``async for`` body), or when the generator closes."""
     events: list[Any] = []
     arrived = asyncio.Event()  # the batch has its first event
     full = asyncio.Event()
@@ -106,15 +82,11 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[B
             if not events:
                 continue
             consuming = stream.loop.create_future()
-            batch = Batch(events)
             try:
-                yield batch
+                yield list(events)
             finally:
-                if batch.held is None:
-                    for event in events:
-                        await stream.ack(event)
-                else:
-                    batch.held.add_done_callback(functools.partial(_ack_when_done, stream, list(events)))
+                for event in events:
+                    await stream.ack(event)
                 events.clear()
                 arrived.clear()
                 full.clear()
