@@ -7,7 +7,9 @@ Starts the system as ``bench.run_local`` does with the worker's Prometheus endpo
 per agent and step (``chat_batch_step_seconds``) and per projection
 (``chat_projection_write_seconds``): batches, mean and total seconds, and the share of the
 measured wall time the step took (a step near 100% is the stage the pipeline waits on), with
-the mean batch size per agent. Nothing is appended to RESULTS.md.
+the mean batch size per agent, and how late the worker's event loop ran its 50 ms beats
+(``chat_event_loop_lag_seconds``: a mean of milliseconds is a loop with work queued).
+Nothing is appended to RESULTS.md.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from collections import defaultdict
 from bench import loadgen
 from bench.run_local import local_system, proc_sample
 
-_SAMPLE = re.compile(r'^(chat_batch_step_seconds|chat_projection_write_seconds|chat_batch_size)_(sum|count)\{([^}]*)\} (\S+)$')
+_SAMPLE = re.compile(r'^(chat_batch_step_seconds|chat_projection_write_seconds|chat_batch_size'
+                     r'|chat_event_loop_lag_seconds)_(sum|count)(?:\{([^}]*)\})? (\S+)$')
 
 
 def free_port() -> int:
@@ -41,7 +44,7 @@ def scrape(port: int) -> dict[tuple[str, str], dict[str, float]]:
     for line in text.splitlines():
         m = _SAMPLE.match(line)
         if m:
-            out[(m.group(1), m.group(3))][m.group(2)] = float(m.group(4))
+            out[(m.group(1), m.group(3) or "")][m.group(2)] = float(m.group(4))
     return out
 
 
