@@ -57,6 +57,7 @@ bench: install
 	@$(PY) -m bench.idle --connections 39000 --clients 4 --gateways 2 --hold 20
 	@$(PY) -m bench.artillery_run --vus 100 --rate 1000 --duration 30 --group-size 10
 	@$(PY) -m bench.consume_cost --runs 2 --readers faust-stock,faust,decode,raw --results bench/RESULTS.md
+	@$(PY) -m bench.snapshot_encoding --results bench/RESULTS.md
 
 # Forget every conversation and message of `make run` (its broker, Redis and store data).
 clean-data:

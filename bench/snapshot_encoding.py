@@ -8,7 +8,8 @@ round re-encodes every conversation that changed since the last one, every
 ``freeze`` the first time (no facts encoded yet), again after one more message (the round
 after), and of the codec's whole-record encoding (``codec.encode(snapshot_of(...))``, what
 ``freeze`` did before each message's facts kept their encoding), each the best of ``--repeat``,
-and checks the bytes are the same. In-process, no services. Nothing is appended to RESULTS.md.
+and checks the bytes are the same. In-process, no services. ``--results`` appends the table
+to that markdown file (``make bench`` gives bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import sys
 import time
+from pathlib import Path
 
 from chat.codec import default_codec, read_envelope
 from streams.model import ConversationState, MessageFacts
@@ -47,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.snapshot_encoding", description=__doc__.split("\n\n")[0])
     p.add_argument("--messages", default="300,1000,10000,100000")
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--results", type=Path, help="append a section to this markdown file")
     args = p.parse_args(argv)
     codec = default_codec()
-    print("| messages in the state | snapshot KiB | freeze, first (ms) | freeze, the round after (ms) | codec's whole record (ms) | same bytes |")
-    print("|---|---|---|---|---|---|")
+    lines = ["| messages in the state | snapshot KiB | freeze, first (ms) | freeze, the round after (ms) "
+             "| codec's whole record (ms) | same bytes |", "|---|---|---|---|---|---|"]
     for n in (int(x) for x in args.messages.split(",")):
         first = best(args.repeat, lambda: freeze(state_with(n), 1)) - best(args.repeat, lambda: state_with(n))
         state = state_with(n)
@@ -60,7 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         whole = best(args.repeat, lambda: codec.encode(snapshot_of(state, 2), key=state.conversation_id))
         blob = freeze(state, 2)
         same = read_envelope(blob)[5] == read_envelope(codec.encode(snapshot_of(state, 2)))[5]
-        print(f"| {n:,} | {len(blob) / 1024:,.0f} | {1000 * first:.2f} | {1000 * again:.2f} | {1000 * whole:.2f} | {same} |")
+        lines.append(f"| {n:,} | {len(blob) / 1024:,.0f} | {1000 * first:.2f} | {1000 * again:.2f} "
+                     f"| {1000 * whole:.2f} | {same} |")
+        print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
+    if args.results:
+        from bench.run_local import append_results, code_version, machine_line
+        append_results([f"\n## Encoding one conversation's snapshot ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n",
+                        machine_line(), f"Command: `python -m bench.snapshot_encoding {' '.join(argv or sys.argv[1:])}`. "
+                        f"Code: {code_version()}.", ""] + lines, args.results)
     return 0
 
 
