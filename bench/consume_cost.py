@@ -204,10 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {n} | {1e6 * c / s:.1f} us | {c:.2f} | {w:.2f} | {s / w:,.0f} |" for n, c, w, s in rows]
     print("\n".join(lines))
     if args.results:
-        from bench.run_local import append_results, code_version, machine_line
-        append_results([f"\n## What consuming an event costs, by consumer ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n",
-                                      machine_line(), f"Command: `python -m bench.consume_cost {' '.join(argv or sys.argv[1:])}`. "
-                                      f"Code: {code_version()}.", ""] + lines, args.results)
+        from bench.run_local import append_section
+        append_section("What consuming an event costs, by consumer",
+                       f"python -m bench.consume_cost {' '.join(argv or sys.argv[1:])}", lines, args.results)
     return 0
 
 

@@ -158,6 +158,13 @@ class CpuSampler:
 PRODUCT_DIRS = ("chat", "gateway", "streams", "projections", "infra", "schemas")
 
 
+def append_section(title: str, command: str, lines: list[str], path: Path) -> None:
+    """Append a measured section to ``path``: its title with the UTC time, the machine, the
+    command and the code version, then ``lines``."""
+    append_results([f"\n## {title} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n", machine_line(),
+                    f"Command: `{command}`. Code: {code_version()}.", ""] + lines, path)
+
+
 def code_version() -> str:
     """HEAD, the modified files (read-only git), and a hash of the product sources as they are."""
     import hashlib

@@ -67,10 +67,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"| {1000 * whole:.2f} | {same} |")
         print(lines[-1] if len(lines) > 3 else "\n".join(lines), flush=True)
     if args.results:
-        from bench.run_local import append_results, code_version, machine_line
-        append_results([f"\n## Encoding one conversation's snapshot ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n",
-                        machine_line(), f"Command: `python -m bench.snapshot_encoding {' '.join(argv or sys.argv[1:])}`. "
-                        f"Code: {code_version()}.", ""] + lines, args.results)
+        from bench.run_local import append_section
+        append_section("Encoding one conversation's snapshot",
+                       f"python -m bench.snapshot_encoding {' '.join(argv or sys.argv[1:])}", lines, args.results)
     return 0
 
 
