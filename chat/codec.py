@@ -58,11 +58,7 @@ ENVELOPE_LAYOUT = (("event_id", "string"), ("type", "string"), ("schema_version"
 
 
 def zigzag(n: int) -> bytes:
-    """Avro's encoding of a long."""
-    return _long(n)
-
-
-def _long(n: int) -> bytes:
+    """Avro's encoding of a long (zigzag, then 7 bits a byte)."""
     n = (n << 1) ^ (n >> 63)  # zigzag
     out = bytearray()
     while n > 0x7F:
@@ -73,13 +69,13 @@ def _long(n: int) -> bytes:
 
 
 def _bytes(b: bytes) -> bytes:
-    return _long(len(b)) + b
+    return zigzag(len(b)) + b
 
 
 def write_envelope(event_id: str, type_name: str, schema_version: int, occurred_at: int, key: str,
                    payload: bytes) -> bytes:
-    return b"".join((_bytes(event_id.encode()), _bytes(type_name.encode()), _long(schema_version),
-                     _long(occurred_at), _bytes(key.encode()), _bytes(payload)))
+    return b"".join((_bytes(event_id.encode()), _bytes(type_name.encode()), zigzag(schema_version),
+                     zigzag(occurred_at), _bytes(key.encode()), _bytes(payload)))
 
 
 def read_envelope(data: bytes) -> tuple[str, str, int, int, str, bytes]:
@@ -182,7 +178,7 @@ class Codec:
 
     def around(self, type_name: str, field: str) -> "Around":
         """The latest schema of ``type_name`` split at one of its array fields: a record of the
-        fields before it, the array's item schema, a record of the fields after it. Avro writes a
+        fields before it and a record of the fields after it. Avro writes a
         record as its fields one after another, so the three encodings side by side, the array's
         as ``count, items, 0``, are the whole record's bytes (``Around.payload``). Made once."""
         made = self._arounds.get((type_name, field))
@@ -193,21 +189,17 @@ class Codec:
     def _around(self, type_name: str, field: str) -> "Around":
         version = EVENT_TYPES[type_name].VERSION
         raw = json.loads((self.schema_dir / f"{type_name}.v{version}.avsc").read_text())
-        names = [f["name"] for f in raw["fields"]]
-        i = names.index(field)
-        item = raw["fields"][i]["type"]
-        if not isinstance(item, dict) or item.get("type") != "array":
+        i = [f["name"] for f in raw["fields"]].index(field)
+        array = raw["fields"][i]["type"]
+        if not isinstance(array, dict) or array.get("type") != "array":
             raise SchemaError(f"{type_name}.{field} is not an array")
 
-        def parse(schema: Any) -> Any:
-            return fastavro.parse_schema(schema, named_schemas=dict(self._types))
-
         def part(name: str, fields: list[Any]) -> Any:
-            return parse({"type": "record", "name": f"{type_name}{name}", "namespace": raw.get("namespace", ""),
-                          "fields": fields})
+            record = {"type": "record", "name": f"{type_name}{name}", "namespace": raw.get("namespace", ""),
+                      "fields": fields}
+            return fastavro.parse_schema(record, named_schemas=dict(self._types))
 
-        return Around(type_name, version, part("Before", raw["fields"][:i]), parse(item["items"]),
-                      part("After", raw["fields"][i + 1:]))
+        return Around(type_name, version, part("Before", raw["fields"][:i]), part("After", raw["fields"][i + 1:]))
 
     def _write(self, type_name: str, version: int, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -230,13 +222,12 @@ class Around:
     type_name: str
     version: int
     before: Any
-    item: Any
     after: Any
 
     def payload(self, record: dict[str, Any], items: list[bytes]) -> bytes:
         """The record's Avro: ``record`` holds every field but the array, ``items`` are the
-        array's items already encoded (with ``item``)."""
-        array = b"".join((_long(len(items)), *items, b"\x00")) if items else b"\x00"
+        array's items already encoded."""
+        array = b"".join((zigzag(len(items)), *items, b"\x00")) if items else b"\x00"
         return b"".join((schemaless(self.before, record), array, schemaless(self.after, record)))
 
     def envelope(self, payload: bytes, key: str) -> bytes:

@@ -108,7 +108,7 @@ def freeze(state: ConversationState, upto: int, codec: Codec | None = None) -> b
 def _encode_facts(seq: int, facts: MessageFacts) -> bytes:
     """A ``MessageFact`` record's Avro, written by hand (a fastavro call per fact cost twice the
     whole record's encoding), and kept with the facts (which only ever sit at their own seq). A
-    unit test holds it to fastavro's bytes for the schema as it is (``Around.item``)."""
+    unit test holds ``freeze``'s whole record to the codec's (fastavro's) bytes."""
     text = _text
     parts = [zigzag(seq), text(facts.sender_id), zigzag(facts.sent_at), zigzag(len(facts.digest)), facts.digest,
              b"\x00" if facts.media_id is None else b"\x02" + text(facts.media_id),
