@@ -79,6 +79,9 @@ app = ChatApp(
     topic_partitions=settings.partitions,
     topic_replication_factor=settings.replication_factor,
     topic_allow_declare=False,
+    # No leader election: nothing here runs on one worker only, and its topic (never created,
+    # topics are declared by infra.topics) made every start log an error and subscribe to it.
+    topic_disable_leader=True,
     web_enabled=False,
     datadir=_datadir(settings.data_dir),
     stream_wait_empty=False,

@@ -96,5 +96,7 @@ async def test_logs_are_json_lines_with_context_and_no_bodies(system, session):
     worker = json_lines(system.workers[0].log_path)
     assert any("recovered partition" in r["msg"] for r in worker), system.workers[0].log_tail()
     assert all(r["process"] == "worker" and r["worker_id"] for r in worker)
+    # A worker that started and served normally says nothing an operator must look into.
+    assert [r["msg"] for r in worker if r["level"] in ("error", "critical")] == []
     for service in (*system.gateways, *system.workers):
         assert SECRET_BODY not in service.log_path.read_text()
