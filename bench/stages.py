@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import socket
 import sys
 import time
 import urllib.request
@@ -25,15 +24,10 @@ from collections import defaultdict
 
 from bench import loadgen
 from bench.run_local import local_system, proc_sample
+from infra.services import free_port
 
 _SAMPLE = re.compile(r'^(chat_batch_step_seconds|chat_projection_write_seconds|chat_batch_size'
                      r'|chat_event_loop_lag_seconds)_(sum|count)(?:\{([^}]*)\})? (\S+)$')
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, str], dict[str, float]]:
