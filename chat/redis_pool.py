@@ -24,7 +24,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import redis.asyncio as redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError
 
 from chat.secure import redis_options
 from chat.settings import Settings
@@ -36,7 +36,40 @@ def connect(settings: Settings) -> redis.Redis:
         return connect_cluster(settings)
     pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=settings.redis_max_connections,
                                                  timeout=settings.redis_wait_s, **redis_options(settings))
+    pool.connection_class = closed_write_safe(pool.connection_class)
     return redis.Redis(connection_pool=pool)
+
+
+# What a write on a connection whose transport is gone raises, besides redis-py's own errors:
+# uvloop (the loop of every process here) raises RuntimeError("unable to perform operation on
+# <TCPTransport closed=True ...>; the handler is closed") where asyncio's own loop drops the
+# write; and a connection another task disconnected meanwhile has no writer left
+# (AttributeError: 'NoneType' object has no attribute 'writelines'; TypeError from asyncio's
+# transport on Python 3.12: redis-py issues 3546 and 4287, fixed after its 8.1.0).
+WRITE_ON_CLOSED = (RuntimeError, AttributeError, TypeError)
+
+
+class _ClosedWriteIsConnectionError:
+    """redis-py turns only ``OSError`` on a write into its ``ConnectionError``, so the errors of
+    ``WRITE_ON_CLOSED`` escaped its retries, ``FailoverCluster``'s and the workers'
+    (``streams.retry``): a worker crashed on each when a Redis Cluster master was killed (make
+    test-cluster). redis-py has already dropped the connection when one is raised here; the
+    command is retried on a new one like after any other broken connection."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except WRITE_ON_CLOSED as exc:
+            raise RedisConnectionError(f"Error while writing to socket: {type(exc).__name__}: {exc}") from exc
+
+
+@functools.cache
+def closed_write_safe(connection_class: type) -> type:
+    """``connection_class`` (redis-py's TCP, TLS or Unix socket connection) whose writes on a
+    closed or dropped transport raise redis-py's ``ConnectionError``."""
+    if issubclass(connection_class, _ClosedWriteIsConnectionError):
+        return connection_class
+    return type(connection_class.__name__, (_ClosedWriteIsConnectionError, connection_class), {})
 
 
 PIPELINE_RETRY_S = 0.25  # redis-py's cluster pipeline sleeps this long before each retry
@@ -86,6 +119,12 @@ def _failover_class() -> type:
         def __init__(self, *args: Any, wait_s: float = 5.0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.failover_wait_s = wait_s
+            # RedisCluster takes no connection class: its nodes, now and discovered later, are
+            # made from this one dict (shared with its NodesManager).
+            safe = closed_write_safe(self.connection_kwargs["connection_class"])
+            self.connection_kwargs["connection_class"] = safe
+            for node in self.startup_nodes:
+                node.connection_class = safe
 
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
             deadline, delay = time.monotonic() + self.failover_wait_s, FIRST_DELAY_S
