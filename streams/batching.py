@@ -6,8 +6,9 @@ every wake-up made tasks and futures (``mode``'s ``wait_first``): 110,000 waits 
 messages in a profile, a fixed cost paid even by an idle worker. ``take_batches`` sleeps until
 the first event of a batch arrives, then gathers for at most ``within`` (less once ``max_``
 events are in, or once a millisecond passes with no new one), yields them, and acks them
-after the consumer's loop body has run: batches as ``take_events`` makes them under load, the
-same at-least-once acking, without the idle wake-ups.
+after the consumer's loop body has run to its end: batches as ``take_events`` makes them under
+load, at-least-once acking (a batch whose body failed is never acked), without the idle
+wake-ups.
 
 It uses the stream's buffering hooks as ``take_events`` does (a processor that fills the
 buffer while the stream is consumed passively; acks off while events are buffered), checked
@@ -44,8 +45,11 @@ async def _gather(stream: Any, events: list[Any], full: asyncio.Event, within: f
 
 async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     """Lists of up to ``max_`` events: each starts with the first event after the last one and
-    closes ``within`` seconds later or when full. Events are acked once the next batch is asked
-    for (after the ``async for`` body), or when the generator closes."""
+    closes ``within`` seconds later or when full. A batch's events are acked once the next batch
+    is asked for, after the ``async for`` body ran to its end; never when the body raised, was
+    cancelled or broke out of the loop. (Faust's ``take_events`` acks in a ``finally``: a batch
+    whose agent crashed was then committed by the stopping worker, and the projections of 17
+    acked messages were lost when a worker's projector crashed in ``make test-cluster``.)"""
     events: list[Any] = []
     arrived = asyncio.Event()  # the batch has its first event
     full = asyncio.Event()
@@ -84,9 +88,12 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             consuming = stream.loop.create_future()
             try:
                 yield list(events)
-            finally:
+                # Resumed: the loop body ran to its end. A body that raised or was cancelled
+                # closes the generator here instead, and its batch stays unacked, so the
+                # offsets committed (on stopping, or by the next owner) never pass it.
                 for event in events:
                     await stream.ack(event)
+            finally:
                 events.clear()
                 arrived.clear()
                 full.clear()
