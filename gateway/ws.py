@@ -53,6 +53,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await on_text(gw, conn, msg.data)
             elif msg.type == WSMsgType.BINARY:
                 error(gw, conn, BadRequest("frames are JSON text"))
+    except ConnectionResetError:
+        pass  # the client went while its ping was answered: a disconnect, not a gateway error
     finally:
         gw.metrics.connections.dec()
         log.info("disconnected", extra={"user_id": user_id, "device_id": device_id})

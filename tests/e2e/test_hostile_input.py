@@ -5,6 +5,8 @@ dropped socket."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 
@@ -95,3 +97,32 @@ async def test_media_ids_outside_their_alphabet_are_bad_requests(system, session
     assert (error["code"], error["ref"]) == ("bad_request", "m2")
     await still_open(device)
     await device.close()
+
+
+async def ping_and_reset(url: str, headers: dict[str, str]) -> None:
+    """Upgrade a raw socket, send a ping frame and reset the connection (SO_LINGER 0) at once:
+    the gateway reads the ping and finds the transport closing when it answers."""
+    host, port = url.split("//")[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"GET /v1/ws?device_id=reset HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+             *(f"{k}: {v}" for k, v in headers.items())]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    writer.write(bytes([0x89, 0x80, 1, 2, 3, 4]))  # FIN + PING, masked, empty payload
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def test_a_socket_reset_after_a_ping_is_no_gateway_error(system, session):
+    """A client gone while the gateway answers its ping (aiohttp raises "Cannot write to closing
+    transport" from the socket's read loop) is a disconnect like any other, not an error-level
+    "Error handling request" with a traceback in the gateway's log."""
+    (alice,) = await sign_in_users(session, system.url(), "alice")
+    for _ in range(30):
+        await ping_and_reset(system.url(), alice.headers)
+    await asyncio.sleep(1.0)
+    log = system.gateways[0].log_path.read_text()
+    assert "Error handling request" not in log, log[-3000:]
+    assert "Cannot write to closing transport" not in log
