@@ -155,13 +155,25 @@ class Counts:
     reconnects: int = 0
     devices: int = 0
     converged: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what each device that did not converge lacks
 
     def line(self, fault: str) -> str:
         return (f"{fault}: sent {self.sent} (+{self.resent} re-sent), acked {self.acked}, stored {self.messages}, "
                 f"lost {self.lost}, duplicates {self.duplicates}, gaps {self.gaps}, reordered {self.reordered}, "
                 f"ack conflicts {self.ack_conflicts}, devices converged {self.converged}/{self.devices} "
-                f"({self.reconnects} reconnects, {self.raw_duplicates} duplicate frames dropped)")
+                f"({self.reconnects} reconnects, {self.raw_duplicates} duplicate frames dropped)"
+                + "".join(f"\n  {note}" for note in self.notes))
+
+
+def spans(seqs: list[int]) -> str:
+    """Sorted seqs as ranges: [1, 2, 3, 7] -> "1-3, 7"."""
+    out: list[str] = []
+    for s in seqs:
+        if out and int(out[-1].split("-")[-1]) == s - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{s}"
+        else:
+            out.append(str(s))
+    return ", ".join(out)
 
 
 class Traffic:
@@ -215,6 +227,7 @@ class Traffic:
         where = {(m["conversation_id"], m["seq"]): m["client_msg_id"] for h in histories.values() for m in h}
         counts.lost = sum(1 for cm, key in acked.items() if where.get(key) != cm)
         counts.converged = await self._converge(histories, converge_s)
+        counts.notes = [self._lacks(d, histories) for d in self.devices if not self._holds(d, histories)]
         for d in self.devices:
             counts.reordered += d.reordered
             counts.ack_conflicts += d.ack_conflicts
@@ -222,18 +235,31 @@ class Traffic:
             counts.reconnects += d.reconnects
         return counts
 
+    def _holds(self, d: Roaming, histories: dict[str, list[dict[str, Any]]]) -> bool:
+        """Whether ``d`` holds every message of every group it is in, the same as history."""
+        return all({s: m["message_id"] for s, m in d.seen[cid].items()} == {m["seq"]: m["message_id"] for m in h}
+                   for cid, h in histories.items() if d.client in self.groups[cid])
+
+    def _lacks(self, d: Roaming, histories: dict[str, list[dict[str, Any]]]) -> str:
+        """What ``d`` lacks or holds wrongly, per group, and its connection's state."""
+        parts = []
+        for cid, h in histories.items():
+            if d.client in self.groups[cid]:
+                want = {m["seq"]: m["message_id"] for m in h}
+                missing = sorted(set(want) - set(d.seen[cid]))
+                wrong = sorted(s for s, m in d.seen[cid].items() if want.get(s) != m["message_id"])
+                if missing or wrong:
+                    parts.append(f"{cid}: lacks {len(missing)} of {len(want)} ({spans(missing)}), wrong {wrong}")
+        state = "connected" if d.ws is not None and not d.ws.closed else "not connected"
+        return (f"{d.client.user_id}/{d.device_id}: {'; '.join(parts)}; {state}, "
+                f"{'synced' if d.synced.is_set() else 'not synced'}, {d.reconnects} reconnects, errors {d.errors[-3:]}")
+
     async def _converge(self, histories: dict[str, list[dict[str, Any]]], timeout: float) -> int:
         """How many devices hold every message of every group they are in, the same as history."""
-        want = {cid: {m["seq"]: m["message_id"] for m in h} for cid, h in histories.items()}
-
-        def holds(d: Roaming) -> bool:
-            return all({s: m["message_id"] for s, m in d.seen[cid].items()} == want[cid]
-                       for cid, users in self.groups.items() if d.client in users)
-
         deadline = time.monotonic() + timeout
-        while not all(holds(d) for d in self.devices) and time.monotonic() < deadline:
+        while not all(self._holds(d, histories) for d in self.devices) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        return sum(1 for d in self.devices if holds(d))
+        return sum(1 for d in self.devices if self._holds(d, histories))
 
     async def close(self) -> None:
         self.stop.set()
