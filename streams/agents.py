@@ -83,9 +83,10 @@ def start_recovery(partition: int) -> asyncio.Task[Sequencer]:
     return partition_tasks.ensure(recoveries, partition, _recover)
 
 
-async def sequencer_for(partition: int) -> Sequencer:
-    """This worker's sequencer for a partition, rebuilt from the log when first needed."""
-    return await start_recovery(partition)
+async def sequencer_for(partition: int) -> Sequencer | None:
+    """This worker's sequencer for a partition, rebuilt from the log when first needed; None
+    when the partition was revoked while it was rebuilt."""
+    return await partition_tasks.unless_revoked(start_recovery(partition))
 
 
 def recovered() -> dict[int, Sequencer]:
@@ -120,10 +121,17 @@ async def sequence_batch(res: Resources, batch: list[Any]) -> None:
     keys: list[MessageKey] = []
     metrics.events.labels("sequence").inc(len(batch))
     metrics.batch_size.labels("sequence").observe(len(batch))
+    revoked: set[int] = set()  # partitions taken from this worker while their sequencers were rebuilt
     with metrics.step("sequence", "handle"):
         for event in batch:
             partition = event.message.partition
-            sequencer = sequencers[partition] = await sequencer_for(partition)
+            if partition in revoked:
+                continue
+            sequencer = await sequencer_for(partition)
+            if sequencer is None:  # its commands are the new owner's (their acks are not committed here)
+                revoked.add(partition)
+                continue
+            sequencers[partition] = sequencer
             command = event.value.event
             if isinstance(command, PipelineProbe):  # answered once this partition's state is recovered
                 pending.append(asyncio.ensure_future(res.answer_probe(command)))

@@ -31,3 +31,19 @@ def ensure(tasks: dict[int, asyncio.Task[T]], partition: int,
     if task is None or failed(task):
         task = tasks[partition] = asyncio.ensure_future(load(partition))
     return task
+
+
+async def unless_revoked(task: asyncio.Task[T]) -> T | None:
+    """``await task``, or None when the task was cancelled (``forget``: its partition was
+    revoked) while the caller itself was not. Awaiting a cancelled task raises CancelledError
+    in the awaiter too: the agent that waited for a revoked partition's load then "crashed"
+    with it, and Faust restarted the agent without the rest of its batch, which was then never
+    handled nor acked (``streams.batching``). Its caller skips the partition's events instead:
+    the partition's new owner reads them."""
+    try:
+        return await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if task.cancelled() and (current is None or not current.cancelling()):
+            return None
+        raise

@@ -77,9 +77,16 @@ async def presence(stream: Any) -> None:
         now = _now_ms()
         pending: list[Awaitable[Any]] = []
         leases: dict[int, dict[str, int]] = {}
+        revoked: set[int] = set()  # partitions taken from this worker while their books loaded
         for event in batch:
             partition, signal = event.message.partition, event.value.event
-            book = await until_written(lambda: book_for(partition), "loading presence")
+            if partition in revoked:
+                continue
+            book = await until_written(lambda: partition_tasks.unless_revoked(book_for(partition)),
+                                       "loading presence")
+            if book is None:  # its signals are the new owner's
+                revoked.add(partition)
+                continue
             changes = book.signal(signal, now)
             if changes:
                 pending.append(_publish(res, partition, changes))
