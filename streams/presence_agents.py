@@ -83,8 +83,8 @@ async def presence(stream: Any) -> None:
             if partition in revoked:
                 continue
             book = await until_written(lambda: partition_tasks.unless_revoked(book_for(partition)),
-                                       "loading presence")
-            if book is None:  # its signals are the new owner's
+                                       "loading presence") if partition in books else None
+            if book is None:  # revoked: its signals are the new owner's
                 revoked.add(partition)
                 continue
             changes = book.signal(signal, now)
