@@ -85,11 +85,8 @@ def start_recovery(partition: int) -> asyncio.Task[Sequencer]:
 
 async def sequencer_for(partition: int) -> Sequencer | None:
     """This worker's sequencer for a partition, rebuilt from the log when first needed; None
-    when the partition is not this worker's (revoked before or while it was rebuilt: a batch
-    read before a rebalance must not fence and sequence a partition another worker now owns)."""
-    if partition not in recoveries:  # it holds a task for each assigned partition
-        return None
-    return await partition_tasks.unless_revoked(start_recovery(partition))
+    when the partition is not this worker's (revoked before or while it was rebuilt)."""
+    return await partition_tasks.owned(recoveries, partition, _recover)
 
 
 def recovered() -> dict[int, Sequencer]:

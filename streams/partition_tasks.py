@@ -33,6 +33,18 @@ def ensure(tasks: dict[int, asyncio.Task[T]], partition: int,
     return task
 
 
+async def owned(tasks: dict[int, asyncio.Task[T]], partition: int,
+                load: Callable[[int], Awaitable[T]]) -> T | None:
+    """The partition's loaded state (loaded again if its last load failed); None when the
+    partition is not, or no longer, this worker's: ``tasks`` holds a task for every assigned
+    partition from its assignment on, and ``forget`` drops it on revocation. A batch read before
+    a rebalance can hold events of a partition revoked since: loading it would fence and
+    sequence a partition another worker owns."""
+    if partition not in tasks:
+        return None
+    return await unless_revoked(ensure(tasks, partition, load))
+
+
 async def unless_revoked(task: asyncio.Task[T]) -> T | None:
     """``await task``, or None when the task was cancelled (``forget``: its partition was
     revoked) while the caller itself was not. Awaiting a cancelled task raises CancelledError

@@ -82,8 +82,7 @@ async def presence(stream: Any) -> None:
             partition, signal = event.message.partition, event.value.event
             if partition in revoked:
                 continue
-            book = await until_written(lambda: partition_tasks.unless_revoked(book_for(partition)),
-                                       "loading presence") if partition in books else None
+            book = await until_written(lambda: partition_tasks.owned(books, partition, _load), "loading presence")
             if book is None:  # revoked: its signals are the new owner's
                 revoked.add(partition)
                 continue

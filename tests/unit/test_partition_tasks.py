@@ -39,3 +39,19 @@ async def test_a_loaded_partition_gives_its_state_and_a_failed_load_raises():
 
     with pytest.raises(ConnectionError):
         await partition_tasks.unless_revoked(partition_tasks.ensure(tasks, 2, broken))
+
+
+async def test_only_a_partition_with_a_task_is_loaded():
+    tasks: dict[int, asyncio.Task[str]] = {}
+    loads: list[int] = []
+
+    async def load(partition: int) -> str:
+        loads.append(partition)
+        return f"state of {partition}"
+
+    partition_tasks.ensure(tasks, 1, load)  # assigned
+    assert await partition_tasks.owned(tasks, 1, load) == "state of 1"
+    assert await partition_tasks.owned(tasks, 2, load) is None  # never assigned, or revoked
+    partition_tasks.forget(tasks, 1)
+    assert await partition_tasks.owned(tasks, 1, load) is None
+    assert loads == [1]
