@@ -226,8 +226,9 @@ class Traffic:
             counts.duplicates += len(stored) - len(set(stored))
         where = {(m["conversation_id"], m["seq"]): m["client_msg_id"] for h in histories.values() for m in h}
         counts.lost = sum(1 for cm, key in acked.items() if where.get(key) != cm)
-        counts.converged = await self._converge(histories, converge_s)
-        counts.notes = [self._lacks(d, histories) for d in self.devices if not self._holds(d, histories)]
+        want = {cid: {m["seq"]: m["message_id"] for m in h} for cid, h in histories.items()}  # cid -> seq -> id
+        counts.converged = await self._converge(want, converge_s)
+        counts.notes = [self._lacks(d, want) for d in self.devices if not self._holds(d, want)]
         for d in self.devices:
             counts.reordered += d.reordered
             counts.ack_conflicts += d.ack_conflicts
@@ -235,31 +236,30 @@ class Traffic:
             counts.reconnects += d.reconnects
         return counts
 
-    def _holds(self, d: Roaming, histories: dict[str, list[dict[str, Any]]]) -> bool:
+    def _holds(self, d: Roaming, want: dict[str, dict[int, str]]) -> bool:
         """Whether ``d`` holds every message of every group it is in, the same as history."""
-        return all({s: m["message_id"] for s, m in d.seen[cid].items()} == {m["seq"]: m["message_id"] for m in h}
-                   for cid, h in histories.items() if d.client in self.groups[cid])
+        return all({s: m["message_id"] for s, m in d.seen[cid].items()} == ids
+                   for cid, ids in want.items() if d.client in self.groups[cid])
 
-    def _lacks(self, d: Roaming, histories: dict[str, list[dict[str, Any]]]) -> str:
+    def _lacks(self, d: Roaming, want: dict[str, dict[int, str]]) -> str:
         """What ``d`` lacks or holds wrongly, per group, and its connection's state."""
         parts = []
-        for cid, h in histories.items():
+        for cid, ids in want.items():
             if d.client in self.groups[cid]:
-                want = {m["seq"]: m["message_id"] for m in h}
-                missing = sorted(set(want) - set(d.seen[cid]))
-                wrong = sorted(s for s, m in d.seen[cid].items() if want.get(s) != m["message_id"])
+                missing = sorted(set(ids) - set(d.seen[cid]))
+                wrong = sorted(s for s, m in d.seen[cid].items() if ids.get(s) != m["message_id"])
                 if missing or wrong:
-                    parts.append(f"{cid}: lacks {len(missing)} of {len(want)} ({spans(missing)}), wrong {wrong}")
+                    parts.append(f"{cid}: lacks {len(missing)} of {len(ids)} ({spans(missing)}), wrong {wrong}")
         state = "connected" if d.ws is not None and not d.ws.closed else "not connected"
         return (f"{d.client.user_id}/{d.device_id}: {'; '.join(parts)}; {state}, "
                 f"{'synced' if d.synced.is_set() else 'not synced'}, {d.reconnects} reconnects, errors {d.errors[-3:]}")
 
-    async def _converge(self, histories: dict[str, list[dict[str, Any]]], timeout: float) -> int:
+    async def _converge(self, want: dict[str, dict[int, str]], timeout: float) -> int:
         """How many devices hold every message of every group they are in, the same as history."""
         deadline = time.monotonic() + timeout
-        while not all(self._holds(d, histories) for d in self.devices) and time.monotonic() < deadline:
+        while not all(self._holds(d, want) for d in self.devices) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        return sum(1 for d in self.devices if self._holds(d, histories))
+        return sum(1 for d in self.devices if self._holds(d, want))
 
     async def close(self) -> None:
         self.stop.set()
